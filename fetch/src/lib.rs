@@ -1,0 +1,137 @@
+//! Turns image strings into images in the store. Local ACI files work now; network, discovery,
+//! trust and Docker sources come with their own modules.
+
+use std::path::{Path, PathBuf};
+
+use rkt_store::appc::AppString;
+use rkt_store::{ImportOptions, Imported, Store, StoreError};
+
+/// What an image string names, classified in rkt's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageString {
+    /// `sha512-…`: only ever looked up in the store.
+    Id(String),
+    Path(PathBuf),
+    /// `name[:version][,label=value]…`, found by appc discovery.
+    Name(AppString),
+    /// `http://…`, `https://…` or `file://…`.
+    Url(String),
+    /// `docker://…` or `docker:…`.
+    Docker(String),
+}
+
+/// The URL scheme of `s` as Go's `url.Parse` finds it: letters, digits, `+-.` before the first
+/// colon, starting with a letter.
+fn scheme(s: &str) -> Option<&str> {
+    let colon = s.find(':')?;
+    let candidate = &s[..colon];
+    let mut chars = candidate.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .then_some(candidate)
+}
+
+impl ImageString {
+    pub fn classify(s: &str) -> Result<Self, FetchError> {
+        if s.starts_with("sha512-") {
+            return Ok(ImageString::Id(s.to_string()));
+        }
+        match scheme(s) {
+            None => {
+                let path = Path::new(s);
+                let is_file = path.metadata().map(|m| m.is_file()).unwrap_or(false);
+                if path.is_absolute() || is_file || (!s.contains(':') && s.contains("./")) || s.ends_with(".aci") {
+                    return Ok(ImageString::Path(path.to_path_buf()));
+                }
+            }
+            Some("docker") => {
+                return Ok(ImageString::Docker(s.trim_start_matches("docker:").trim_start_matches("//").to_string()))
+            }
+            Some("http" | "https" | "file") => return Ok(ImageString::Url(s.to_string())),
+            Some(_) => {}
+        }
+        AppString::parse(s).map(ImageString::Name).map_err(FetchError::BadImageString)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    BadImageString(String),
+    #[error("error opening image file {}: {source}", path.display())]
+    OpenImage { path: PathBuf, source: std::io::Error },
+    #[error("error opening signature file {}: {source} (fetch without verification with --insecure-options=image)", path.display())]
+    OpenSignature { path: PathBuf, source: std::io::Error },
+    #[error("cannot verify signature {}: signature verification is not available in this build yet; fetch with --insecure-options=image", path.display())]
+    VerificationUnavailable { path: PathBuf },
+    #[error("fetching {kind} images ({image}) is not available in this build yet")]
+    Unsupported { kind: &'static str, image: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// `--insecure-options=image`: skip signature verification.
+    pub skip_verify: bool,
+    /// `--signature=FILE`, in place of the file beside the image.
+    pub signature: Option<PathBuf>,
+}
+
+/// The signature file rkt expects beside a local image: `PATH.aci.asc` for `PATH.aci`.
+pub fn signature_path(image: &Path) -> PathBuf {
+    let mut s = image.as_os_str().to_owned();
+    if image.extension().is_some_and(|e| e == "aci") {
+        s.push(".asc");
+    } else {
+        s.push(".aci.asc");
+    }
+    PathBuf::from(s)
+}
+
+/// Imports a local ACI file. Its signature must be there unless verification is skipped.
+pub async fn fetch_file(store: &Store, path: &Path, options: &FetchOptions) -> Result<Imported, FetchError> {
+    if !options.skip_verify {
+        let sig = options.signature.clone().unwrap_or_else(|| signature_path(path));
+        std::fs::metadata(&sig).map_err(|source| FetchError::OpenSignature { path: sig.clone(), source })?;
+        return Err(FetchError::VerificationUnavailable { path: sig });
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|source| FetchError::OpenImage { path: path.to_path_buf(), source })?;
+    let meta = file.metadata().await.map_err(|source| FetchError::OpenImage { path: path.to_path_buf(), source })?;
+    if meta.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory");
+        return Err(FetchError::OpenImage { path: path.to_path_buf(), source });
+    }
+    Ok(store.import(file, &ImportOptions::default()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_follows_rkt() {
+        let id = format!("sha512-{}", "a".repeat(64));
+        assert_eq!(ImageString::classify(&id).unwrap(), ImageString::Id(id.clone()));
+        assert!(matches!(ImageString::classify("/abs/image").unwrap(), ImageString::Path(_)));
+        assert!(matches!(ImageString::classify("./rel").unwrap(), ImageString::Path(_)));
+        assert!(matches!(ImageString::classify("x.aci").unwrap(), ImageString::Path(_)));
+        assert!(matches!(ImageString::classify("https://example.com/a.aci").unwrap(), ImageString::Url(_)));
+        assert_eq!(ImageString::classify("docker://busybox").unwrap(), ImageString::Docker("busybox".into()));
+        assert_eq!(ImageString::classify("docker:busybox").unwrap(), ImageString::Docker("busybox".into()));
+        match ImageString::classify("example.com/app:1.0,os=linux").unwrap() {
+            ImageString::Name(app) => assert_eq!(app.name, "example.com/app"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(ImageString::classify("my-app:v1.0").unwrap(), ImageString::Name(_)));
+        assert!(ImageString::classify("Not Valid").is_err());
+    }
+
+    #[test]
+    fn signature_beside_image() {
+        assert_eq!(signature_path(Path::new("/x/a.aci")), PathBuf::from("/x/a.aci.asc"));
+        assert_eq!(signature_path(Path::new("/x/a")), PathBuf::from("/x/a.aci.asc"));
+    }
+}

@@ -1,0 +1,157 @@
+//! rkt's command line, defined once. Global flags are accepted before or after the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::options::{parse_duration, InsecureOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "rkt", version, about = "rkt, the App Container runtime", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A Go-style boolean flag: `--flag`, `--flag=true` and `--flag=false` all work.
+macro_rules! go_bool {
+    () => {
+        "false"
+    };
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalFlags {
+    /// rkt data directory
+    #[arg(long, global = true, default_value = "/var/lib/rkt")]
+    pub dir: PathBuf,
+    /// system configuration directory
+    #[arg(long, global = true, default_value = "/usr/lib/rkt")]
+    pub system_config: PathBuf,
+    /// local configuration directory
+    #[arg(long, global = true, default_value = "/etc/rkt")]
+    pub local_config: PathBuf,
+    /// user configuration directory
+    #[arg(long, global = true, default_value = "")]
+    pub user_config: String,
+    /// comma-separated list of security features to disable: none, image, tls, ondisk, http,
+    /// pubkey, capabilities, paths, seccomp, all-fetch, all-run, all
+    #[arg(long, global = true, default_value = "none", value_parser = InsecureOptions::parse)]
+    pub insecure_options: InsecureOptions,
+    /// print out more debug information to stderr
+    #[arg(long, global = true, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    pub debug: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fetch image(s) and store them in the local store
+    Fetch(FetchArgs),
+    /// Operate on image(s) in the local store
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Print the version and exit
+    Version,
+    /// Print configuration for each stage in JSON format
+    Config {
+        /// apply indent to format the output
+        #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true")]
+        pretty_print: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// images to fetch: paths to ACI files, image IDs, or names
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// local signature file to use in validating the preceding image
+    #[arg(long)]
+    pub signature: Vec<PathBuf>,
+    /// print the full image hash after fetching
+    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    pub full: bool,
+    /// when to fetch an image: never, new or update
+    #[arg(long, default_value = "update", value_parser = ["never", "new", "update"])]
+    pub pull_policy: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// List images in the local store
+    List(ListArgs),
+    /// Remove one or more images with the given IDs or names from the local store
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Garbage collect local store
+    Gc {
+        /// duration to wait since an image was last used before removing it
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        grace_period: std::time::Duration,
+    },
+    /// Export a stored image to an ACI file
+    Export {
+        image: String,
+        output: PathBuf,
+        /// overwrite output ACI
+        #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+        overwrite: bool,
+    },
+    /// Extract a stored image to a directory
+    Extract(ExtractArgs),
+    /// Render a stored image, with its dependencies, to a directory
+    Render(ExtractArgs),
+    /// Inspect and print the image manifest
+    CatManifest {
+        image: String,
+        /// apply indent to format the output
+        #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+        pretty_print: bool,
+    },
+    /// Re-hash images and their rendered trees, repairing trees; without images, all of them,
+    /// rebuilding the index from the blobs
+    Verify { images: Vec<String> },
+    /// Fetch image(s) and store them in the local store
+    #[command(hide = true)]
+    Fetch(FetchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// comma-separated list of fields to display: id, name, size, importtime, lastused
+    #[arg(long, default_value = "id,name,size,importtime,lastused")]
+    pub fields: String,
+    /// sort the output by these comma-separated fields: name, importtime, lastused, size
+    #[arg(long, default_value = "importtime")]
+    pub sort: String,
+    /// sort order: asc or desc
+    #[arg(long, default_value = "asc", value_parser = ["asc", "desc"])]
+    pub order: String,
+    /// use long output format
+    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    pub full: bool,
+    /// suppress a legend with the list
+    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    pub no_legend: bool,
+    /// choose the output format: json, json-pretty (default: a table)
+    #[arg(long, value_parser = ["json", "json-pretty"])]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    pub image: String,
+    pub output: PathBuf,
+    /// extract only the root filesystem, without the manifest
+    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    pub rootfs_only: bool,
+    /// replace the output directory if it exists
+    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    pub overwrite: bool,
+}

@@ -1,0 +1,67 @@
+//! `rkt fetch`: brings images into the store and prints their IDs.
+
+use rkt_fetch::{fetch_file, FetchOptions, ImageString};
+
+use crate::cli::{FetchArgs, GlobalFlags};
+use crate::commands::open_store;
+use crate::{CliError, CliResult};
+
+pub async fn run(global: &GlobalFlags, args: FetchArgs) -> CliResult {
+    if args.signature.len() > args.images.len() {
+        return Err(CliError("more --signature flags than images".into()));
+    }
+    let store = open_store(global)?;
+    for (i, image) in args.images.iter().enumerate() {
+        let id = match ImageString::classify(image)? {
+            ImageString::Id(id) => store.resolve_id(&id)?,
+            ImageString::Path(path) => {
+                let options = FetchOptions {
+                    skip_verify: global.insecure_options.image,
+                    signature: args.signature.get(i).cloned(),
+                };
+                let imported = fetch_file(&store, &path, &options).await?;
+                if let Err(e) = render_if_root(&store, &imported.id).await {
+                    if !imported.already_stored {
+                        // An image that cannot be rendered is bad input: the store stays as it was.
+                        store.remove_image(&imported.id)?;
+                    }
+                    return Err(e);
+                }
+                imported.id
+            }
+            ImageString::Name(app) => {
+                if args.pull_policy == "update" {
+                    return Err(CliError(format!(
+                        "fetching {image:?} needs appc discovery, which this build does not have yet; use --pull-policy=never to take it from the store"
+                    )));
+                }
+                store
+                    .find(&app)?
+                    .ok_or_else(|| CliError(format!("unable to find image {image:?} in the local store")))?
+            }
+            ImageString::Url(url) => {
+                return Err(CliError(format!("fetching URLs ({url}) is not available in this build yet")))
+            }
+            ImageString::Docker(reference) => {
+                return Err(CliError(format!(
+                    "fetching Docker images (docker://{reference}) is not available in this build yet"
+                )))
+            }
+        };
+        println!("{}", if args.full { id.to_string() } else { id.short(32) });
+    }
+    Ok(())
+}
+
+/// rkt renders at fetch time when it can (as root), so that a later run starts at once.
+async fn render_if_root(store: &rkt_store::Store, id: &rkt_store::ImageId) -> CliResult {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    match store.render_tree(id).await {
+        Ok(_) => Ok(()),
+        // An image whose dependencies are not here yet is rendered when they are.
+        Err(rkt_store::StoreError::MissingDependency { .. }) => Ok(()),
+        Err(e) => Err(CliError(format!("rendering {}: {e}", id.short(32)))),
+    }
+}

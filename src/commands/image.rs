@@ -1,0 +1,261 @@
+//! `rkt image …`: list, inspect, export, extract, render, remove, collect and verify images.
+
+use std::path::Path;
+
+use rkt_store::{ImageCheck, ImageId, ImageRecord, Store};
+use serde::Serialize;
+
+use crate::cli::{ExtractArgs, GlobalFlags, ImageCommand, ListArgs};
+use crate::commands::open_store;
+use crate::output::{full_time, human_bytes, human_time, tab_table};
+use crate::{CliError, CliResult};
+
+pub async fn run(global: &GlobalFlags, command: ImageCommand) -> CliResult {
+    let store = open_store(global)?;
+    match command {
+        ImageCommand::List(args) => list(&store, &args),
+        ImageCommand::Rm { images } => rm(&store, &images),
+        ImageCommand::Gc { grace_period } => gc(&store, grace_period),
+        ImageCommand::Export { image, output, overwrite } => {
+            let id = store.resolve(&image)?;
+            Ok(store.export(&id, &output, overwrite).await?)
+        }
+        ImageCommand::Extract(args) => extract(&store, &args, false).await,
+        ImageCommand::Render(args) => extract(&store, &args, true).await,
+        ImageCommand::CatManifest { image, pretty_print } => {
+            let id = store.resolve(&image)?;
+            let record = store.image(&id)?;
+            let value: serde_json::Value = serde_json::from_str(&record.manifest)?;
+            let text =
+                if pretty_print { serde_json::to_string_pretty(&value)? } else { serde_json::to_string(&value)? };
+            println!("{text}");
+            Ok(())
+        }
+        ImageCommand::Verify { images } => verify(&store, &images).await,
+        ImageCommand::Fetch(_) => unreachable!("dispatched as fetch"),
+    }
+}
+
+#[derive(Serialize)]
+struct ImageJson<'a> {
+    id: String,
+    name: &'a str,
+    import_time: i64,
+    last_used_time: i64,
+    size: u64,
+}
+
+fn list_fields(spec: &str, allowed: &[&str]) -> Result<Vec<String>, CliError> {
+    let mut out: Vec<String> = Vec::new();
+    for field in spec.split(',').map(|f| f.trim().to_ascii_lowercase()) {
+        if !allowed.contains(&field.as_str()) {
+            return Err(CliError(format!("unknown field {field:?} (accepted: {})", allowed.join(", "))));
+        }
+        if out.contains(&field) {
+            return Err(CliError(format!("duplicated field {field:?}")));
+        }
+        out.push(field);
+    }
+    Ok(out)
+}
+
+fn name_with_version(record: &ImageRecord) -> String {
+    let version = serde_json::from_str::<rkt_store::appc::ImageManifest>(&record.manifest)
+        .ok()
+        .and_then(|m| m.label("version").map(str::to_string));
+    match version {
+        Some(v) => format!("{}:{v}", record.name),
+        None => record.name.clone(),
+    }
+}
+
+fn list(store: &Store, args: &ListArgs) -> CliResult {
+    let fields = list_fields(&args.fields, &["id", "name", "size", "importtime", "lastused"])?;
+    let sort = list_fields(&args.sort, &["name", "importtime", "lastused", "size"])?;
+    let mut images = store.images()?;
+    images.sort_by(|a, b| {
+        let mut ord = std::cmp::Ordering::Equal;
+        for key in &sort {
+            ord = ord.then(match key.as_str() {
+                "name" => a.name.cmp(&b.name),
+                "importtime" => a.import_time.cmp(&b.import_time),
+                "lastused" => a.last_used.cmp(&b.last_used),
+                _ => a.size.cmp(&b.size),
+            });
+        }
+        ord
+    });
+    if args.order == "desc" {
+        images.reverse();
+    }
+    if let Some(format) = &args.format {
+        let json: Vec<ImageJson> = images
+            .iter()
+            .map(|r| ImageJson {
+                id: r.id.to_string(),
+                name: &r.name,
+                import_time: r.import_time,
+                last_used_time: r.last_used,
+                size: r.size,
+            })
+            .collect();
+        let text =
+            if format == "json-pretty" { serde_json::to_string_pretty(&json)? } else { serde_json::to_string(&json)? };
+        println!("{text}");
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    if !args.no_legend {
+        rows.push(
+            fields
+                .iter()
+                .map(|f| match f.as_str() {
+                    "id" => "ID",
+                    "name" => "NAME",
+                    "size" => "SIZE",
+                    "importtime" => "IMPORT TIME",
+                    _ => "LAST USED",
+                })
+                .map(String::from)
+                .collect(),
+        );
+    }
+    let time = |ns| if args.full { full_time(ns) } else { human_time(ns) };
+    for r in &images {
+        rows.push(
+            fields
+                .iter()
+                .map(|f| match f.as_str() {
+                    "id" => {
+                        if args.full {
+                            r.id.to_string()
+                        } else {
+                            r.id.short(12)
+                        }
+                    }
+                    "name" => name_with_version(r),
+                    "size" => {
+                        if args.full {
+                            r.size.to_string()
+                        } else {
+                            human_bytes(r.size)
+                        }
+                    }
+                    "importtime" => time(r.import_time),
+                    _ => time(r.last_used),
+                })
+                .collect(),
+        );
+    }
+    print!("{}", tab_table(&rows));
+    Ok(())
+}
+
+fn rm(store: &Store, images: &[String]) -> CliResult {
+    let mut ids: Vec<ImageId> = Vec::new();
+    let mut failed = 0;
+    for image in images {
+        match store.resolve(image) {
+            Ok(id) if !ids.contains(&id) => ids.push(id),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("image rm: {image}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    let mut removed = 0;
+    for id in &ids {
+        match store.remove_image(id) {
+            Ok(_) => {
+                println!("successfully removed aci for image: {:?}", id.to_string());
+                removed += 1;
+            }
+            Err(e) => {
+                eprintln!("image rm: {id}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        eprintln!("image rm: {removed} image(s) successfully removed");
+    }
+    if failed > 0 {
+        return Err(CliError(format!("{failed} image(s) could not be removed")));
+    }
+    Ok(())
+}
+
+fn gc(store: &Store, grace: std::time::Duration) -> CliResult {
+    let report = store.gc(grace)?;
+    for tree in &report.removed_trees {
+        eprintln!("image gc: removed treestore {tree:?}");
+    }
+    for id in &report.removed_images {
+        println!("successfully removed aci for image: {:?}", id.to_string());
+    }
+    if report.removed_orphan_blobs > 0 {
+        eprintln!("image gc: removed {} blob(s) the index did not know", report.removed_orphan_blobs);
+    }
+    eprintln!("image gc: {} image(s) successfully removed", report.removed_images.len());
+    Ok(())
+}
+
+async fn extract(store: &Store, args: &ExtractArgs, with_dependencies: bool) -> CliResult {
+    let id = store.resolve(&args.image)?;
+    let out = &args.output;
+    if out.canonicalize().is_ok_and(|p| p == Path::new("/")) {
+        return Err(CliError("refusing to write into /".into()));
+    }
+    if out.symlink_metadata().is_ok() {
+        if !args.overwrite {
+            return Err(CliError(format!("output directory {} exists (use --overwrite)", out.display())));
+        }
+        std::fs::remove_dir_all(out).map_err(|e| CliError(format!("removing {}: {e}", out.display())))?;
+    }
+    let layers = if with_dependencies { store.dependency_layers(&id)? } else { vec![store.single_layer(&id)?] };
+    std::fs::create_dir_all(out).map_err(|e| CliError(format!("creating {}: {e}", out.display())))?;
+    if let Err(e) = store.render_layers(&layers, out, args.rootfs_only).await {
+        let _ = std::fs::remove_dir_all(out);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+async fn verify(store: &Store, images: &[String]) -> CliResult {
+    let only = if images.is_empty() {
+        None
+    } else {
+        Some(images.iter().map(|i| store.resolve(i)).collect::<Result<Vec<_>, _>>()?)
+    };
+    let report = store.verify(only).await?;
+    let mut bad = 0;
+    for (id, check) in &report.images {
+        match check {
+            ImageCheck::Ok { trees_checked, trees_repaired } => {
+                for tree in trees_repaired {
+                    eprintln!("image verify: tree {tree} did not match its hash and was rendered again");
+                }
+                println!("{id}: ok ({trees_checked} tree(s) checked)");
+            }
+            ImageCheck::Corrupt { actual } => {
+                bad += 1;
+                println!("{id}: CORRUPT (data hashes to {actual})");
+            }
+            ImageCheck::MissingBlob => {
+                bad += 1;
+                println!("{id}: MISSING (its blob is gone)");
+            }
+        }
+    }
+    for id in &report.reindexed {
+        println!("{id}: indexed again from its blob");
+    }
+    for id in &report.dropped {
+        println!("{id}: dropped from the index (its blob is gone)");
+    }
+    if bad > 0 {
+        return Err(CliError(format!("{bad} image(s) failed verification")));
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The SQLite index of the store. It is only an index: every row can be rebuilt from the blobs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+use crate::image_id::ImageId;
+
+/// Each step takes the schema from version `i` to `i + 1`; a store is never migrated down.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE images (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    import_time INTEGER NOT NULL,
+    last_used INTEGER NOT NULL,
+    latest INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX images_by_name ON images(name);
+CREATE TABLE remotes (
+    url TEXT PRIMARY KEY,
+    sig_url TEXT NOT NULL DEFAULT '',
+    etag TEXT NOT NULL DEFAULT '',
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    cache_max_age INTEGER NOT NULL DEFAULT 0,
+    download_time INTEGER NOT NULL
+);
+CREATE INDEX remotes_by_image ON remotes(image_id);
+CREATE TABLE trees (
+    id TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    rendered_time INTEGER NOT NULL
+);
+CREATE TABLE tree_images (
+    tree_id TEXT NOT NULL REFERENCES trees(id) ON DELETE CASCADE,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (tree_id, image_id)
+);
+CREATE INDEX tree_images_by_image ON tree_images(image_id);
+"#];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// One image's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    pub name: String,
+    pub manifest: String,
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch, as rkt's JSON prints them.
+    pub import_time: i64,
+    pub last_used: i64,
+    pub latest: bool,
+}
+
+/// One rendered tree's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeRecord {
+    pub id: String,
+    pub image_id: ImageId,
+    pub hash: String,
+    pub size: u64,
+    pub images: Vec<ImageId>,
+}
+
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+fn image_from_row(row: &rusqlite::Row) -> rusqlite::Result<ImageRecord> {
+    let id: String = row.get(0)?;
+    let id = ImageId::parse_full(&id)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Text))?;
+    Ok(ImageRecord {
+        id,
+        name: row.get(1)?,
+        manifest: row.get(2)?,
+        size: row.get::<_, i64>(3)? as u64,
+        import_time: row.get(4)?,
+        last_used: row.get(5)?,
+        latest: row.get(6)?,
+    })
+}
+
+const IMAGE_COLUMNS: &str = "id, name, manifest, size, import_time, last_used, latest";
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| db(path, e))?;
+        // Parallel CI jobs share one store: wait for each other instead of failing.
+        conn.busy_timeout(Duration::from_secs(60)).map_err(|e| db(path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db(path, e))?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| db(path, e))?;
+        let mut index = Index { conn, path: path.to_path_buf() };
+        index.migrate()?;
+        Ok(index)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db(&path, e))?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db(&path, e))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::IndexTooNew { path, found, known: SCHEMA_VERSION });
+        }
+        for step in &MIGRATIONS[found as usize..] {
+            tx.execute_batch(step).map_err(|e| db(&path, e))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| db(&path, e))?;
+        tx.commit().map_err(|e| db(&path, e))
+    }
+
+    /// Runs `f` in a write transaction taken at once (`BEGIN IMMEDIATE`), so that two writers
+    /// never both read a stale snapshot.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db(&path, e))?;
+        let value = f(&tx).map_err(|e| db(&path, e))?;
+        tx.commit().map_err(|e| db(&path, e))?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        f(&self.conn).map_err(|e| db(&self.path, e))
+    }
+
+    pub fn insert_image(&mut self, record: &ImageRecord) -> Result<()> {
+        self.write(|tx| {
+            if record.latest {
+                tx.execute(
+                    "UPDATE images SET latest = 0 WHERE name = ?1 AND id != ?2",
+                    params![record.name, record.id.to_string()],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO images (id, name, manifest, size, import_time, last_used, latest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET import_time = excluded.import_time,
+                     latest = MAX(images.latest, excluded.latest)",
+                params![
+                    record.id.to_string(),
+                    record.name,
+                    record.manifest,
+                    record.size as i64,
+                    record.import_time,
+                    record.last_used,
+                    record.latest
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>> {
+        self.read(|c| {
+            c.query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id.to_string()], image_from_row)
+                .optional()
+        })
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images ORDER BY import_time, id"))?;
+            let rows = stmt.query_map([], image_from_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn images_named(&self, name: &str) -> Result<Vec<ImageRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE name = ?1"))?;
+            let rows = stmt.query_map([name], image_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// IDs that start with the hex digits `prefix`.
+    pub fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<ImageId>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM images WHERE substr(id, 1, ?1) = ?2 LIMIT 2")?;
+            let wanted = format!("sha512-{prefix}");
+            let rows = stmt.query_map(params![wanted.len() as i64, wanted], |r| r.get::<_, String>(0))?;
+            rows.map(|r| r.map(|s| ImageId::parse_full(&s).expect("ids in the index are valid"))).collect()
+        })
+    }
+
+    pub fn touch(&mut self, id: &ImageId) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("UPDATE images SET last_used = ?1 WHERE id = ?2", params![now_ns(), id.to_string()]).map(drop)
+        })
+    }
+
+    /// Removes an image's row with its remotes and the rows of every tree built from it; returns
+    /// those trees' IDs, whose directories the caller removes.
+    pub fn remove_image(&mut self, id: &ImageId) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let trees: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT tree_id FROM tree_images WHERE image_id = ?1")?;
+                let rows = stmt.query_map([id.to_string()], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for tree in &trees {
+                tx.execute("DELETE FROM trees WHERE id = ?1", [tree])?;
+            }
+            tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+            Ok(trees)
+        })
+    }
+
+    pub fn insert_tree(&mut self, tree: &TreeRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM trees WHERE id = ?1", [&tree.id])?;
+            tx.execute(
+                "INSERT INTO trees (id, image_id, hash, size, rendered_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![tree.id, tree.image_id.to_string(), tree.hash, tree.size as i64, now_ns()],
+            )?;
+            for image in &tree.images {
+                tx.execute(
+                    "INSERT OR IGNORE INTO tree_images (tree_id, image_id) VALUES (?1, ?2)",
+                    params![tree.id, image.to_string()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn tree(&self, id: &str) -> Result<Option<TreeRecord>> {
+        let row = self.read(|c| {
+            c.query_row("SELECT id, image_id, hash, size FROM trees WHERE id = ?1", [id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })
+            .optional()
+        })?;
+        let Some((id, image, hash, size)) = row else { return Ok(None) };
+        let images = self.read(|c| {
+            let mut stmt = c.prepare("SELECT image_id FROM tree_images WHERE tree_id = ?1")?;
+            let rows = stmt.query_map([&id], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })?;
+        Ok(Some(TreeRecord {
+            id,
+            image_id: ImageId::parse_full(&image).expect("ids in the index are valid"),
+            hash,
+            size: size as u64,
+            images: images.iter().filter_map(|s| ImageId::parse_full(s)).collect(),
+        }))
+    }
+
+    pub fn trees(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM trees ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    pub fn trees_of(&self, image: &ImageId) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM trees WHERE image_id = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([image.to_string()], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    pub fn remove_tree(&mut self, id: &str) -> Result<()> {
+        self.write(|tx| tx.execute("DELETE FROM trees WHERE id = ?1", [id]).map(drop))
+    }
+}
+
+fn db(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Index { path: path.to_path_buf(), source }
+}

@@ -1,0 +1,23 @@
+//! The appc image format and rkt's image store: content-addressed blobs indexed in SQLite, and
+//! a tree store of rendered root filesystems.
+
+pub mod aci;
+pub mod appc;
+mod blob;
+mod error;
+pub mod image_id;
+pub mod index;
+mod maintenance;
+mod render;
+mod store;
+mod tar_entry;
+pub mod tree;
+pub mod tree_writer;
+
+pub use error::{Result, StoreError};
+pub use image_id::ImageId;
+pub use index::{ImageRecord, TreeRecord};
+pub use maintenance::{GcReport, ImageCheck, VerifyReport};
+pub use render::Layer;
+pub use store::{ImportOptions, Imported, Store, StoreLock};
+pub use tree::Tree;

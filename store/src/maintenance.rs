@@ -1,0 +1,199 @@
+//! Removing images, garbage collection and integrity checks.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::blob::Tee;
+use crate::error::{IoContext, Result, StoreError};
+use crate::image_id::ImageId;
+use crate::index::{now_ns, ImageRecord};
+use crate::store::{scan_aci, Store};
+use crate::tree::remove_dir_atomically;
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub removed_trees: Vec<String>,
+    pub removed_images: Vec<ImageId>,
+    pub removed_orphan_blobs: usize,
+}
+
+/// What `verify` found for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageCheck {
+    Ok { trees_checked: usize, trees_repaired: Vec<String> },
+    Corrupt { actual: ImageId },
+    MissingBlob,
+}
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub images: Vec<(ImageId, ImageCheck)>,
+    /// Complete blobs that had no index row (an import interrupted after the blob was named).
+    pub reindexed: Vec<ImageId>,
+    /// Index rows whose blob is gone, removed.
+    pub dropped: Vec<ImageId>,
+}
+
+impl Store {
+    /// Removes an image: its index rows first, so that it disappears at once, then its blob and
+    /// the trees rendered from it. Returns the IDs of the removed trees.
+    pub fn remove_image(&self, id: &ImageId) -> Result<Vec<String>> {
+        let _lock = self.lock_exclusive()?;
+        self.remove_locked(id)
+    }
+
+    fn remove_locked(&self, id: &ImageId) -> Result<Vec<String>> {
+        let trees = self.index().remove_image(id)?;
+        let blob = self.blob_path(id);
+        match std::fs::remove_file(&blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::Io { path: blob, source: e }),
+        }
+        for tree in &trees {
+            remove_dir_atomically(self, &self.tree_path(tree))?;
+        }
+        Ok(trees)
+    }
+
+    /// Removes images not used within `grace`, the trees rendered from them, trees and blobs the
+    /// index does not know, and what interrupted runs left in the temp area.
+    pub fn gc(&self, grace: Duration) -> Result<GcReport> {
+        let _lock = self.lock_exclusive()?;
+        let mut report = GcReport::default();
+        let known_trees = self.index().trees()?;
+        for tree in &known_trees {
+            if !self.tree_path(tree).join("rendered").exists() {
+                self.remove_tree(tree)?;
+                report.removed_trees.push(tree.clone());
+            }
+        }
+        let tree_dir = self.tree_dir();
+        for entry in std::fs::read_dir(&tree_dir).at(&tree_dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !known_trees.contains(&name) {
+                remove_dir_atomically(self, &entry.path())?;
+                report.removed_trees.push(name);
+            }
+        }
+        let cutoff = now_ns() - grace.as_nanos() as i64;
+        let mut images = self.index().images()?;
+        images.sort_by_key(|r| r.last_used);
+        for image in images.iter().take_while(|r| r.last_used < cutoff) {
+            report.removed_trees.extend(self.remove_locked(&image.id)?);
+            report.removed_images.push(image.id.clone());
+        }
+        let cutoff_time = std::time::SystemTime::now() - grace;
+        for (id, path) in self.blob_files()? {
+            if self.index().image(&id)?.is_none() {
+                let old = path.metadata().and_then(|m| m.modified()).map(|t| t < cutoff_time).unwrap_or(false);
+                if old && std::fs::remove_file(&path).is_ok() {
+                    report.removed_orphan_blobs += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every blob file under `cas/blob` with the ID its name gives.
+    fn blob_files(&self) -> Result<Vec<(ImageId, std::path::PathBuf)>> {
+        let root = self.blob_root();
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(&root).at(&root)?.flatten() {
+            let shard_path = shard.path();
+            for entry in std::fs::read_dir(&shard_path).at(&shard_path)?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(id) = ImageId::parse_full(&name) {
+                    out.push((id, entry.path()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn hash_blob(&self, path: &Path) -> Result<ImageId> {
+        let file = tokio::fs::File::open(path).await.at(path)?;
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
+        tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.at(path)?;
+        Ok(ImageId::from_hasher(tee.finish().0))
+    }
+
+    /// Re-hashes images and their rendered trees, re-rendering trees that no longer match.
+    /// Without `only`, checks every image and also rebuilds the index from the blobs: blobs
+    /// without a row are indexed again, rows without a blob are dropped.
+    pub async fn verify(&self, only: Option<Vec<ImageId>>) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let everything = only.is_none();
+        let records: Vec<ImageRecord> = match only {
+            Some(ids) => ids.iter().map(|id| self.image(id)).collect::<Result<_>>()?,
+            None => self.images()?,
+        };
+        for record in records {
+            let path = self.blob_path(&record.id);
+            if !path.exists() {
+                if everything {
+                    self.index().remove_image(&record.id)?;
+                    report.dropped.push(record.id.clone());
+                } else {
+                    report.images.push((record.id.clone(), ImageCheck::MissingBlob));
+                }
+                continue;
+            }
+            let actual = self.hash_blob(&path).await?;
+            if actual != record.id {
+                report.images.push((record.id.clone(), ImageCheck::Corrupt { actual }));
+                continue;
+            }
+            let mut checked = 0;
+            let mut repaired = Vec::new();
+            let trees = self.index().trees_of(&record.id)?;
+            for tree_id in trees {
+                let Some(tree) = self.index().tree(&tree_id)? else { continue };
+                checked += 1;
+                if !self.check_tree(&tree)? {
+                    self.remove_tree(&tree_id)?;
+                    self.render_tree(&record.id).await?;
+                    repaired.push(tree_id);
+                }
+            }
+            report
+                .images
+                .push((record.id.clone(), ImageCheck::Ok { trees_checked: checked, trees_repaired: repaired }));
+        }
+        if everything {
+            for (id, path) in self.blob_files()? {
+                if self.index().image(&id)?.is_some() {
+                    continue;
+                }
+                if self.reindex_blob(&id, &path).await.is_ok() {
+                    report.reindexed.push(id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reindex_blob(&self, id: &ImageId, path: &Path) -> Result<()> {
+        let file = tokio::fs::File::open(path).await.at(path)?;
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
+        let scan = scan_aci(&mut tee).await?;
+        tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.at(path)?;
+        let (hasher, size) = tee.finish();
+        if ImageId::from_hasher(hasher) != *id {
+            return Err(StoreError::Invalid(format!("{} does not hash to its name", path.display())));
+        }
+        let time =
+            path.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let time = time.map(|d| d.as_nanos() as i64).unwrap_or_else(now_ns);
+        self.index().insert_image(&ImageRecord {
+            id: id.clone(),
+            name: scan.manifest.name,
+            manifest: scan.manifest_json,
+            size,
+            import_time: time,
+            last_used: time,
+            latest: false,
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! Rendering an image with its dependencies into one root filesystem, as appc's acirenderer
+//! does: dependencies depth-first, an upper image's files hide a lower image's, path whitelists
+//! of dependents filter what lies below them, and whiteouts hide what lies below them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::aci::{archive, parent, whiteout, EntryClass, Whiteout};
+use crate::appc::{AppString, Dependency, ImageManifest};
+use crate::blob::Tee;
+use crate::error::{IoContext, Result, StoreError};
+use crate::image_id::ImageId;
+use crate::store::Store;
+use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
+use crate::tree_writer::TreeWriter;
+
+/// A dependency tree deeper or wider than this is refused rather than walked.
+const MAX_LAYERS: usize = 1024;
+
+/// One image of a flattened dependency tree.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub id: ImageId,
+    pub manifest: ImageManifest,
+    /// Index of the image that depends on this one.
+    parent: Option<usize>,
+}
+
+impl Store {
+    fn resolve_dependency(&self, dep: &Dependency, of: &ImageManifest) -> Result<ImageId> {
+        let missing = || StoreError::MissingDependency { name: dep.image_name.clone(), of: of.name.clone() };
+        if let Some(id) = &dep.image_id {
+            return self.resolve_id(id).map_err(|_| missing());
+        }
+        let app = AppString { name: dep.image_name.clone(), labels: dep.labels.clone() };
+        self.find(&app)?.ok_or_else(missing)
+    }
+
+    /// One image alone, without its dependencies (`rkt image extract`).
+    pub fn single_layer(&self, id: &ImageId) -> Result<Layer> {
+        Ok(Layer { id: id.clone(), manifest: self.manifest(id)?, parent: None })
+    }
+
+    /// The images that make up `top`'s root filesystem, top first: for A→[B, C] and C→[D] that is
+    /// A, C, D, B, rendered in the reverse order.
+    pub fn dependency_layers(&self, top: &ImageId) -> Result<Vec<Layer>> {
+        let mut layers = Vec::new();
+        let mut path = Vec::new();
+        self.visit(top.clone(), None, &mut path, &mut layers)?;
+        Ok(layers)
+    }
+
+    fn visit(&self, id: ImageId, parent: Option<usize>, path: &mut Vec<ImageId>, out: &mut Vec<Layer>) -> Result<()> {
+        if path.contains(&id) {
+            let names: Vec<String> = path.iter().chain([&id]).map(|i| i.short(12)).collect();
+            return Err(StoreError::DependencyCycle(names.join(" -> ")));
+        }
+        if out.len() >= MAX_LAYERS {
+            return Err(StoreError::Invalid(format!(
+                "image {} has more than {MAX_LAYERS} dependencies",
+                path[0].short(12)
+            )));
+        }
+        let manifest = self.manifest(&id)?;
+        let index = out.len();
+        let deps: Vec<ImageId> =
+            manifest.dependencies.iter().map(|d| self.resolve_dependency(d, &manifest)).collect::<Result<_>>()?;
+        out.push(Layer { id: id.clone(), manifest, parent });
+        path.push(id);
+        for dep in deps.into_iter().rev() {
+            self.visit(dep, Some(index), path, out)?;
+        }
+        path.pop();
+        Ok(())
+    }
+
+    /// Renders `layers` (from `dependency_layers`) into the existing, empty directory `dest`:
+    /// the root filesystem in `dest/rootfs` beside the top image's `manifest`, or, with
+    /// `rootfs_only`, the root filesystem in `dest` itself.
+    pub async fn render_layers(&self, layers: &[Layer], dest: &Path, rootfs_only: bool) -> Result<()> {
+        let root = if rootfs_only { dest.to_path_buf() } else { dest.join("rootfs") };
+        if !rootfs_only {
+            std::fs::create_dir(&root).at(&root)?;
+            let manifest = dest.join("manifest");
+            let json = self.image(&layers[0].id)?.manifest;
+            std::fs::write(&manifest, json).at(&manifest)?;
+        }
+        let mut writer = TreeWriter::new(&root).at(&root)?;
+        let mut selector = Selector::default();
+        let filters: Vec<LayerFilter> = (0..layers.len()).map(|i| LayerFilter::new(layers, i)).collect();
+        let mut chosen: Vec<Option<HashSet<Vec<u8>>>> = vec![None; layers.len()];
+        if layers.len() > 1 {
+            // Which image provides each path is known only once the upper images have been read.
+            for (i, layer) in layers.iter().enumerate() {
+                let mut set = HashSet::new();
+                self.read_layer(
+                    layer,
+                    |path, kind| {
+                        let keep = selector.decide(&filters[i], i, path, kind)?;
+                        if keep {
+                            set.insert(path.to_vec());
+                        }
+                        Ok(false)
+                    },
+                    &mut writer,
+                )
+                .await?;
+                selector.end_layer();
+                chosen[i] = Some(set);
+            }
+        }
+        for i in (0..layers.len()).rev() {
+            let set = chosen[i].take();
+            let filter = &filters[i];
+            self.read_layer(
+                &layers[i],
+                |path, kind| match &set {
+                    Some(set) => Ok(set.contains(path)),
+                    None => selector.decide(filter, i, path, kind),
+                },
+                &mut writer,
+            )
+            .await?;
+        }
+        writer.finish().at(&root)?;
+        Ok(())
+    }
+
+    /// Streams one image's blob, writing the entries `keep` accepts, and checks the blob's hash.
+    async fn read_layer(
+        &self,
+        layer: &Layer,
+        mut keep: impl FnMut(&[u8], &Kind) -> Result<bool>,
+        writer: &mut TreeWriter,
+    ) -> Result<()> {
+        let file = tokio::fs::File::from_std(self.open_blob(&layer.id)?);
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
+        {
+            let mut tar = tokio_tar::Archive::new(&mut tee);
+            let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
+            while let Some(mut entry) = next_entry(&mut entries).await? {
+                let Some(info) = entry_info(&mut entry).await? else { continue };
+                if !keep(&info.path, &info.kind)? {
+                    continue;
+                }
+                let rel = match info.path.strip_prefix(b"rootfs") {
+                    Some(b"") => &b""[..],
+                    Some(rest) if rest.starts_with(b"/") => &rest[1..],
+                    _ => continue,
+                };
+                write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
+            }
+        }
+        tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
+        let (hasher, _) = tee.finish();
+        let actual = ImageId::from_hasher(hasher);
+        if actual != layer.id {
+            return Err(StoreError::Corrupt { id: layer.id.clone(), actual });
+        }
+        Ok(())
+    }
+}
+
+/// The path whitelists that apply to one layer: its own (files only), and the one of the
+/// top-most image above it that has one (everything).
+struct LayerFilter {
+    own: Option<HashSet<Vec<u8>>>,
+    upper: Option<HashSet<Vec<u8>>>,
+}
+
+fn whitelist(manifest: &ImageManifest) -> Option<HashSet<Vec<u8>>> {
+    if manifest.path_whitelist.is_empty() {
+        return None;
+    }
+    Some(manifest.path_whitelist.iter().map(|p| format!("rootfs{}", p.trim_end_matches('/')).into_bytes()).collect())
+}
+
+impl LayerFilter {
+    fn new(layers: &[Layer], i: usize) -> Self {
+        let mut upper = None;
+        let mut ancestor = layers[i].parent;
+        while let Some(a) = ancestor {
+            if let Some(list) = whitelist(&layers[a].manifest) {
+                upper = Some(list);
+            }
+            ancestor = layers[a].parent;
+        }
+        LayerFilter { own: whitelist(&layers[i].manifest), upper }
+    }
+}
+
+/// Decides, layer by layer from the top, which image provides each path.
+#[derive(Default)]
+struct Selector {
+    provided: HashMap<Vec<u8>, (EntryClass, usize)>,
+    hidden: HashSet<Vec<u8>>,
+    opaque: HashSet<Vec<u8>>,
+    pending: Vec<Whiteout>,
+}
+
+impl Selector {
+    fn decide(&mut self, filter: &LayerFilter, layer: usize, path: &[u8], kind: &Kind) -> Result<bool> {
+        if path == b"manifest" {
+            return Ok(false);
+        }
+        if let Some(w) = whiteout(path).map_err(archive)? {
+            self.pending.push(w);
+            return Ok(false);
+        }
+        let class = if *kind == Kind::Dir { EntryClass::Directory } else { EntryClass::Other };
+        if path == b"rootfs" {
+            return Ok(class == EntryClass::Directory && self.provided.insert(path.to_vec(), (class, layer)).is_none());
+        }
+        if class != EntryClass::Directory && filter.own.as_ref().is_some_and(|w| !w.contains(path)) {
+            return Ok(false);
+        }
+        if filter.upper.as_ref().is_some_and(|w| !w.contains(path)) {
+            return Ok(false);
+        }
+        if self.provided.contains_key(path) || self.hidden.contains(path) {
+            return Ok(false);
+        }
+        let mut ancestor = parent(path);
+        while let Some(dir) = ancestor {
+            if self.hidden.contains(dir) || self.opaque.contains(dir) {
+                return Ok(false);
+            }
+            if matches!(self.provided.get(dir), Some((EntryClass::Other, _))) {
+                return Ok(false);
+            }
+            ancestor = parent(dir);
+        }
+        if let Kind::HardLink(target) = kind {
+            // A link can only be made to a file this same image provides.
+            if self.provided.get(target.as_slice()) != Some(&(EntryClass::Other, layer)) {
+                return Ok(false);
+            }
+        }
+        self.provided.insert(path.to_vec(), (class, layer));
+        Ok(true)
+    }
+
+    /// Whiteouts hide only what lies in the images below the one that holds them.
+    fn end_layer(&mut self) {
+        for w in self.pending.drain(..) {
+            match w {
+                Whiteout::Entry(path) => self.hidden.insert(path),
+                Whiteout::Opaque(dir) => self.opaque.insert(dir),
+            };
+        }
+    }
+}

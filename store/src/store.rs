@@ -1,0 +1,291 @@
+//! The store: blobs under `cas/blob`, their SQLite index, rendered trees under `cas/tree`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::io::AsyncRead;
+
+use crate::aci::{self, archive, Compression, EntryClass, LayoutCheck};
+use crate::appc::manifest::MAX_MANIFEST_BYTES;
+use crate::appc::{AppString, ImageManifest};
+use crate::blob::{lock_file, Tee, TempBlob};
+use crate::error::{IoContext, Result, StoreError};
+use crate::image_id::{IdQuery, ImageId};
+use crate::index::{now_ns, ImageRecord, Index};
+use crate::tar_entry::{entry_info, next_entry, Kind};
+
+pub struct Store {
+    dir: PathBuf,
+    cas: PathBuf,
+    index: Mutex<Index>,
+}
+
+/// How an image enters the store.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The import fails unless the data hashes to this ID.
+    pub expected: Option<ImageId>,
+    /// Marks the image as the `latest` of its name (fetched by name without a version).
+    pub latest: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub id: ImageId,
+    pub manifest: ImageManifest,
+    pub size: u64,
+    pub compression: Compression,
+    /// The store had this image before the import.
+    pub already_stored: bool,
+}
+
+/// A flock on the store: shared while images are added or read, exclusive while they are removed.
+pub struct StoreLock(#[allow(dead_code)] Flock<File>);
+
+impl Store {
+    /// Opens the store at `dir` (rkt's `--dir`), creating it if needed, and sweeps what an
+    /// interrupted run left in the temp area.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let cas = dir.join("cas");
+        for sub in ["blob/sha512", "tree", "tmp", "db"] {
+            let path = cas.join(sub);
+            std::fs::create_dir_all(&path).at(&path)?;
+        }
+        let index = Index::open(&cas.join("db").join("index.sqlite"))?;
+        let store = Store { dir: dir.to_path_buf(), cas, index: Mutex::new(index) };
+        store.sweep_tmp();
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn blob_path(&self, id: &ImageId) -> PathBuf {
+        self.cas.join("blob/sha512").join(&id.hex()[..2]).join(id.to_string())
+    }
+
+    pub(crate) fn blob_root(&self) -> PathBuf {
+        self.cas.join("blob/sha512")
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.cas.join("tmp")
+    }
+
+    pub fn tree_dir(&self) -> PathBuf {
+        self.cas.join("tree")
+    }
+
+    fn lock(&self, arg: FlockArg) -> Result<StoreLock> {
+        let path = self.cas.join("lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        Ok(StoreLock(lock_file(file, arg).at(&path)?))
+    }
+
+    pub fn lock_shared(&self) -> Result<StoreLock> {
+        self.lock(FlockArg::LockShared)
+    }
+
+    pub fn lock_exclusive(&self) -> Result<StoreLock> {
+        self.lock(FlockArg::LockExclusive)
+    }
+
+    /// Removes temp files and staging trees whose writer is gone (nobody holds their lock).
+    fn sweep_tmp(&self) {
+        let tmp = self.tmp_dir();
+        let Ok(entries) = std::fs::read_dir(&tmp) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file) = File::open(&path) else { continue };
+            let Ok(_lock) = lock_file(file, FlockArg::LockExclusiveNonblock) else { continue };
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let _ = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
+
+    /// Streams an ACI (plain tar, gzip, bzip2, xz or zstd) into the store. The data is hashed
+    /// and checked while it is written to an unnamed temp file; only a complete, valid image is
+    /// given its name and then its index row. On any error the store is as it was.
+    pub async fn import<R: AsyncRead + Send + Unpin>(&self, src: R, options: &ImportOptions) -> Result<Imported> {
+        let _lock = self.lock_shared()?;
+        let tmp = self.tmp_dir();
+        let temp = TempBlob::create(&tmp).at(&tmp)?;
+        let copy = temp.file.try_clone().at(&tmp)?;
+        let (compression, reader) = aci::decompressed(src).await?;
+        let mut tee = Tee::new(reader, Some(copy));
+        let scanned = scan_aci(&mut tee).await;
+        let drained = tokio::io::copy(&mut tee, &mut tokio::io::sink()).await;
+        if let Some(e) = tee.take_write_error() {
+            return Err(StoreError::Io { path: tmp, source: e });
+        }
+        let scan = scanned?;
+        drained.map_err(|e| archive(format!("unreadable data after the tar: {e}")))?;
+        if tee.size() < scan.end + 512 {
+            return Err(archive("truncated tar: the end-of-archive marker is missing".into()));
+        }
+        let (hasher, size) = tee.finish();
+        let id = ImageId::from_hasher(hasher);
+        if let Some(expected) = &options.expected {
+            if *expected != id {
+                return Err(StoreError::IdMismatch { expected: expected.clone(), actual: id });
+            }
+        }
+        let dest = self.blob_path(&id);
+        let parent = dest.parent().expect("blob paths have a parent");
+        std::fs::create_dir_all(parent).at(parent)?;
+        temp.persist(&dest).at(&dest)?;
+        let now = now_ns();
+        let already_stored = self.index().image(&id)?.is_some();
+        self.index().insert_image(&ImageRecord {
+            id: id.clone(),
+            name: scan.manifest.name.clone(),
+            manifest: scan.manifest_json,
+            size,
+            import_time: now,
+            last_used: now,
+            latest: options.latest,
+        })?;
+        Ok(Imported { id, manifest: scan.manifest, size, compression, already_stored })
+    }
+
+    /// Resolves an ID as typed (`sha512-` and at least two hex digits) as rkt's `ResolveKey` does.
+    pub fn resolve_id(&self, input: &str) -> Result<ImageId> {
+        match IdQuery::parse(input) {
+            IdQuery::NotAnId => Err(StoreError::Invalid(format!("{input:?} is not an image ID"))),
+            IdQuery::TooShort => Err(StoreError::IdTooShort),
+            IdQuery::Prefix(prefix) => {
+                let mut ids = self.index().ids_with_prefix(&prefix)?;
+                match ids.len() {
+                    0 => Err(StoreError::NoImageIdsFound),
+                    1 => Ok(ids.remove(0)),
+                    _ => Err(StoreError::AmbiguousImageId),
+                }
+            }
+        }
+    }
+
+    /// Finds an image by name as rkt's `GetACI` does: its labels must include the requested
+    /// ones; without a requested version the `latest` image wins, then the newest import.
+    pub fn find(&self, app: &AppString) -> Result<Option<ImageId>> {
+        let rows = self.index().images_named(&app.name)?;
+        let mut matching: Vec<ImageRecord> = rows
+            .into_iter()
+            .filter(|row| {
+                let Ok(manifest) = serde_json::from_str::<ImageManifest>(&row.manifest) else { return false };
+                app.labels.iter().all(|want| manifest.label(&want.name) == Some(want.value.as_str()))
+            })
+            .collect();
+        let wants_version = app.labels.iter().any(|l| l.name == "version");
+        matching.sort_by_key(|r| (!wants_version && r.latest, r.import_time));
+        Ok(matching.pop().map(|r| r.id))
+    }
+
+    /// An image as the image commands take it: an ID prefix or a name with labels.
+    pub fn resolve(&self, image: &str) -> Result<ImageId> {
+        if image.starts_with("sha512-") {
+            return self.resolve_id(image);
+        }
+        let app = AppString::parse(image).map_err(StoreError::Invalid)?;
+        self.find(&app)?.ok_or_else(|| StoreError::NoSuchImage(image.to_string()))
+    }
+
+    pub fn image(&self, id: &ImageId) -> Result<ImageRecord> {
+        self.index().image(id)?.ok_or(StoreError::NoImageIdsFound)
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        self.index().images()
+    }
+
+    pub fn manifest(&self, id: &ImageId) -> Result<ImageManifest> {
+        let record = self.image(id)?;
+        Ok(ImageManifest::parse(record.manifest.as_bytes())?)
+    }
+
+    /// Opens an image's blob for reading and records the use (rkt's `lastused`).
+    pub fn open_blob(&self, id: &ImageId) -> Result<File> {
+        let path = self.blob_path(id);
+        let file = File::open(&path).at(&path)?;
+        self.index().touch(id)?;
+        Ok(file)
+    }
+
+    /// Writes the image's uncompressed ACI to `out`, which then hashes to the image's ID.
+    pub async fn export(&self, id: &ImageId, out: &Path, overwrite: bool) -> Result<()> {
+        if !overwrite && out.symlink_metadata().is_ok() {
+            return Err(StoreError::Invalid(format!("{} already exists (use --overwrite)", out.display())));
+        }
+        let mut src = tokio::fs::File::from_std(self.open_blob(id)?);
+        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let temp = dir.join(format!(".{}", crate::blob::unique_name("export-")));
+        let result = async {
+            let mut dst = tokio::fs::File::create(&temp).await.at(&temp)?;
+            let mut tee = Tee::new(&mut src, None);
+            tokio::io::copy(&mut tee, &mut dst).await.at(&temp)?;
+            let (hasher, _) = tee.finish();
+            let actual = ImageId::from_hasher(hasher);
+            if actual != *id {
+                return Err(StoreError::Corrupt { id: id.clone(), actual });
+            }
+            dst.sync_all().await.at(&temp)?;
+            tokio::fs::rename(&temp, out).await.at(out)
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+pub(crate) struct Scan {
+    pub manifest: ImageManifest,
+    pub manifest_json: String,
+    /// Where the last entry's data ends in the tar stream.
+    pub end: u64,
+}
+
+/// Reads a whole ACI tar, checking its layout and reading its manifest.
+pub(crate) async fn scan_aci<R: AsyncRead + Unpin>(reader: R) -> Result<Scan> {
+    let mut archive_reader = tokio_tar::Archive::new(reader);
+    let mut entries = archive_reader.entries().map_err(|e| archive(e.to_string()))?;
+    let mut check = LayoutCheck::default();
+    let mut manifest = None;
+    let mut end = 0;
+    while let Some(mut entry) = next_entry(&mut entries).await? {
+        let Some(info) = entry_info(&mut entry).await? else { continue };
+        end = info.end;
+        let class = if info.kind == Kind::Dir { EntryClass::Directory } else { EntryClass::Other };
+        let hardlink = match &info.kind {
+            Kind::HardLink(target) => Some(target.as_slice()),
+            _ => None,
+        };
+        check.entry(&info.path, class, hardlink)?;
+        if info.path == b"manifest" {
+            if info.kind != Kind::File {
+                return Err(archive("manifest is not a regular file".into()));
+            }
+            let size = entry.effective_size();
+            if size > MAX_MANIFEST_BYTES {
+                return Err(archive(format!("manifest is {size} bytes, over the 1 MiB limit")));
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            tokio::io::AsyncReadExt::read_to_end(&mut entry, &mut bytes)
+                .await
+                .map_err(|e| archive(format!("reading manifest: {e}")))?;
+            let parsed = ImageManifest::parse(&bytes)?;
+            let json = String::from_utf8(bytes).map_err(|_| archive("manifest is not UTF-8".into()))?;
+            manifest = Some((parsed, json));
+        }
+    }
+    check.finish(manifest.is_some())?;
+    let (manifest, manifest_json) = manifest.expect("finish checked it");
+    Ok(Scan { manifest, manifest_json, end })
+}

@@ -1,0 +1,303 @@
+//! Writes entries into a directory tree that may hold hostile names. Every path is resolved from
+//! a directory fd one component at a time with `O_NOFOLLOW`: a symlink is never followed, and a
+//! non-directory where a directory is needed is replaced, as appc renders layered images.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{
+    fchmod, fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The owner, mode, time and extended attributes an entry gets.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Special {
+    Char(u64),
+    Block(u64),
+    Fifo,
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+
+pub struct TreeWriter {
+    root: OwnedFd,
+    root_path: PathBuf,
+    privileged: bool,
+    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    pending_dirs: Vec<(Vec<u8>, Meta)>,
+    buffer: Vec<u8>,
+}
+
+fn os(name: &[u8]) -> &OsStr {
+    OsStr::from_bytes(name)
+}
+
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"", path),
+    }
+}
+
+/// Opens `name` in `dir` as a directory, creating it or replacing a non-directory when `create`.
+fn step(dir: BorrowedFd, name: &[u8], create: bool) -> io::Result<OwnedFd> {
+    match openat(dir, os(name), DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) if create => {}
+        Err(Errno::ENOTDIR | Errno::ELOOP) if create => unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir)?,
+        Err(e) => return Err(e.into()),
+    }
+    match mkdirat(dir, os(name), Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(openat(dir, os(name), DIR_FLAGS, Mode::empty())?)
+}
+
+/// Removes whatever `name` is in `dir`, a whole directory tree included, without following links.
+pub fn remove_entry(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
+    match unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::EISDIR) => {
+            let sub = openat(dir, os(name), DIR_FLAGS, Mode::empty())?;
+            for child in list_dir(sub.as_fd())? {
+                remove_entry(sub.as_fd(), &child)?;
+            }
+            drop(sub);
+            match unlinkat(dir, os(name), UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The names in a directory, without `.` and `..`.
+pub fn list_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = openat(dir, ".", DIR_FLAGS, Mode::empty())?;
+    let mut d = nix::dir::Dir::from_fd(fd)?;
+    let mut names = Vec::new();
+    for entry in d.iter() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+fn timespec(secs: i64) -> TimeSpec {
+    TimeSpec::new(secs, 0)
+}
+
+fn set_xattrs(fd: BorrowedFd, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    for (name, value) in xattrs {
+        let cname =
+            CString::new(name.clone()).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "NUL in xattr name"))?;
+        // SAFETY: both pointers are valid for the lengths given and outlive the call.
+        let rc = unsafe { libc::fsetxattr(fd.as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            // A filesystem without xattrs (or without that namespace) keeps the file without them.
+            if !matches!(err.raw_os_error(), Some(libc::ENOTSUP)) {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl TreeWriter {
+    /// Writes below `root`, which must be an existing directory. Owners and device nodes are
+    /// kept only when running as root.
+    pub fn new(root: &Path) -> io::Result<Self> {
+        let root_fd = nix::fcntl::open(root, DIR_FLAGS, Mode::empty())?;
+        Ok(TreeWriter {
+            root: root_fd,
+            root_path: root.to_path_buf(),
+            privileged: nix::unistd::geteuid().is_root(),
+            parent_cache: None,
+            pending_dirs: Vec::new(),
+            buffer: vec![0; 256 * 1024],
+        })
+    }
+
+    pub fn root_path(&self) -> &Path {
+        &self.root_path
+    }
+
+    /// Opens the directory at clean relative `path`, never following a symlink.
+    pub fn open_dir(&self, path: &[u8], create: bool) -> io::Result<OwnedFd> {
+        let mut current = openat(self.root.as_fd(), ".", DIR_FLAGS, Mode::empty())?;
+        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
+            current = step(current.as_fd(), part, create)?;
+        }
+        Ok(current)
+    }
+
+    fn parent_of(&mut self, path: &[u8]) -> io::Result<(BorrowedFd<'_>, Vec<u8>)> {
+        let (parent, name) = split(path);
+        if name.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty entry name"));
+        }
+        let cached = matches!(&self.parent_cache, Some((p, _)) if p == parent);
+        if !cached {
+            let fd = self.open_dir(parent, true)?;
+            self.parent_cache = Some((parent.to_vec(), fd));
+        }
+        let fd = self.parent_cache.as_ref().map(|(_, fd)| fd.as_fd()).expect("cache was just filled");
+        Ok((fd, name.to_vec()))
+    }
+
+    /// Clears the way for a new non-directory entry at `name`.
+    fn clear(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
+        remove_entry(dir, name)
+    }
+
+    fn apply(&self, fd: BorrowedFd, meta: &Meta) -> io::Result<()> {
+        if self.privileged {
+            fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+        }
+        // After chown, which clears set-id bits.
+        fchmod(fd, Mode::from_bits_truncate(meta.mode & 0o7777))?;
+        set_xattrs(fd, &meta.xattrs)?;
+        futimens(fd, &timespec(meta.mtime), &timespec(meta.mtime))?;
+        Ok(())
+    }
+
+    pub fn dir(&mut self, path: &[u8], meta: Meta) -> io::Result<()> {
+        if !path.is_empty() {
+            let (dir, name) = self.parent_of(path)?;
+            match fstatat(dir, os(&name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                Ok(_) => {
+                    Self::clear(dir, &name)?;
+                    mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?;
+                }
+                Err(Errno::ENOENT) => mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Modes and times wait for the end, so that a read-only directory can still be filled.
+        self.pending_dirs.push((path.to_vec(), meta));
+        Ok(())
+    }
+
+    pub async fn file<R: AsyncRead + Unpin>(&mut self, path: &[u8], meta: &Meta, data: &mut R) -> io::Result<()> {
+        let (dir, name) = self.parent_of(path)?;
+        Self::clear(dir, &name)?;
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(dir, os(&name), flags, Mode::from_bits_truncate(0o600))?;
+        let mut file = File::from(fd);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let copied = async {
+            loop {
+                let n = data.read(&mut buffer).await?;
+                if n == 0 {
+                    return Ok::<(), io::Error>(());
+                }
+                file.write_all(&buffer[..n])?;
+            }
+        }
+        .await;
+        self.buffer = buffer;
+        copied?;
+        self.apply(file.as_fd(), meta)
+    }
+
+    pub fn symlink(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
+        let privileged = self.privileged;
+        let (dir, name) = self.parent_of(path)?;
+        Self::clear(dir, &name)?;
+        symlinkat(os(target), dir, os(&name))?;
+        if privileged {
+            fchownat(
+                dir,
+                os(&name),
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        let t = timespec(meta.mtime);
+        utimensat(dir, os(&name), &t, &t, UtimensatFlags::NoFollowSymlink)?;
+        Ok(())
+    }
+
+    /// Links `path` to the earlier entry `target`; both are relative to the root.
+    pub fn hardlink(&mut self, path: &[u8], target: &[u8]) -> io::Result<()> {
+        let (target_parent, target_name) = split(target);
+        let target_dir = self.open_dir(target_parent, false)?;
+        let (dir, name) = self.parent_of(path)?;
+        Self::clear(dir, &name)?;
+        // Flags 0: a link to a symlink links the symlink itself, never what it points to.
+        linkat(target_dir.as_fd(), os(target_name), dir, os(&name), AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Creates a device node or FIFO. Device nodes need root; without it they are left out.
+    pub fn special(&mut self, path: &[u8], kind: Special, meta: &Meta) -> io::Result<()> {
+        let privileged = self.privileged;
+        let (sflag, dev) = match kind {
+            Special::Char(dev) => (SFlag::S_IFCHR, dev),
+            Special::Block(dev) => (SFlag::S_IFBLK, dev),
+            Special::Fifo => (SFlag::S_IFIFO, 0),
+        };
+        if !privileged && sflag != SFlag::S_IFIFO {
+            return Ok(());
+        }
+        let (dir, name) = self.parent_of(path)?;
+        Self::clear(dir, &name)?;
+        mknodat(dir, os(&name), sflag, Mode::from_bits_truncate(0o600), dev)?;
+        if privileged {
+            fchownat(
+                dir,
+                os(&name),
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        // The node was made here a moment ago and cannot be a symlink, so following is harmless.
+        fchmodat(dir, os(&name), Mode::from_bits_truncate(meta.mode & 0o7777), FchmodatFlags::FollowSymlink)?;
+        let t = timespec(meta.mtime);
+        utimensat(dir, os(&name), &t, &t, UtimensatFlags::NoFollowSymlink)?;
+        Ok(())
+    }
+
+    /// Gives directories their modes, owners and times, deepest first, once nothing more is
+    /// written into them.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.parent_cache = None;
+        let mut dirs = std::mem::take(&mut self.pending_dirs);
+        dirs.sort_by_key(|(path, _)| {
+            std::cmp::Reverse(path.iter().filter(|b| **b == b'/').count() + usize::from(!path.is_empty()))
+        });
+        for (path, meta) in &dirs {
+            let fd = self.open_dir(path, false)?;
+            self.apply(fd.as_fd(), meta)?;
+        }
+        Ok(())
+    }
+}
