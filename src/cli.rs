@@ -41,7 +41,7 @@ pub struct GlobalFlags {
     #[arg(long, global = true, default_value = "none", value_parser = InsecureOptions::parse)]
     pub insecure_options: InsecureOptions,
     /// print out more debug information to stderr
-    #[arg(long, global = true, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub debug: bool,
 }
 
@@ -59,7 +59,7 @@ pub enum Command {
     /// Print configuration for each stage in JSON format
     Config {
         /// apply indent to format the output
-        #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true")]
         pretty_print: bool,
     },
 }
@@ -73,7 +73,7 @@ pub struct FetchArgs {
     #[arg(long)]
     pub signature: Vec<PathBuf>,
     /// print the full image hash after fetching
-    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub full: bool,
     /// when to fetch an image: never, new or update
     #[arg(long, default_value = "update", value_parser = ["never", "new", "update"])]
@@ -100,7 +100,7 @@ pub enum ImageCommand {
         image: String,
         output: PathBuf,
         /// overwrite output ACI
-        #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
         overwrite: bool,
     },
     /// Extract a stored image to a directory
@@ -111,7 +111,7 @@ pub enum ImageCommand {
     CatManifest {
         image: String,
         /// apply indent to format the output
-        #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
         pretty_print: bool,
     },
     /// Re-hash images and their rendered trees, repairing trees; without images, all of them,
@@ -134,10 +134,10 @@ pub struct ListArgs {
     #[arg(long, default_value = "asc", value_parser = ["asc", "desc"])]
     pub order: String,
     /// use long output format
-    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub full: bool,
     /// suppress a legend with the list
-    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub no_legend: bool,
     /// choose the output format: json, json-pretty (default: a table)
     #[arg(long, value_parser = ["json", "json-pretty"])]
@@ -149,9 +149,9 @@ pub struct ExtractArgs {
     pub image: String,
     pub output: PathBuf,
     /// extract only the root filesystem, without the manifest
-    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub rootfs_only: bool,
     /// replace the output directory if it exists
-    #[arg(long, num_args = 0..=1, default_value = go_bool!(), default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub overwrite: bool,
 }

@@ -193,6 +193,7 @@ impl LayerFilter {
 #[derive(Default)]
 struct Selector {
     provided: HashMap<Vec<u8>, (EntryClass, usize)>,
+    implied_dirs: HashSet<Vec<u8>>,
     hidden: HashSet<Vec<u8>>,
     opaque: HashSet<Vec<u8>>,
     pending: Vec<Whiteout>,
@@ -236,7 +237,22 @@ impl Selector {
                 return Ok(false);
             }
         }
+        if self.implied_dirs.remove(path) && class != EntryClass::Directory {
+            // An upper image has files below this path: it stays a directory.
+            self.implied_dirs.insert(path.to_vec());
+            return Ok(false);
+        }
         self.provided.insert(path.to_vec(), (class, layer));
+        // A path's parents are directories from here down, even where the image has no entry
+        // for them: a lower image may give them their mode and owner, but cannot put a symlink
+        // or a file in their place.
+        let mut ancestor = parent(path);
+        while let Some(dir) = ancestor {
+            if self.provided.contains_key(dir) || !self.implied_dirs.insert(dir.to_vec()) {
+                break;
+            }
+            ancestor = parent(dir);
+        }
         Ok(true)
     }
 
