@@ -179,6 +179,11 @@ impl LayoutCheck {
             }
         }
         whiteout(path).map_err(archive)?;
+        if let Some(dir) = parent(path) {
+            if dir.split(|b| *b == b'/').any(|part| part.starts_with(WHITEOUT_PREFIX)) {
+                return Err(archive(format!("entry {:?} lies below a whiteout", shown())));
+            }
+        }
         let mut ancestor = parent(path);
         while let Some(dir) = ancestor {
             if self.seen.get(dir) == Some(&EntryClass::Other) {
