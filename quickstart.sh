@@ -22,4 +22,4 @@ echo "+ rkt image render --rootfs-only rkt.local/busybox $work/rootfs"
 "$rkt" image render --rootfs-only rkt.local/busybox "$work/rootfs"
 echo "+ rkt image cat-manifest --pretty-print rkt.local/busybox"
 "$rkt" image cat-manifest --pretty-print rkt.local/busybox
-echo "rendered: $(ls "$work/rootfs/bin" | wc -l) entries in /bin; $("$work/rootfs/bin/busybox" | head -n1)"
+echo "rendered: $(ls "$work/rootfs/bin" | wc -l) entries in /bin; $("$work/rootfs/bin/busybox" 2>&1 | sed -n 1p)"

@@ -6,7 +6,9 @@ set -euo pipefail
 out=${1:?usage: $0 OUTPUT.aci}
 busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "$0: $busybox not found (apt-get install busybox-static)" >&2; exit 1; }
-version=$("$busybox" | head -n1 | sed -n 's/^BusyBox v\([0-9.]*\).*/\1/p')
+# Whole output first: with pipefail, `busybox | head` fails whenever head closes the pipe early.
+banner=$("$busybox" 2>&1 || true)
+version=$(printf '%s\n' "$banner" | sed -n '1s/^BusyBox v\([0-9.]*\).*/\1/p')
 [ -n "$version" ] || version=0.0.0
 case "$(uname -m)" in
   x86_64) arch=amd64 ;; aarch64) arch=aarch64 ;; i?86) arch=i386 ;; *) arch=$(uname -m) ;;

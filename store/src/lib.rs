@@ -11,6 +11,7 @@ mod maintenance;
 mod render;
 mod store;
 mod tar_entry;
+mod tmp_area;
 pub mod tree;
 pub mod tree_writer;
 

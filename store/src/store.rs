@@ -5,16 +5,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use nix::fcntl::{Flock, FlockArg};
+
 use tokio::io::AsyncRead;
 
 use crate::aci::{self, archive, Compression, EntryClass, LayoutCheck};
 use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::{AppString, ImageManifest};
-use crate::blob::{lock_file, Tee, TempBlob};
+use crate::blob::{Tee, TempBlob};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::{IdQuery, ImageId};
 use crate::index::{now_ns, ImageRecord, Index};
 use crate::tar_entry::{entry_info, next_entry, Kind};
+use crate::tmp_area::{lock_file, unique_name};
 
 pub struct Store {
     dir: PathBuf,
@@ -75,6 +77,10 @@ impl Store {
         self.cas.join("blob/sha512")
     }
 
+    pub(crate) fn cas_dir(&self) -> &Path {
+        &self.cas
+    }
+
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.cas.join("tmp")
     }
@@ -97,17 +103,9 @@ impl Store {
         self.lock(FlockArg::LockExclusive)
     }
 
-    /// Removes temp files and staging trees whose writer is gone (nobody holds their lock).
+    /// Removes temp files and staging trees whose writer is gone (nobody holds their claim).
     fn sweep_tmp(&self) {
-        let tmp = self.tmp_dir();
-        let Ok(entries) = std::fs::read_dir(&tmp) else { return };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(file) = File::open(&path) else { continue };
-            let Ok(_lock) = lock_file(file, FlockArg::LockExclusiveNonblock) else { continue };
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            let _ = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        }
+        crate::tmp_area::sweep(&self.tmp_dir());
     }
 
     /// Streams an ACI (plain tar, gzip, bzip2, xz or zstd) into the store. The data is hashed
@@ -224,7 +222,7 @@ impl Store {
         }
         let mut src = tokio::fs::File::from_std(self.open_blob(id)?);
         let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let temp = dir.join(format!(".{}", crate::blob::unique_name("export-")));
+        let temp = dir.join(format!(".{}", unique_name("export-")));
         let result = async {
             let mut dst = tokio::fs::File::create(&temp).await.at(&temp)?;
             let mut tee = Tee::new(&mut src, None);

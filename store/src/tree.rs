@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha512};
 
-use crate::blob::{lock_file, unique_name};
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result};
 use crate::image_id::ImageId;
 use crate::index::TreeRecord;
 use crate::render::Layer;
 use crate::store::Store;
+use crate::tmp_area::{discard, lock_file, Claim};
 
 /// rkt's tree store ID: `deps-` and the key of the comma-joined IDs of the flattened layers.
 pub fn tree_id(layers: &[Layer]) -> String {
@@ -48,17 +48,24 @@ impl Store {
         let layers = self.dependency_layers(top)?;
         let id = tree_id(&layers);
         let path = self.tree_path(&id);
+        // One render of a tree at a time; the others wait and then find it done.
+        let locks = self.cas_dir().join("treelocks");
+        std::fs::create_dir_all(&locks).at(&locks)?;
+        let lock_path = locks.join(&id);
+        let lock_file_handle =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
+        let _tree_lock = lock_file(lock_file_handle, nix::fcntl::FlockArg::LockExclusive).at(&lock_path)?;
         if let Some(record) = self.index().tree(&id)? {
             if path.join("rendered").exists() {
                 return Ok(Tree { record, path });
             }
         }
-        let staging = self.tmp_dir().join(unique_name("render-"));
+        let tmp = self.tmp_dir();
+        // Held while rendering, so that the sweep of another run leaves the directory alone.
+        let claim = Claim::new(&tmp, "render-").at(&tmp)?;
+        let staging = claim.path.clone();
         std::fs::create_dir(&staging).at(&staging)?;
         let result = async {
-            // Held while rendering, so that the sweep of another run leaves this directory alone.
-            let _busy = lock_file(std::fs::File::open(&staging).at(&staging)?, nix::fcntl::FlockArg::LockExclusive)
-                .at(&staging)?;
             self.render_layers(&layers, &staging, false).await?;
             let (hash, size) = hash_tree(&staging.join("rootfs"))?;
             for (name, content) in [("hash", hash.as_str()), ("image", &top.to_string()), ("rendered", "")] {
@@ -67,17 +74,10 @@ impl Store {
             }
             let dir = std::fs::File::open(&staging).at(&staging)?;
             nix::unistd::syncfs(&dir).at(&staging)?;
-            if path.exists() {
-                // Left by a render whose index row was lost, or made by a racing render.
-                let old = self.tmp_dir().join(unique_name("old-tree-"));
-                std::fs::rename(&path, &old).at(&path)?;
-                let _ = std::fs::remove_dir_all(&old);
-            }
-            match std::fs::rename(&staging, &path) {
-                Ok(()) => {}
-                Err(e) if path.join("rendered").exists() => drop(e),
-                Err(e) => return Err(StoreError::Io { path: path.clone(), source: e }),
-            }
+            // Under the tree lock, a directory already there was left by a render whose index
+            // row was lost, or was found damaged.
+            discard(&tmp, &path).at(&path)?;
+            std::fs::rename(&staging, &path).at(&path)?;
             let record = TreeRecord {
                 id: id.clone(),
                 image_id: top.clone(),
@@ -89,9 +89,7 @@ impl Store {
             Ok(Tree { record, path: path.clone() })
         }
         .await;
-        if staging.exists() {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
+        drop(claim);
         result
     }
 
@@ -112,15 +110,8 @@ impl Store {
     }
 }
 
-/// Moves a directory into the temp area first, so that it disappears at once even if the
-/// deletion that follows is interrupted.
 pub(crate) fn remove_dir_atomically(store: &Store, path: &Path) -> Result<()> {
-    if path.symlink_metadata().is_err() {
-        return Ok(());
-    }
-    let trash = store.tmp_dir().join(unique_name("trash-"));
-    std::fs::rename(path, &trash).at(path)?;
-    std::fs::remove_dir_all(&trash).at(&trash)
+    discard(&store.tmp_dir(), path).at(path)
 }
 
 /// The hash of a tree: for every entry in sorted path order its path, type, mode, owner, size,
