@@ -24,10 +24,10 @@ pub async fn run(global: &GlobalFlags, command: ImageCommand) -> CliResult {
         ImageCommand::Render(args) => extract(&store, &args, true).await,
         ImageCommand::CatManifest { image, pretty_print } => {
             let id = store.resolve(&image)?;
-            let record = store.image(&id)?;
-            let value: serde_json::Value = serde_json::from_str(&record.manifest)?;
+            // Re-encoded from the parsed manifest, as rkt does: the appc field order.
+            let manifest = store.manifest(&id)?;
             let text =
-                if pretty_print { serde_json::to_string_pretty(&value)? } else { serde_json::to_string(&value)? };
+                if pretty_print { serde_json::to_string_pretty(&manifest)? } else { serde_json::to_string(&manifest)? };
             println!("{text}");
             Ok(())
         }
