@@ -24,9 +24,9 @@ macro_rules! go_bool {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalFlags {
-    /// rkt data directory
-    #[arg(long, global = true, default_value = "/var/lib/rkt")]
-    pub dir: PathBuf,
+    /// rkt data directory (default: `data` of paths.d, else /var/lib/rkt)
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
     /// system configuration directory
     #[arg(long, global = true, default_value = "/usr/lib/rkt")]
     pub system_config: PathBuf,

@@ -145,7 +145,9 @@ fn extract_keeps_modes_owners_links_and_times() {
         .symlink("rootfs/link", "/ro/inside")
         .hardlink("rootfs/hard", "rootfs/ro/inside")
         .raw(Header { name: b"rootfs/fifo", kind: FIFO, mode: 0o600, ..Default::default() })
-        .raw(Header { name: b"rootfs/null", kind: CHAR, mode: 0o666, dev: (1, 3), ..Default::default() });
+        .raw(Header { name: b"rootfs/null", kind: CHAR, mode: 0o666, dev: (1, 3), ..Default::default() })
+        .pax(&[("SCHILY.xattr.user.origin", b"pax header"), ("path", b"rootfs/with-xattr-and-a-name-longer-than-one-hundred-bytes/................................................................end")])
+        .file("rootfs/ignored-short-name", b"xattr");
     let id = env.fetch(&t.finish(), "a.aci");
     let out = env.path("x");
     env.ok(&["image", "extract", &id, out.to_str().unwrap()]);
@@ -158,6 +160,18 @@ fn extract_keeps_modes_owners_links_and_times() {
     assert_eq!(root.join("setuid").symlink_metadata().unwrap().mode() & 0o7777, 0o4755);
     assert_eq!(std::fs::read_link(root.join("link")).unwrap().to_str(), Some("/ro/inside"));
     assert_eq!(root.join("hard").symlink_metadata().unwrap().ino(), inside.ino());
+    let long = root.join("with-xattr-and-a-name-longer-than-one-hundred-bytes/................................................................end");
+    assert_eq!(std::fs::read(&long).unwrap(), b"xattr");
+    assert!(!root.join("ignored-short-name").exists());
+    let mut value = vec![0u8; 64];
+    let cpath = std::ffi::CString::new(long.to_str().unwrap()).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(cpath.as_ptr(), c"user.origin".as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    if n >= 0 {
+        assert_eq!(&value[..n as usize], b"pax header");
+    } else {
+        eprintln!("skipping the xattr check: this filesystem has no user xattrs");
+    }
     if is_root() {
         assert_eq!((inside.uid(), inside.gid()), (1234, 5678));
         let null = root.join("null").symlink_metadata().unwrap();
@@ -326,7 +340,39 @@ fn version_and_config() {
     let env = Env::new();
     let v = env.ok(&["version"]);
     assert!(v.starts_with("rkt Version: ") && v.contains("appc Version: 0.8.11"));
-    let c: serde_json::Value = serde_json::from_str(&env.ok(&["config"])).unwrap();
-    assert_eq!(c["stage0"][0]["rktKind"], "paths");
-    assert_eq!(c["stage0"][0]["data"], env.store().to_str().unwrap());
+    let (system, local) = (env.path("system"), env.path("local"));
+    std::fs::create_dir_all(system.join("auth.d")).unwrap();
+    std::fs::create_dir_all(local.join("paths.d")).unwrap();
+    std::fs::write(
+        system.join("auth.d/a.json"),
+        r#"{"rktKind":"auth","rktVersion":"v1","domains":["example.com"],"type":"oauth","credentials":{"token":"t"}}"#,
+    )
+    .unwrap();
+    let data = env.path("data-from-paths-d");
+    std::fs::write(local.join("paths.d/p.json"), format!(r#"{{"rktKind":"paths","rktVersion":"v1","data":{data:?}}}"#))
+        .unwrap();
+    let rkt = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkt"))
+            .args(["--system-config", system.to_str().unwrap(), "--local-config", local.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let c: serde_json::Value = serde_json::from_str(&rkt(&["config"])).unwrap();
+    let entries = c["stage0"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["rktKind"] == "auth" && e["domains"][0] == "example.com"));
+    assert!(entries.iter().any(|e| e["rktKind"] == "paths" && e["data"] == data.to_str().unwrap()));
+    // paths.d's data is the store when --dir is not given.
+    let aci = env.write("a.aci", &simple_aci("example.com/a", "a"));
+    rkt(&["fetch", "--insecure-options=image", aci.to_str().unwrap()]);
+    assert!(data.join("cas/db/index.sqlite").exists());
+    std::fs::write(local.join("paths.d/second.json"), r#"{"rktKind":"paths","rktVersion":"v1"}"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkt"))
+        .args(["--local-config", local.to_str().unwrap(), "config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already defined"));
 }

@@ -2,21 +2,21 @@
 
 use rkt_fetch::{fetch_file, FetchOptions, ImageString};
 
-use crate::cli::{FetchArgs, GlobalFlags};
-use crate::commands::open_store;
+use crate::cli::FetchArgs;
+use crate::commands::Context;
 use crate::{CliError, CliResult};
 
-pub async fn run(global: &GlobalFlags, args: FetchArgs) -> CliResult {
+pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
     if args.signature.len() > args.images.len() {
         return Err(CliError("more --signature flags than images".into()));
     }
-    let store = open_store(global)?;
+    let store = ctx.open_store()?;
     for (i, image) in args.images.iter().enumerate() {
         let id = match ImageString::classify(image)? {
             ImageString::Id(id) => store.resolve_id(&id)?,
             ImageString::Path(path) => {
                 let options = FetchOptions {
-                    skip_verify: global.insecure_options.image,
+                    skip_verify: ctx.flags.insecure_options.image,
                     signature: args.signature.get(i).cloned(),
                 };
                 let imported = fetch_file(&store, &path, &options).await?;

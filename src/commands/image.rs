@@ -5,13 +5,13 @@ use std::path::Path;
 use rkt_store::{ImageCheck, ImageId, ImageRecord, Store};
 use serde::Serialize;
 
-use crate::cli::{ExtractArgs, GlobalFlags, ImageCommand, ListArgs};
-use crate::commands::open_store;
+use crate::cli::{ExtractArgs, ImageCommand, ListArgs};
+use crate::commands::Context;
 use crate::output::{full_time, human_bytes, human_time, tab_table};
 use crate::{CliError, CliResult};
 
-pub async fn run(global: &GlobalFlags, command: ImageCommand) -> CliResult {
-    let store = open_store(global)?;
+pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
+    let store = ctx.open_store()?;
     match command {
         ImageCommand::List(args) => list(&store, &args),
         ImageCommand::Rm { images } => rm(&store, &images),

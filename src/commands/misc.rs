@@ -1,8 +1,6 @@
 //! `rkt version` and `rkt config`.
 
-use serde_json::json;
-
-use crate::cli::GlobalFlags;
+use crate::commands::Context;
 use crate::CliResult;
 
 pub fn version() -> CliResult {
@@ -12,17 +10,10 @@ pub fn version() -> CliResult {
     Ok(())
 }
 
-/// The merged configuration. Only the paths kind is read so far; the others arrive with the
-/// commands that use them.
-pub fn config(global: &GlobalFlags, pretty: bool) -> CliResult {
-    let value = json!({
-        "stage0": [{
-            "rktVersion": "v1",
-            "rktKind": "paths",
-            "data": global.dir,
-            "stage1-images": global.system_config.join("stage1-images"),
-        }]
-    });
+/// The merged configuration of the system, local and user directories.
+pub fn config(ctx: &Context, pretty: bool) -> CliResult {
+    let stage1_images = ctx.flags.system_config.join("stage1-images");
+    let value = ctx.config.stage0_json(&ctx.data_dir(), &stage1_images);
     let text = if pretty { serde_json::to_string_pretty(&value)? } else { serde_json::to_string(&value)? };
     println!("{text}");
     Ok(())

@@ -92,6 +92,12 @@ impl Tar {
         self
     }
 
+    /// A PAX extended header for the entry that follows.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        self.raw(Header { name: b"././@PaxHeader", kind: b'x', data: &data, ..Default::default() })
+    }
+
     pub fn dir(&mut self, name: &str) -> &mut Self {
         self.raw(Header { name: name.as_bytes(), kind: DIR, mode: 0o755, ..Default::default() })
     }
