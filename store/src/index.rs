@@ -9,7 +9,8 @@ use crate::error::{Result, StoreError};
 use crate::image_id::ImageId;
 
 /// Each step takes the schema from version `i` to `i + 1`; a store is never migrated down.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE images (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -42,7 +43,12 @@ CREATE TABLE tree_images (
     PRIMARY KEY (tree_id, image_id)
 );
 CREATE INDEX tree_images_by_image ON tree_images(image_id);
-"#];
+"#,
+    r#"
+ALTER TABLE images ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
+UPDATE images SET labels = COALESCE(json_extract(manifest, '$.labels'), '[]');
+"#,
+];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -149,8 +155,8 @@ impl Index {
                 )?;
             }
             tx.execute(
-                "INSERT INTO images (id, name, manifest, size, import_time, last_used, latest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO images (id, name, manifest, size, import_time, last_used, latest, labels)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(json_extract(?3, '$.labels'), '[]'))
                  ON CONFLICT(id) DO UPDATE SET import_time = excluded.import_time,
                      latest = MAX(images.latest, excluded.latest)",
                 params![
@@ -182,10 +188,18 @@ impl Index {
         })
     }
 
-    pub fn images_named(&self, name: &str) -> Result<Vec<ImageRecord>> {
+    /// The images named `name` whose labels include every one of `labels`.
+    pub fn images_labelled(&self, name: &str, labels: &[(String, String)]) -> Result<Vec<ImageRecord>> {
+        let wanted = serde_json::to_string(labels).expect("labels serialize");
         self.read(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE name = ?1"))?;
-            let rows = stmt.query_map([name], image_from_row)?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE name = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM json_each(?2) AS want WHERE NOT EXISTS (
+                         SELECT 1 FROM json_each(images.labels) AS have
+                         WHERE json_extract(have.value, '$.name') = json_extract(want.value, '$[0]')
+                           AND json_extract(have.value, '$.value') = json_extract(want.value, '$[1]')))"
+            ))?;
+            let rows = stmt.query_map(params![name, wanted], image_from_row)?;
             rows.collect()
         })
     }
@@ -285,4 +299,44 @@ impl Index {
 
 fn db(path: &Path, source: rusqlite::Error) -> StoreError {
     StoreError::Index { path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str =
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","labels":[{"name":"version","value":"1"}]}"#;
+
+    #[test]
+    fn a_version_one_index_is_migrated_with_its_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO images (id, name, manifest, size, import_time, last_used, latest) VALUES (?1, 'a', ?2, 1, 1, 1, 0)",
+                params![format!("sha512-{}", "a".repeat(64)), MANIFEST],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        let found = index.images_labelled("a", &[("version".into(), "1".into())]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(index.images_labelled("a", &[("version".into(), "2".into())]).unwrap().is_empty());
+        assert_eq!(index.images_labelled("a", &[]).unwrap().len(), 1);
+        let version: i64 = index.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn an_index_from_a_newer_rkt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let err = Index::open(&path).err().expect("must refuse");
+        assert!(err.to_string().contains("newer than this rkt"), "{err}");
+    }
 }

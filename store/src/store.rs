@@ -172,14 +172,8 @@ impl Store {
     /// Finds an image by name as rkt's `GetACI` does: its labels must include the requested
     /// ones; without a requested version the `latest` image wins, then the newest import.
     pub fn find(&self, app: &AppString) -> Result<Option<ImageId>> {
-        let rows = self.index().images_named(&app.name)?;
-        let mut matching: Vec<ImageRecord> = rows
-            .into_iter()
-            .filter(|row| {
-                let Ok(manifest) = serde_json::from_str::<ImageManifest>(&row.manifest) else { return false };
-                app.labels.iter().all(|want| manifest.label(&want.name) == Some(want.value.as_str()))
-            })
-            .collect();
+        let labels: Vec<(String, String)> = app.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+        let mut matching = self.index().images_labelled(&app.name, &labels)?;
         let wants_version = app.labels.iter().any(|l| l.name == "version");
         matching.sort_by_key(|r| (!wants_version && r.latest, r.import_time));
         Ok(matching.pop().map(|r| r.id))
