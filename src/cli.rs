@@ -54,6 +54,93 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Run image(s) in a pod: rkt run IMAGE [per-app flags] [-- args ---] …
+    #[command(disable_help_flag = true)]
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Prepare a pod to run later with run-prepared; prints its UUID
+    #[command(disable_help_flag = true)]
+    Prepare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Run a prepared pod
+    RunPrepared(RunPreparedArgs),
+    /// Check the status of a pod
+    Status {
+        uuid: Option<String>,
+        /// wait for the pod to exit
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+        wait: bool,
+        /// output format: json or json-pretty
+        #[arg(long, value_parser = ["json", "json-pretty"])]
+        format: Option<String>,
+        /// read the pod UUID from this file
+        #[arg(long)]
+        uuid_file: Option<PathBuf>,
+    },
+    /// List pods
+    List {
+        /// use long output format
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+        full: bool,
+        /// suppress a legend with the list
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+        no_legend: bool,
+        /// output format: json or json-pretty
+        #[arg(long, value_parser = ["json", "json-pretty"])]
+        format: Option<String>,
+    },
+    /// Remove all files and resources of exited pods
+    Rm {
+        uuids: Vec<String>,
+        /// read the pod UUID from this file
+        #[arg(long)]
+        uuid_file: Option<PathBuf>,
+    },
+    /// Garbage collect pods that have exited
+    Gc {
+        /// duration to wait after a pod is marked before it is removed
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        grace_period: std::time::Duration,
+        /// duration after which prepared pods are removed
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expire_prepared: std::time::Duration,
+        /// only move exited pods to the garbage directory
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+        mark_only: bool,
+    },
+    /// Print the pod manifest of a pod
+    CatManifest {
+        uuid: Option<String>,
+        /// apply indent to format the output
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true")]
+        pretty_print: bool,
+        /// read the pod UUID from this file
+        #[arg(long)]
+        uuid_file: Option<PathBuf>,
+    },
+    /// Stop running pods
+    Stop {
+        uuids: Vec<String>,
+        /// kill the pods (SIGKILL) instead of asking them to stop (SIGTERM)
+        #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+        force: bool,
+        /// read the pod UUID from this file
+        #[arg(long)]
+        uuid_file: Option<PathBuf>,
+    },
+    /// Run a command in an app of a running pod
+    Enter {
+        /// the app to enter (needed when the pod has several)
+        #[arg(long)]
+        app: Option<String>,
+        uuid: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        command: Vec<String>,
+    },
     /// Print the version and exit
     Version,
     /// Print configuration for each stage in JSON format
@@ -154,4 +241,27 @@ pub struct ExtractArgs {
     /// replace the output directory if it exists
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub overwrite: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunPreparedArgs {
+    pub uuid: String,
+    /// network: host, none or default
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "default", default_missing_value = "default")]
+    pub net: String,
+    /// DNS servers for the pod's /etc/resolv.conf (host, none, or addresses)
+    #[arg(long, value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// DNS search domains
+    #[arg(long, value_delimiter = ',')]
+    pub dns_search: Vec<String>,
+    /// IP=HOSTNAME entries for /etc/hosts, or "host" for the host's
+    #[arg(long)]
+    pub hosts_entry: Vec<String>,
+    /// the pod's hostname (default: rkt-UUID)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// attach stdin and the terminal to the app
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+    pub interactive: bool,
 }

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod options;
 mod output;
+mod run_args;
 
 use std::process::ExitCode;
 
@@ -15,21 +16,34 @@ use crate::cli::{Cli, Command, ImageCommand};
 /// rkt's exit status for every failure.
 const EXIT_FAILURE: u8 = 254;
 
-/// An error for the user: one line, shown after the subcommand's name.
+/// How a command ends other than with success: a one-line message for the user (exit 254),
+/// or, for `rkt run`, the pod's own exit status with nothing to add.
 #[derive(Debug)]
-pub struct CliError(pub String);
+pub struct CliError {
+    pub message: Option<String>,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn msg(message: impl Into<String>) -> Self {
+        CliError { message: Some(message.into()), code: EXIT_FAILURE }
+    }
+
+    pub fn exit(code: i32) -> Self {
+        CliError { message: None, code: u8::try_from(code).unwrap_or(EXIT_FAILURE) }
+    }
+}
 
 impl<E: std::fmt::Display> From<E> for CliError {
     fn from(e: E) -> Self {
-        CliError(e.to_string())
+        CliError::msg(e.to_string())
     }
 }
 
 pub type CliResult = Result<(), CliError>;
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let name = match &cli.command {
+fn command_name(command: &Command) -> &'static str {
+    match command {
         Command::Fetch(_) => "fetch",
         Command::Image { command } => match command {
             ImageCommand::List(_) => "image list",
@@ -42,9 +56,30 @@ fn main() -> ExitCode {
             ImageCommand::Verify { .. } => "image verify",
             ImageCommand::Fetch(_) => "fetch",
         },
+        Command::Run { .. } => "run",
+        Command::Prepare { .. } => "prepare",
+        Command::RunPrepared(_) => "run-prepared",
+        Command::Status { .. } => "status",
+        Command::List { .. } => "list",
+        Command::Rm { .. } => "rm",
+        Command::Gc { .. } => "gc",
+        Command::CatManifest { .. } => "cat-manifest",
+        Command::Stop { .. } => "stop",
+        Command::Enter { .. } => "enter",
         Command::Version => "version",
         Command::Config { .. } => "config",
-    };
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    // The pod's init is this binary too, started by `rkt run` before anything else happens.
+    if args.get(1).map(String::as_str) == Some(rkt_runner::launch::INIT_SUBCOMMAND) {
+        let code = rkt_runner::init::main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
+    }
+    let cli = Cli::parse();
+    let name = command_name(&cli.command);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -54,9 +89,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError(message)) => {
-            eprintln!("{name}: {message}");
-            ExitCode::from(EXIT_FAILURE)
+        Err(CliError { message, code }) => {
+            if let Some(message) = message {
+                eprintln!("{name}: {message}");
+            }
+            ExitCode::from(code)
         }
     }
 }

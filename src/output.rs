@@ -27,6 +27,16 @@ pub fn tab_table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A duration as Go prints one: `30m0s`, `24h0m0s`, `1m30s`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
 /// Sizes as go-humanize's `IBytes`: `912 B`, `1.5 MiB`, `14 MiB`.
 pub fn human_bytes(size: u64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

@@ -8,7 +8,7 @@ use crate::{CliError, CliResult};
 
 pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
     if args.signature.len() > args.images.len() {
-        return Err(CliError("more --signature flags than images".into()));
+        return Err(CliError::msg("more --signature flags than images"));
     }
     let store = ctx.open_store()?;
     for (i, image) in args.images.iter().enumerate() {
@@ -31,19 +31,19 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
             }
             ImageString::Name(app) => {
                 if args.pull_policy == "update" {
-                    return Err(CliError(format!(
+                    return Err(CliError::msg(format!(
                         "fetching {image:?} needs appc discovery, which this build does not have yet; use --pull-policy=never to take it from the store"
                     )));
                 }
                 store
                     .find(&app)?
-                    .ok_or_else(|| CliError(format!("unable to find image {image:?} in the local store")))?
+                    .ok_or_else(|| CliError::msg(format!("unable to find image {image:?} in the local store")))?
             }
             ImageString::Url(url) => {
-                return Err(CliError(format!("fetching URLs ({url}) is not available in this build yet")))
+                return Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet")))
             }
             ImageString::Docker(reference) => {
-                return Err(CliError(format!(
+                return Err(CliError::msg(format!(
                     "fetching Docker images (docker://{reference}) is not available in this build yet"
                 )))
             }
@@ -62,6 +62,6 @@ async fn render_if_root(store: &rkt_store::Store, id: &rkt_store::ImageId) -> Cl
         Ok(_) => Ok(()),
         // An image whose dependencies are not here yet is rendered when they are.
         Err(rkt_store::StoreError::MissingDependency { .. }) => Ok(()),
-        Err(e) => Err(CliError(format!("rendering {}: {e}", id.short(32)))),
+        Err(e) => Err(CliError::msg(format!("rendering {}: {e}", id.short(32)))),
     }
 }

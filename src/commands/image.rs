@@ -49,10 +49,10 @@ fn list_fields(spec: &str, allowed: &[&str]) -> Result<Vec<String>, CliError> {
     let mut out: Vec<String> = Vec::new();
     for field in spec.split(',').map(|f| f.trim().to_ascii_lowercase()) {
         if !allowed.contains(&field.as_str()) {
-            return Err(CliError(format!("unknown field {field:?} (accepted: {})", allowed.join(", "))));
+            return Err(CliError::msg(format!("unknown field {field:?} (accepted: {})", allowed.join(", "))));
         }
         if out.contains(&field) {
-            return Err(CliError(format!("duplicated field {field:?}")));
+            return Err(CliError::msg(format!("duplicated field {field:?}")));
         }
         out.push(field);
     }
@@ -181,7 +181,7 @@ fn rm(store: &Store, images: &[String]) -> CliResult {
         eprintln!("image rm: {removed} image(s) successfully removed");
     }
     if failed > 0 {
-        return Err(CliError(format!("{failed} image(s) could not be removed")));
+        return Err(CliError::msg(format!("{failed} image(s) could not be removed")));
     }
     Ok(())
 }
@@ -205,16 +205,16 @@ async fn extract(store: &Store, args: &ExtractArgs, with_dependencies: bool) -> 
     let id = store.resolve(&args.image)?;
     let out = &args.output;
     if out.canonicalize().is_ok_and(|p| p == Path::new("/")) {
-        return Err(CliError("refusing to write into /".into()));
+        return Err(CliError::msg("refusing to write into /"));
     }
     if out.symlink_metadata().is_ok() {
         if !args.overwrite {
-            return Err(CliError(format!("output directory {} exists (use --overwrite)", out.display())));
+            return Err(CliError::msg(format!("output directory {} exists (use --overwrite)", out.display())));
         }
-        std::fs::remove_dir_all(out).map_err(|e| CliError(format!("removing {}: {e}", out.display())))?;
+        std::fs::remove_dir_all(out).map_err(|e| CliError::msg(format!("removing {}: {e}", out.display())))?;
     }
     let layers = if with_dependencies { store.dependency_layers(&id)? } else { vec![store.single_layer(&id)?] };
-    std::fs::create_dir_all(out).map_err(|e| CliError(format!("creating {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|e| CliError::msg(format!("creating {}: {e}", out.display())))?;
     if let Err(e) = store.render_layers(&layers, out, args.rootfs_only).await {
         let _ = std::fs::remove_dir_all(out);
         return Err(e.into());
@@ -255,7 +255,7 @@ async fn verify(store: &Store, images: &[String]) -> CliResult {
         println!("{id}: dropped from the index (its blob is gone)");
     }
     if bad > 0 {
-        return Err(CliError(format!("{bad} image(s) failed verification")));
+        return Err(CliError::msg(format!("{bad} image(s) failed verification")));
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 mod fetch;
 mod image;
 mod misc;
+mod pods;
+mod run;
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +37,7 @@ impl Context {
     }
 
     pub fn open_store(&self) -> Result<Store, CliError> {
-        Store::open(&self.data_dir()).map_err(|e| CliError(format!("cannot open store: {e}")))
+        Store::open(&self.data_dir()).map_err(|e| CliError::msg(format!("cannot open store: {e}")))
     }
 }
 
@@ -46,6 +48,20 @@ pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Fetch(args) | Command::Image { command: ImageCommand::Fetch(args) } => fetch::run(&ctx, args).await,
         Command::Image { command } => image::run(&ctx, command).await,
+        Command::Run { args } => run::run(&ctx, &args, false).await,
+        Command::Prepare { args } => run::run(&ctx, &args, true).await,
+        Command::RunPrepared(args) => run::run_prepared(&ctx, args).await,
+        Command::Status { uuid, wait, format, uuid_file } => pods::status(&ctx, uuid, uuid_file, wait, format).await,
+        Command::List { full, no_legend, format } => pods::list(&ctx, full, no_legend, format),
+        Command::Rm { uuids, uuid_file } => pods::rm(&ctx, uuids, uuid_file),
+        Command::Gc { grace_period, expire_prepared, mark_only } => {
+            pods::gc(&ctx, grace_period, expire_prepared, mark_only)
+        }
+        Command::CatManifest { uuid, pretty_print, uuid_file } => {
+            pods::cat_manifest(&ctx, uuid, uuid_file, pretty_print)
+        }
+        Command::Stop { uuids, force, uuid_file } => pods::stop(&ctx, uuids, uuid_file, force),
+        Command::Enter { app, uuid, command } => pods::enter(&ctx, app, uuid, command),
         Command::Version => misc::version(),
         Command::Config { pretty_print } => misc::config(&ctx, pretty_print),
     }

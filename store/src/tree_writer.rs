@@ -72,6 +72,22 @@ fn step(dir: BorrowedFd, name: &[u8], create: bool) -> io::Result<OwnedFd> {
     Ok(openat(dir, os(name), DIR_FLAGS, Mode::empty())?)
 }
 
+/// Opens the directory at relative `path` below `root` one component at a time, never following
+/// a symlink. With `create`, missing directories are made and non-directories replaced.
+pub fn open_dir_at(root: BorrowedFd, path: &[u8], create: bool) -> io::Result<OwnedFd> {
+    let mut current = openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
+        if part == b".." {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "path climbs out with .."));
+        }
+        if part == b"." {
+            continue;
+        }
+        current = step(current.as_fd(), part, create)?;
+    }
+    Ok(current)
+}
+
 /// Removes whatever `name` is in `dir`, a whole directory tree included, without following links.
 pub fn remove_entry(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
     match unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir) {
@@ -149,11 +165,7 @@ impl TreeWriter {
 
     /// Opens the directory at clean relative `path`, never following a symlink.
     pub fn open_dir(&self, path: &[u8], create: bool) -> io::Result<OwnedFd> {
-        let mut current = openat(self.root.as_fd(), ".", DIR_FLAGS, Mode::empty())?;
-        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
-            current = step(current.as_fd(), part, create)?;
-        }
-        Ok(current)
+        open_dir_at(self.root.as_fd(), path, create)
     }
 
     fn parent_of(&mut self, path: &[u8]) -> io::Result<(BorrowedFd<'_>, Vec<u8>)> {

@@ -3,6 +3,7 @@
 pub mod app_string;
 pub mod ident;
 pub mod manifest;
+pub mod pod;
 pub mod semver;
 
 pub use app_string::AppString;

@@ -1,0 +1,11 @@
+//! The runtime: pod directories and their states, the plan of a pod, and the small init that
+//! runs as the pod's PID 1.
+
+pub mod caps;
+pub mod cgroups;
+pub mod enter;
+pub mod init;
+pub mod launch;
+pub mod plan;
+pub mod pod;
+pub mod spec;

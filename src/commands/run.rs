@@ -1,0 +1,240 @@
+//! `rkt run`, `rkt prepare` and `rkt run-prepared`.
+
+use std::path::{Path, PathBuf};
+
+use rkt_fetch::{fetch_file, FetchOptions, ImageString};
+use rkt_runner::cgroups::PodCgroups;
+use rkt_runner::launch;
+use rkt_runner::plan::{self, ResolvedApp};
+use rkt_runner::pod::{PodLock, Pods};
+use rkt_runner::spec::{NetMode, PodPaths, PodSpec};
+use rkt_store::appc::pod::{PodManifest, RuntimeApp, RuntimeImage, Volume};
+use rkt_store::{ImageId, Store};
+
+use crate::cli::RunPreparedArgs;
+use crate::commands::Context;
+use crate::run_args::{self, RunRequest};
+use crate::{CliError, CliResult};
+
+pub fn require_root() -> CliResult {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(CliError::msg("cannot run as unprivileged user"))
+    }
+}
+
+/// Finds or fetches the image of one app, as pull policy `new` does for `rkt run`.
+async fn image_for(
+    ctx: &Context,
+    store: &Store,
+    image: &str,
+    signature: Option<PathBuf>,
+    policy: &str,
+) -> Result<ImageId, CliError> {
+    match ImageString::classify(image)? {
+        ImageString::Id(id) => Ok(store.resolve_id(&id)?),
+        ImageString::Path(path) => {
+            let options = FetchOptions { skip_verify: ctx.flags.insecure_options.image, signature };
+            Ok(fetch_file(store, &path, &options).await?.id)
+        }
+        ImageString::Name(app) => match store.find(&app)? {
+            Some(id) if policy != "update" => Ok(id),
+            _ => Err(CliError::msg(format!(
+                "image {image:?} is not in the local store, and fetching by name (appc discovery) is not available in this build yet"
+            ))),
+        },
+        ImageString::Url(url) => Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet"))),
+        ImageString::Docker(r) => Err(CliError::msg(format!("fetching Docker images (docker://{r}) is not available in this build yet"))),
+    }
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> CliResult {
+    let text = serde_json::to_vec_pretty(value)?;
+    std::fs::write(path, text).map_err(|e| CliError::msg(format!("{}: {e}", path.display())))
+}
+
+/// Resolves, renders and plans the pod; leaves it prepared in `prepare/`, locked.
+async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpec, Vec<plan::Resources>), CliError> {
+    let store = ctx.open_store()?;
+    let mut resolved = Vec::new();
+    let mut runtime_apps = Vec::new();
+    for (app, signature) in req.apps.iter().zip(&req.signatures) {
+        let id = image_for(ctx, &store, &app.image, signature.clone(), &req.pull_policy).await?;
+        let tree = store.render_tree(&id).await?;
+        let manifest = store.manifest(&id)?;
+        runtime_apps.push((id, manifest.clone()));
+        resolved.push(ResolvedApp { options: app.clone(), manifest, rootfs: tree.rootfs() });
+    }
+    let pods = Pods::new(&ctx.data_dir());
+    let pod = pods.create()?;
+    let host_env: Vec<(String, String)> = std::env::vars().collect();
+    let (spec, resources) = plan::build(&pod.uuid, &resolved, &req.pod, &host_env).map_err(CliError::msg)?;
+    let paths = PodPaths(&pod.dir);
+    // Empty volumes, including the implicit ones of mount points without a volume.
+    for app in &spec.apps {
+        for m in app.mounts.iter().filter(|m| m.source.is_relative()) {
+            std::fs::create_dir_all(pod.dir.join(&m.source))?;
+        }
+    }
+    for volume in req.pod.volumes.iter().filter(|v| v.source.is_none()) {
+        let dir = pod.dir.join(PodPaths::volume_in_pod(&volume.name));
+        std::fs::create_dir_all(&dir)?;
+        std::os::unix::fs::chown(&dir, Some(volume.uid), Some(volume.gid))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(volume.mode))?;
+    }
+    let manifest = PodManifest {
+        ac_version: rkt_store::appc::manifest::APPC_VERSION.into(),
+        ac_kind: "PodManifest".into(),
+        apps: spec
+            .apps
+            .iter()
+            .zip(&runtime_apps)
+            .map(|(app, (id, manifest))| RuntimeApp {
+                name: app.name.clone(),
+                image: RuntimeImage {
+                    id: id.to_string(),
+                    name: Some(manifest.name.clone()),
+                    labels: manifest.labels.clone(),
+                },
+                app: manifest.app.clone(),
+                read_only_root_fs: app.read_only_rootfs,
+                mounts: Vec::new(),
+                annotations: Vec::new(),
+            })
+            .collect(),
+        volumes: req
+            .pod
+            .volumes
+            .iter()
+            .map(|v| Volume {
+                name: v.name.clone(),
+                kind: if v.source.is_some() { "host".into() } else { "empty".into() },
+                source: v.source.as_ref().map(|s| s.display().to_string()),
+                read_only: Some(v.read_only),
+                recursive: Some(v.recursive),
+                mode: v.source.is_none().then(|| format!("{:04o}", v.mode)),
+                uid: v.source.is_none().then_some(v.uid),
+                gid: v.source.is_none().then_some(v.gid),
+            })
+            .collect(),
+        isolators: Vec::new(),
+        annotations: Vec::new(),
+        ports: Vec::new(),
+        user_annotations: Default::default(),
+        user_labels: Default::default(),
+    };
+    write_json(&pod.dir.join("pod"), &manifest)?;
+    for (app, (id, _)) in spec.apps.iter().zip(&runtime_apps) {
+        let dir = pod.dir.join("appsinfo").join(&app.name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("image"), id.to_string())?;
+    }
+    write_json(&paths.runtime_spec(), &spec)?;
+    write_json(
+        &pod.dir.join("resources.json"),
+        &resources.iter().map(|r| (r.memory, r.cpu_millis)).collect::<Vec<_>>(),
+    )?;
+    Ok((pod, spec, resources))
+}
+
+/// Starts a prepared pod and waits for it; returns the pod's exit status.
+fn start(pods: &Pods, mut pod: PodLock, mut spec: PodSpec, resources: &[plan::Resources]) -> Result<i32, CliError> {
+    if spec.net == NetMode::Default {
+        return Err(CliError::msg(
+            "--net=default (CNI networking) is not available in this build yet; use --net=host or --net=none",
+        ));
+    }
+    pod.move_to(pods, "run")?;
+    let named: Vec<(String, plan::Resources)> =
+        spec.apps.iter().map(|a| a.name.clone()).zip(resources.iter().cloned()).collect();
+    let (cgroups, procs) = PodCgroups::create(&spec.uuid, &named)?;
+    cgroups.save(&pod.dir)?;
+    for (app, files) in spec.apps.iter_mut().zip(procs) {
+        app.cgroups = files;
+    }
+    write_json(&PodPaths(&pod.dir).runtime_spec(), &spec)?;
+    let started = launch::start(&pod.dir, spec.net, pod.fd())?;
+    std::fs::write(pod.dir.join("pid"), started.pid.to_string())?;
+    let running = started.go()?;
+    let code = running.wait()?;
+    PodCgroups::remove(&pod.dir);
+    Ok(code)
+}
+
+pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResult {
+    require_root()?;
+    let req = run_args::parse(args, prepare_only).map_err(CliError::msg)?;
+    if req.dir.is_some() || req.insecure.is_some() {
+        let mut flags = ctx.flags.clone();
+        if let Some(dir) = &req.dir {
+            flags.dir = Some(dir.clone());
+        }
+        if let Some(insecure) = req.insecure {
+            flags.insecure_options = insecure;
+        }
+        let ctx = Context { flags, config: ctx.config.clone() };
+        return run_with(&ctx, req, prepare_only).await;
+    }
+    run_with(ctx, req, prepare_only).await
+}
+
+async fn run_with(ctx: &Context, req: RunRequest, prepare_only: bool) -> CliResult {
+    let (mut pod, spec, resources) = prepare_pod(ctx, &req).await?;
+    if let Some(path) = &req.uuid_file_save {
+        std::fs::write(path, &pod.uuid).map_err(|e| CliError::msg(format!("{}: {e}", path.display())))?;
+    }
+    let pods = Pods::new(&ctx.data_dir());
+    if prepare_only {
+        pod.move_to(&pods, "prepared")?;
+        println!("{}", pod.uuid);
+        return Ok(());
+    }
+    match start(&pods, pod, spec, &resources)? {
+        0 => Ok(()),
+        code => Err(CliError::exit(code)),
+    }
+}
+
+pub async fn run_prepared(ctx: &Context, args: RunPreparedArgs) -> CliResult {
+    require_root()?;
+    let pods = Pods::new(&ctx.data_dir());
+    let info = pods.find(&args.uuid)?;
+    if info.state != rkt_runner::pod::PodState::Prepared {
+        return Err(CliError::msg(format!("pod {:?} is not prepared (it is {})", info.uuid, info.state.as_str())));
+    }
+    let pod = pods.lock(&info, false)?.ok_or_else(|| CliError::msg(format!("pod {:?} is in use", info.uuid)))?;
+    let paths = PodPaths(&pod.dir);
+    let mut spec: PodSpec = serde_json::from_slice(&std::fs::read(paths.runtime_spec())?)?;
+    let opts = rkt_runner::plan::PodOptions {
+        net: match args.net.as_str() {
+            "host" => NetMode::Host,
+            "none" => NetMode::None,
+            "default" => NetMode::Default,
+            other => return Err(CliError::msg(format!("--net={other}: only host, none and default are available"))),
+        },
+        hostname: args.hostname,
+        dns: args.dns,
+        dns_search: args.dns_search,
+        hosts_entries: args.hosts_entry,
+        inherit_env: false,
+        set_env: Vec::new(),
+        set_env_file: None,
+        volumes: Vec::new(),
+        interactive: args.interactive,
+    };
+    spec.net = opts.net;
+    spec.interactive = opts.interactive;
+    spec.hostname = opts.hostname.clone().unwrap_or_else(|| format!("rkt-{}", spec.uuid));
+    let (hosts, resolv) = plan::network_files(&spec.hostname, &opts).map_err(CliError::msg)?;
+    spec.hosts = hosts;
+    spec.resolv_conf = resolv;
+    let resources: Vec<(Option<u64>, Option<u64>)> =
+        serde_json::from_slice(&std::fs::read(pod.dir.join("resources.json"))?).unwrap_or_default();
+    let resources: Vec<plan::Resources> =
+        resources.into_iter().map(|(memory, cpu_millis)| plan::Resources { memory, cpu_millis }).collect();
+    match start(&pods, pod, spec, &resources)? {
+        0 => Ok(()),
+        code => Err(CliError::exit(code)),
+    }
+}
