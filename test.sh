@@ -3,10 +3,17 @@
 # on Debian (as root) first. Tests that need root skip with a printed reason when not root.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ "$(id -u)" = 0 ] && ! command -v busybox >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq build-essential busybox-static >/dev/null
+# busybox-static: the test image; containernetworking-plugins and iptables: --net=default.
+if [ "$(id -u)" = 0 ]; then
+  missing=""
+  command -v busybox >/dev/null || missing="$missing busybox-static"
+  [ -x /usr/lib/cni/ptp ] || missing="$missing containernetworking-plugins"
+  command -v iptables >/dev/null || missing="$missing iptables"
+  if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq build-essential $missing >/dev/null
+  fi
 fi
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -73,6 +73,21 @@ pub fn parse_volume(s: &str) -> Result<VolumeOption, String> {
     })
 }
 
+/// `NAME:[HOSTIP:]HOSTPORT`.
+pub fn parse_port(s: &str) -> Result<(String, Option<String>, u16), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || format!("--port {s:?}: expected NAME:[HOSTIP:]HOSTPORT");
+    let (name, ip, port) = match parts.as_slice() {
+        [name, port] => (*name, None, *port),
+        [name, ip, port] => (*name, Some(ip.to_string()), *port),
+        _ => return Err(bad()),
+    };
+    if let Some(ip) = &ip {
+        ip.parse::<std::net::IpAddr>().map_err(|_| bad())?;
+    }
+    Ok((name.to_string(), ip, port.parse().map_err(|_| bad())?))
+}
+
 fn env_pair(flag: &str, v: &str) -> Result<(String, String), String> {
     let (k, val) = v.split_once('=').ok_or_else(|| format!("--{flag} {v:?} is not NAME=VALUE"))?;
     Ok((k.to_string(), val.to_string()))
@@ -98,6 +113,7 @@ pub fn parse(args: &[String], prepare: bool) -> Result<RunRequest, String> {
         set_env_file: None,
         volumes: Vec::new(),
         interactive: false,
+        ports: Vec::new(),
     };
     let mut req = RunRequest {
         pod: pod.clone(),
@@ -164,6 +180,8 @@ pub fn parse(args: &[String], prepare: bool) -> Result<RunRequest, String> {
             "dns-search" => pod.dns_search.extend(list(&v)),
             "hosts-entry" => pod.hosts_entries.push(v),
             "hostname" => pod.hostname = Some(v),
+            "port" if prepare => return Err("--port belongs to run-prepared, not prepare".into()),
+            "port" => pod.ports.push(parse_port(&v)?),
             "volume" => pod.volumes.push(parse_volume(&v)?),
             "inherit-env" => pod.inherit_env = bool_value(name, value.as_deref())?,
             "set-env" => pod.set_env.push(env_pair(name, &v)?),

@@ -3,9 +3,11 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod cni;
 pub mod enter;
 pub mod init;
 pub mod launch;
+pub mod network;
 pub mod plan;
 pub mod pod;
 pub mod spec;

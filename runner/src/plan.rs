@@ -59,6 +59,8 @@ pub struct PodOptions {
     pub set_env_file: Option<PathBuf>,
     pub volumes: Vec<VolumeOption>,
     pub interactive: bool,
+    /// `--port=NAME:[HOSTIP:]HOSTPORT`: (port name, host IP, host port).
+    pub ports: Vec<(String, Option<String>, u16)>,
 }
 
 /// An app whose image is in the store and rendered.
@@ -361,10 +363,35 @@ pub fn build(
             hostname,
             net: pod.net,
             interactive: pod.interactive,
+            ports: port_mappings(apps, &pod.ports)?,
             apps: specs,
         },
         resources,
     ))
+}
+
+/// Maps `--port` names to the ports the images declare.
+fn port_mappings(
+    apps: &[ResolvedApp],
+    ports: &[(String, Option<String>, u16)],
+) -> Result<Vec<crate::cni::PortMapping>, String> {
+    ports
+        .iter()
+        .map(|(name, host_ip, host_port)| {
+            let declared = apps
+                .iter()
+                .filter_map(|a| a.manifest.app.as_ref())
+                .flat_map(|a| a.ports.iter())
+                .find(|p| p.name == *name)
+                .ok_or_else(|| format!("port name {name:?} is not declared by any app of the pod"))?;
+            Ok(crate::cni::PortMapping {
+                host_ip: host_ip.clone(),
+                host_port: *host_port,
+                pod_port: declared.port as u16,
+                protocol: declared.protocol.clone(),
+            })
+        })
+        .collect()
 }
 
 fn volume_mount(pod: &PodOptions, volume: &str, target: &str, read_only: bool) -> Result<BindMount, String> {

@@ -26,6 +26,9 @@ pub struct PodSpec {
     /// Contents of each app's `/etc/resolv.conf`; `None` leaves the image's.
     pub resolv_conf: Option<String>,
     pub interactive: bool,
+    /// `--port` mappings, for the default network.
+    #[serde(default)]
+    pub ports: Vec<crate::cni::PortMapping>,
     pub apps: Vec<AppSpec>,
 }
 

@@ -72,7 +72,7 @@ fn pod_json(pod: &PodInfo) -> serde_json::Value {
     json!({
         "name": pod.uuid,
         "state": pod.state.as_str(),
-        "networks": [],
+        "networks": rkt_runner::network::describe(&pod.dir).into_iter().collect::<Vec<_>>(),
         "app_names": names,
         "apps": apps,
         "created_at": ns(pod.created()),
@@ -112,6 +112,9 @@ pub async fn status(
     }
     if let Some(started) = pod.started() {
         println!("started={}", full_time(ns(Some(started))));
+    }
+    if let Some(networks) = rkt_runner::network::describe(&pod.dir) {
+        println!("networks={networks}");
     }
     if pod.state == PodState::Running {
         if let Some(pid) = pod.pid() {
@@ -162,7 +165,8 @@ pub fn list(ctx: &Context, full: bool, no_legend: bool, format: Option<String>) 
             if full {
                 row.push(id.chars().take(19).collect());
             }
-            row.extend([pod.state.as_str().to_string(), time(pod.created()), time(pod.started()), String::new()]);
+            let networks = rkt_runner::network::describe(&pod.dir).unwrap_or_default();
+            row.extend([pod.state.as_str().to_string(), time(pod.created()), time(pod.started()), networks]);
             rows.push(row);
         }
     }
@@ -178,6 +182,7 @@ fn remove_pod(pods: &Pods, pod: &PodInfo) -> Result<(), CliError> {
     if !pod.dir.starts_with(pods.root().join("garbage")) {
         lock.move_to(pods, "garbage")?;
     }
+    rkt_runner::network::teardown(&lock.dir, &pod.uuid);
     PodCgroups::remove(&lock.dir);
     std::fs::remove_dir_all(&lock.dir).map_err(|e| CliError::msg(format!("{}: {e}", lock.dir.display())))?;
     Ok(())

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use rkt_fetch::{fetch_file, FetchOptions, ImageString};
 use rkt_runner::cgroups::PodCgroups;
-use rkt_runner::launch;
 use rkt_runner::plan::{self, ResolvedApp};
 use rkt_runner::pod::{PodLock, Pods};
 use rkt_runner::spec::{NetMode, PodPaths, PodSpec};
+use rkt_runner::{launch, network};
 use rkt_store::appc::pod::{PodManifest, RuntimeApp, RuntimeImage, Volume};
 use rkt_store::{ImageId, Store};
 
@@ -140,11 +140,6 @@ async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpe
 
 /// Starts a prepared pod and waits for it; returns the pod's exit status.
 fn start(pods: &Pods, mut pod: PodLock, mut spec: PodSpec, resources: &[plan::Resources]) -> Result<i32, CliError> {
-    if spec.net == NetMode::Default {
-        return Err(CliError::msg(
-            "--net=default (CNI networking) is not available in this build yet; use --net=host or --net=none",
-        ));
-    }
     pod.move_to(pods, "run")?;
     let named: Vec<(String, plan::Resources)> =
         spec.apps.iter().map(|a| a.name.clone()).zip(resources.iter().cloned()).collect();
@@ -156,10 +151,19 @@ fn start(pods: &Pods, mut pod: PodLock, mut spec: PodSpec, resources: &[plan::Re
     write_json(&PodPaths(&pod.dir).runtime_spec(), &spec)?;
     let started = launch::start(&pod.dir, spec.net, pod.fd())?;
     std::fs::write(pod.dir.join("pid"), started.pid.to_string())?;
+    if spec.net == NetMode::Default {
+        if let Err(e) = network::setup(&pod.dir, &spec.uuid, started.pid.as_raw(), &spec.ports) {
+            // Dropping the go-ahead ends the init before it starts anything.
+            drop(started);
+            PodCgroups::remove(&pod.dir);
+            return Err(CliError::msg(e));
+        }
+    }
     let running = started.go()?;
-    let code = running.wait()?;
+    let code = running.wait();
+    network::teardown(&pod.dir, &spec.uuid);
     PodCgroups::remove(&pod.dir);
-    Ok(code)
+    Ok(code?)
 }
 
 pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResult {
@@ -222,6 +226,7 @@ pub async fn run_prepared(ctx: &Context, args: RunPreparedArgs) -> CliResult {
         set_env_file: None,
         volumes: Vec::new(),
         interactive: args.interactive,
+        ports: Vec::new(),
     };
     spec.net = opts.net;
     spec.interactive = opts.interactive;

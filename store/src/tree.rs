@@ -55,8 +55,11 @@ impl Store {
         let lock_file_handle =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
         let _tree_lock = lock_file(lock_file_handle, nix::fcntl::FlockArg::LockExclusive).at(&lock_path)?;
-        if let Some(record) = self.index().tree(&id)? {
+        let existing = self.index().tree(&id)?;
+        if let Some(record) = existing {
             if path.join("rendered").exists() {
+                // A run uses the image: `image gc` counts from here (rkt did not, rkt#3387).
+                self.index().touch(top)?;
                 return Ok(Tree { record, path });
             }
         }
