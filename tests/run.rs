@@ -440,3 +440,34 @@ fn ports_are_published_on_the_host() {
     assert!(!String::from_utf8_lossy(&rules.stdout).contains(&format!("--dport {host_port}")), "a port rule is left");
     assert!(env.rkt(&["run", "--port=nope:1234", &id]).status.code() == Some(254));
 }
+
+#[test]
+fn several_apps_the_first_failure_decides_and_stops_the_rest() {
+    let Some((env, id)) = busybox() else { return };
+    let out = env.rkt(&[
+        "run",
+        "--net=host",
+        &id,
+        "--name=waits",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        "---",
+        &id,
+        "--name=fails",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "sleep 0.3; exit 9",
+    ]);
+    assert_eq!(out.status.code(), Some(9), "{}", String::from_utf8_lossy(&out.stderr));
+    let uuid = env.ok(&["list", "--full", "--no-legend"]).split('\t').next().unwrap().to_string();
+    let status = env.ok(&["status", &uuid]);
+    assert!(status.contains("app-fails=9") && status.contains("app-waits=0"), "{status}");
+    let out = env.rkt(&["run", "--net=host", &id, "--exec=/bin/true", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple apps with name busybox"));
+    let both =
+        env.rkt(&["run", "--net=host", &id, "--name=a", "--exec=/bin/true", &id, "--name=b", "--exec=/bin/true"]);
+    assert!(both.status.success());
+}

@@ -1,6 +1,6 @@
-//! Starting a pod from `rkt run`: the pod's init is this very binary, copied into a sealed
-//! memfd and executed from there in new namespaces, so that nothing in the pod can reach the
-//! host's rkt binary through `/proc/<pid>/exe` (runc's CVE-2019-5736).
+//! Starting a pod from `rkt run`: the pod's init (the `rkt-pod-init` program beside rkt, or rkt
+//! itself) is copied into a sealed memfd and executed from there in new namespaces, so that
+//! nothing in the pod can reach a host binary through `/proc/<pid>/exe` (runc's CVE-2019-5736).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -17,14 +17,28 @@ use nix::unistd::Pid;
 
 use crate::spec::NetMode;
 
-/// The hidden subcommand under which the binary runs as a pod's init.
+/// The hidden subcommand under which the rkt binary runs as a pod's init.
 pub const INIT_SUBCOMMAND: &str = "__pod-init";
 
-/// A read-only, sealed copy of the running executable.
-fn sealed_self_copy() -> io::Result<OwnedFd> {
+/// The init program installed beside the rkt binary.
+pub const INIT_PROGRAM: &str = "rkt-pod-init";
+
+/// The program to run as init, and the arguments that come before the pod's: the small init
+/// program beside this executable, else this executable itself.
+fn init_program() -> (std::path::PathBuf, Vec<&'static str>) {
+    if let Some(beside) = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join(INIT_PROGRAM))) {
+        if beside.metadata().is_ok_and(|m| m.is_file()) {
+            return (beside, vec![INIT_PROGRAM]);
+        }
+    }
+    ("/proc/self/exe".into(), vec!["rkt", INIT_SUBCOMMAND])
+}
+
+/// A read-only, sealed copy of `program`.
+fn sealed_copy(program: &Path) -> io::Result<OwnedFd> {
     let fd = memfd_create(c"rkt-pod-init", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     let mut copy = File::from(fd);
-    let mut exe = File::open("/proc/self/exe")?;
+    let mut exe = File::open(program)?;
     io::copy(&mut exe, &mut copy)?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on an fd this function owns.
@@ -44,16 +58,14 @@ pub struct Started {
 /// unless `net` is the host's). `lock_fd`, the pod's flock, is inherited, so that the pod stays
 /// locked while its init lives.
 pub fn start(pod_dir: &Path, net: NetMode, lock_fd: RawFd) -> io::Result<Started> {
-    let exe = sealed_self_copy()?;
+    let (program, leading) = init_program();
+    let exe = sealed_copy(&program)?;
     let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"));
-    let argv = [
-        cstr(b"rkt")?,
-        cstr(INIT_SUBCOMMAND.as_bytes())?,
-        cstr(pod_dir.as_os_str().as_bytes())?,
-        cstr(go_read.as_raw_fd().to_string().as_bytes())?,
-        cstr(lock_fd.to_string().as_bytes())?,
-    ];
+    let mut argv: Vec<CString> = leading.iter().map(|a| cstr(a.as_bytes())).collect::<io::Result<_>>()?;
+    argv.push(cstr(pod_dir.as_os_str().as_bytes())?);
+    argv.push(cstr(go_read.as_raw_fd().to_string().as_bytes())?);
+    argv.push(cstr(lock_fd.to_string().as_bytes())?);
     let envp: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
         .collect();

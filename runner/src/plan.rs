@@ -71,7 +71,7 @@ pub struct ResolvedApp {
 }
 
 /// The resource limits of one app, for the cgroup that `rkt run` makes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     pub memory: Option<u64>,
     pub cpu_millis: Option<u64>,
@@ -190,7 +190,7 @@ pub fn build(
     apps: &[ResolvedApp],
     pod: &PodOptions,
     host_env: &[(String, String)],
-) -> Result<(PodSpec, Vec<Resources>), String> {
+) -> Result<PodSpec, String> {
     if apps.is_empty() {
         return Err("pod must contain at least one application".into());
     }
@@ -200,7 +200,6 @@ pub fn build(
     };
     let mut names: Vec<String> = Vec::new();
     let mut specs = Vec::new();
-    let mut resources = Vec::new();
     for app in apps {
         let image_app = app.manifest.app.clone().unwrap_or_default();
         let name = match &app.options.name {
@@ -326,7 +325,6 @@ pub fn build(
             (None, Some(s)) => Some(parse_cpu(&s)?),
             _ => None,
         };
-        resources.push(Resources { memory, cpu_millis });
 
         let working_dir = app.options.working_dir.clone().unwrap_or_else(|| {
             if image_app.working_directory.is_empty() {
@@ -350,24 +348,22 @@ pub fn build(
             mounts,
             capabilities,
             read_only_rootfs: app.options.readonly_rootfs,
+            limits: Resources { memory, cpu_millis },
             cgroups: Vec::new(),
         });
     }
     let hostname = pod.hostname.clone().unwrap_or_else(|| format!("rkt-{uuid}"));
     let (hosts, resolv_conf) = network_files(&hostname, pod)?;
-    Ok((
-        PodSpec {
-            uuid: uuid.to_string(),
-            hosts,
-            resolv_conf,
-            hostname,
-            net: pod.net,
-            interactive: pod.interactive,
-            ports: port_mappings(apps, &pod.ports)?,
-            apps: specs,
-        },
-        resources,
-    ))
+    Ok(PodSpec {
+        uuid: uuid.to_string(),
+        hosts,
+        resolv_conf,
+        hostname,
+        net: pod.net,
+        interactive: pod.interactive,
+        ports: port_mappings(apps, &pod.ports)?,
+        apps: specs,
+    })
 }
 
 /// Maps `--port` names to the ports the images declare.

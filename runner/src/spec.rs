@@ -47,6 +47,7 @@ pub struct AppSpec {
     /// Capability numbers the app keeps in its bounding set.
     pub capabilities: Vec<u32>,
     pub read_only_rootfs: bool,
+    pub limits: crate::plan::Resources,
     /// The `cgroup.procs` files the app's process joins (its resource limits).
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,

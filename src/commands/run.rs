@@ -55,7 +55,7 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> CliResult {
 }
 
 /// Resolves, renders and plans the pod; leaves it prepared in `prepare/`, locked.
-async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpec, Vec<plan::Resources>), CliError> {
+async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpec), CliError> {
     let store = ctx.open_store()?;
     let mut resolved = Vec::new();
     let mut runtime_apps = Vec::new();
@@ -69,8 +69,7 @@ async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpe
     let pods = Pods::new(&ctx.data_dir());
     let pod = pods.create()?;
     let host_env: Vec<(String, String)> = std::env::vars().collect();
-    let (spec, resources) = plan::build(&pod.uuid, &resolved, &req.pod, &host_env).map_err(CliError::msg)?;
-    let paths = PodPaths(&pod.dir);
+    let spec = plan::build(&pod.uuid, &resolved, &req.pod, &host_env).map_err(CliError::msg)?;
     // Empty volumes, including the implicit ones of mount points without a volume.
     for app in &spec.apps {
         for m in app.mounts.iter().filter(|m| m.source.is_relative()) {
@@ -125,26 +124,17 @@ async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpe
         user_labels: Default::default(),
     };
     write_json(&pod.dir.join("pod"), &manifest)?;
-    for (app, (id, _)) in spec.apps.iter().zip(&runtime_apps) {
-        let dir = pod.dir.join("appsinfo").join(&app.name);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("image"), id.to_string())?;
-    }
-    write_json(&paths.runtime_spec(), &spec)?;
-    write_json(
-        &pod.dir.join("resources.json"),
-        &resources.iter().map(|r| (r.memory, r.cpu_millis)).collect::<Vec<_>>(),
-    )?;
-    Ok((pod, spec, resources))
+    Ok((pod, spec))
 }
 
 /// Starts a prepared pod and waits for it; returns the pod's exit status.
-fn start(pods: &Pods, mut pod: PodLock, mut spec: PodSpec, resources: &[plan::Resources]) -> Result<i32, CliError> {
+fn start(pods: &Pods, mut pod: PodLock, mut spec: PodSpec) -> Result<i32, CliError> {
     pod.move_to(pods, "run")?;
-    let named: Vec<(String, plan::Resources)> =
-        spec.apps.iter().map(|a| a.name.clone()).zip(resources.iter().cloned()).collect();
+    let named: Vec<(String, plan::Resources)> = spec.apps.iter().map(|a| (a.name.clone(), a.limits.clone())).collect();
     let (cgroups, procs) = PodCgroups::create(&spec.uuid, &named)?;
-    cgroups.save(&pod.dir)?;
+    if !cgroups.dirs.is_empty() {
+        cgroups.save(&pod.dir)?;
+    }
     for (app, files) in spec.apps.iter_mut().zip(procs) {
         app.cgroups = files;
     }
@@ -184,17 +174,18 @@ pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResul
 }
 
 async fn run_with(ctx: &Context, req: RunRequest, prepare_only: bool) -> CliResult {
-    let (mut pod, spec, resources) = prepare_pod(ctx, &req).await?;
+    let (mut pod, spec) = prepare_pod(ctx, &req).await?;
     if let Some(path) = &req.uuid_file_save {
         std::fs::write(path, &pod.uuid).map_err(|e| CliError::msg(format!("{}: {e}", path.display())))?;
     }
     let pods = Pods::new(&ctx.data_dir());
     if prepare_only {
+        write_json(&PodPaths(&pod.dir).runtime_spec(), &spec)?;
         pod.move_to(&pods, "prepared")?;
         println!("{}", pod.uuid);
         return Ok(());
     }
-    match start(&pods, pod, spec, &resources)? {
+    match start(&pods, pod, spec)? {
         0 => Ok(()),
         code => Err(CliError::exit(code)),
     }
@@ -234,11 +225,7 @@ pub async fn run_prepared(ctx: &Context, args: RunPreparedArgs) -> CliResult {
     let (hosts, resolv) = plan::network_files(&spec.hostname, &opts).map_err(CliError::msg)?;
     spec.hosts = hosts;
     spec.resolv_conf = resolv;
-    let resources: Vec<(Option<u64>, Option<u64>)> =
-        serde_json::from_slice(&std::fs::read(pod.dir.join("resources.json"))?).unwrap_or_default();
-    let resources: Vec<plan::Resources> =
-        resources.into_iter().map(|(memory, cpu_millis)| plan::Resources { memory, cpu_millis }).collect();
-    match start(&pods, pod, spec, &resources)? {
+    match start(&pods, pod, spec)? {
         0 => Ok(()),
         code => Err(CliError::exit(code)),
     }

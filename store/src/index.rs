@@ -107,7 +107,9 @@ impl Index {
         // Parallel CI jobs share one store: wait for each other instead of failing.
         conn.busy_timeout(Duration::from_secs(60)).map_err(|e| db(path, e))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db(path, e))?;
+        // NORMAL is crash-safe with WAL (a power loss may drop the last commits, never corrupt);
+        // what such a loss can leave, a blob without its row, `image verify` indexes again.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db(path, e))?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| db(path, e))?;
         let mut index = Index { conn, path: path.to_path_buf() };
         index.migrate()?;
@@ -120,6 +122,12 @@ impl Index {
 
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
+        // Most opens find the schema current: a plain read, no write lock.
+        let current: i64 =
+            self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db(&path, e))?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db(&path, e))?;
         let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db(&path, e))?;
         if found > SCHEMA_VERSION {
