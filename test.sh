@@ -9,6 +9,8 @@ if [ "$(id -u)" = 0 ]; then
   command -v busybox >/dev/null || missing="$missing busybox-static"
   [ -x /usr/lib/cni/ptp ] || missing="$missing containernetworking-plugins"
   command -v iptables >/dev/null || missing="$missing iptables"
+  command -v skopeo >/dev/null || missing="$missing skopeo"
+  command -v umoci >/dev/null || missing="$missing umoci"
   if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -1,6 +1,8 @@
 //! Turns image strings into images in the store. Local ACI files work now; network, discovery,
 //! trust and Docker sources come with their own modules.
 
+pub mod oci;
+
 use std::path::{Path, PathBuf};
 
 use rkt_store::appc::AppString;
@@ -18,6 +20,8 @@ pub enum ImageString {
     Url(String),
     /// `docker://…` or `docker:…`.
     Docker(String),
+    /// `docker-archive:PATH`, `oci:PATH[:REF]` or `oci-archive:PATH[:REF]`.
+    Oci(oci::OciSource),
 }
 
 /// The URL scheme of `s` as Go's `url.Parse` finds it: letters, digits, `+-.` before the first
@@ -35,6 +39,9 @@ impl ImageString {
     pub fn classify(s: &str) -> Result<Self, FetchError> {
         if s.starts_with("sha512-") {
             return Ok(ImageString::Id(s.to_string()));
+        }
+        if let Some(source) = oci::OciSource::parse(s) {
+            return Ok(ImageString::Oci(source));
         }
         match scheme(s) {
             None => {
@@ -68,6 +75,8 @@ pub enum FetchError {
     VerificationUnavailable { path: PathBuf },
     #[error("fetching {kind} images ({image}) is not available in this build yet")]
     Unsupported { kind: &'static str, image: String },
+    #[error(transparent)]
+    Oci(#[from] oci::OciError),
 }
 
 #[derive(Debug, Clone, Default)]

@@ -39,6 +39,16 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                     .find(&app)?
                     .ok_or_else(|| CliError::msg(format!("unable to find image {image:?} in the local store")))?
             }
+            ImageString::Oci(source) => {
+                if !ctx.flags.insecure_options.image {
+                    return Err(CliError::msg(format!(
+                        "{image}: Docker and OCI images are unsigned; fetch them with --insecure-options=image"
+                    )));
+                }
+                let id = rkt_fetch::oci::import(&store, &source).await?;
+                render_if_root(&store, &id).await?;
+                id
+            }
             ImageString::Url(url) => {
                 return Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet")))
             }

@@ -44,6 +44,12 @@ async fn image_for(
                 "image {image:?} is not in the local store, and fetching by name (appc discovery) is not available in this build yet"
             ))),
         },
+        ImageString::Oci(source) => {
+            if !ctx.flags.insecure_options.image {
+                return Err(CliError::msg(format!("{image}: Docker and OCI images are unsigned; run them with --insecure-options=image")));
+            }
+            Ok(rkt_fetch::oci::import(store, &source).await?)
+        }
         ImageString::Url(url) => Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet"))),
         ImageString::Docker(r) => Err(CliError::msg(format!("fetching Docker images (docker://{r}) is not available in this build yet"))),
     }

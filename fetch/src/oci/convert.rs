@@ -1,0 +1,192 @@
+//! Docker and OCI layers as ACIs: each layer becomes an ACI of its own, named by its chain ID
+//! and depending on the layer below, so that images share layers in the store and a layer once
+//! stored is never converted again. Whiteouts stay in the layer; rendering applies them.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use futures_core::Stream;
+use rkt_store::{ImageId, ImportOptions, Store};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::container::Reader;
+use super::tar_out::{finish, write_entry, OutEntry};
+use super::OciError;
+
+/// Hashes what passes through it; the digest stays readable after the reader is given away.
+pub struct HashReader<R> {
+    inner: R,
+    state: Arc<Mutex<Sha256>>,
+}
+
+impl<R> HashReader<R> {
+    pub fn new(inner: R) -> (Self, Arc<Mutex<Sha256>>) {
+        let state = Arc::new(Mutex::new(Sha256::new()));
+        (HashReader { inner, state: state.clone() }, state)
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashReader<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        self.state.lock().expect("not poisoned").update(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+pub fn hex_of(state: &Arc<Mutex<Sha256>>) -> String {
+    let digest = state.lock().expect("not poisoned").clone().finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
+    rkt_store::aci::clean_entry_path(raw).map_err(|e| OciError::Invalid(format!("layer {e}")))
+}
+
+async fn write_small(out: &mut Vec<u8>, path: &str, kind: u8, mode: u32, data: &[u8]) -> Result<(), OciError> {
+    let entry = OutEntry {
+        path: path.as_bytes(),
+        kind,
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: data.len() as u64,
+        link: b"",
+        dev: (0, 0),
+        xattrs: &[],
+    };
+    write_entry(out, &entry, &mut &data[..]).await.map_err(|e| OciError::Io(e.to_string()))
+}
+
+/// An ACI with this manifest and an empty root filesystem: the image on top of its layers.
+pub async fn image_aci(manifest: &[u8]) -> Result<Vec<u8>, OciError> {
+    let mut out = Vec::new();
+    write_small(&mut out, "manifest", b'0', 0o644, manifest).await?;
+    write_small(&mut out, "rootfs", b'5', 0o755, b"").await?;
+    finish(&mut out).await.map_err(|e| OciError::Io(e.to_string()))?;
+    Ok(out)
+}
+
+/// Converts one layer blob into an ACI and imports it. `digest` is the blob's expected
+/// `sha256:` digest (checked when given), `diff_id` the expected digest of its uncompressed tar.
+/// The ACI's end-of-archive marker is written only after both check out, so a mismatch leaves
+/// the import unfinished and nothing stored.
+pub async fn import_layer(
+    store: &Store,
+    blob: Reader,
+    digest: Option<&str>,
+    diff_id: &str,
+    manifest: &[u8],
+) -> Result<ImageId, OciError> {
+    let (writer, reader) = tokio::io::duplex(256 * 1024);
+    let produce = produce_layer(writer, blob, digest, diff_id, manifest);
+    let options = ImportOptions::default();
+    let (produced, imported) = tokio::join!(produce, store.import(reader, &options));
+    produced?;
+    Ok(imported?.id)
+}
+
+async fn produce_layer(
+    mut out: tokio::io::DuplexStream,
+    blob: Reader,
+    digest: Option<&str>,
+    diff_id: &str,
+    manifest: &[u8],
+) -> Result<(), OciError> {
+    let io = |e: std::io::Error| OciError::Io(e.to_string());
+    let mut head = Vec::new();
+    write_small(&mut head, "manifest", b'0', 0o644, manifest).await?;
+    write_small(&mut head, "rootfs", b'5', 0o755, b"").await?;
+    tokio::io::AsyncWriteExt::write_all(&mut out, &head).await.map_err(io)?;
+    let (raw, raw_hash) = HashReader::new(blob);
+    let (_, decompressed) = rkt_store::aci::decompressed(raw).await?;
+    let (plain, diff_hash) = HashReader::new(decompressed);
+    let mut archive = tokio_tar::Archive::new(plain);
+    {
+        let mut entries = archive.entries().map_err(io)?;
+        while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
+            let mut entry = entry.map_err(|e| OciError::Invalid(format!("layer is not a readable tar: {e}")))?;
+            let header = entry.header().clone();
+            let etype = header.entry_type();
+            if etype.is_pax_global_extensions() {
+                continue;
+            }
+            let raw_path = entry.path_bytes().map_err(io)?.into_owned();
+            let Some(path) = clean(&raw_path)? else { continue };
+            let kind = match etype.as_byte() {
+                b'0' | 0 | b'7' => b'0',
+                k @ (b'1' | b'2' | b'3' | b'4' | b'5' | b'6') => k,
+                other => {
+                    return Err(OciError::Invalid(format!(
+                        "layer entry {:?} has an unsupported type {:?}",
+                        String::from_utf8_lossy(&path),
+                        other as char
+                    )))
+                }
+            };
+            let mut link = entry.link_name_bytes().map_err(io)?.map(|l| l.into_owned()).unwrap_or_default();
+            if kind == b'1' {
+                let target =
+                    clean(&link)?.ok_or_else(|| OciError::Invalid("a hard link to the layer's root".into()))?;
+                link = [b"rootfs/".as_slice(), &target].concat();
+            }
+            let mut xattrs = Vec::new();
+            if let Some(extensions) = entry.pax_extensions().await.map_err(io)? {
+                for ext in extensions.flatten() {
+                    if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                        xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+            let size = if kind == b'0' { entry.effective_size() } else { 0 };
+            let full = [b"rootfs/".as_slice(), &path].concat();
+            let out_entry = OutEntry {
+                path: &full,
+                kind,
+                mode: header.mode().map_err(io)?,
+                uid: header.uid().map_err(io)?,
+                gid: header.gid().map_err(io)?,
+                mtime: header.mtime().map_err(io)?,
+                size,
+                link: &link,
+                dev: (
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                ),
+                xattrs: &xattrs,
+            };
+            write_entry(&mut out, &out_entry, &mut entry).await.map_err(io)?;
+        }
+    }
+    // The layer's own end-of-archive marker leaves the compressed stream unread: read it all,
+    // or the digests would cover only part of it.
+    let mut plain = archive.into_inner().map_err(|_| OciError::Io("layer reader still in use".into()))?;
+    tokio::io::copy(&mut plain, &mut tokio::io::sink())
+        .await
+        .map_err(|e| OciError::Invalid(format!("layer stream: {e}")))?;
+    drop(plain);
+    let diff = format!("sha256:{}", hex_of(&diff_hash));
+    if diff != diff_id {
+        return Err(OciError::Digest {
+            what: "layer's uncompressed content".into(),
+            expected: diff_id.to_string(),
+            actual: diff,
+        });
+    }
+    if let Some(expected) = digest {
+        let actual = format!("sha256:{}", hex_of(&raw_hash));
+        if actual != expected {
+            return Err(OciError::Digest { what: "layer blob".into(), expected: expected.to_string(), actual });
+        }
+    }
+    finish(&mut out).await.map_err(io)
+}

@@ -1,0 +1,375 @@
+//! Docker and OCI images without a registry: `docker-archive:PATH` (the tarball of `docker save`
+//! or skopeo), `oci:PATH[:REF]` (an OCI image layout) and `oci-archive:PATH[:REF]`, named as
+//! skopeo names its transports. Every digest is checked: the manifest against its descriptor,
+//! the config, each layer's blob and its uncompressed content against the config's diff_ids.
+
+mod container;
+mod convert;
+pub mod naming;
+mod tar_out;
+mod types;
+
+use std::path::PathBuf;
+
+use rkt_store::appc::{AppString, NameValue};
+use rkt_store::{ImageId, ImportOptions, Store, StoreError};
+
+use container::Container;
+use convert::{image_aci, import_layer, sha256_hex};
+use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
+
+/// Manifests, indexes and configs larger than this are refused unread.
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} does not match its digest: expected {expected}, got {actual}")]
+    Digest { what: String, expected: String, actual: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OciSource {
+    DockerArchive { path: PathBuf, reference: Option<String> },
+    Layout { path: PathBuf, reference: Option<String> },
+    LayoutArchive { path: PathBuf, reference: Option<String> },
+}
+
+impl OciSource {
+    /// `docker-archive:PATH[:REF]`, `oci:PATH[:REF]`, `oci-archive:PATH[:REF]`; the path ends at
+    /// the first colon, as skopeo reads them.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, rest) = s.split_once(':')?;
+        let (path, reference) = match rest.split_once(':') {
+            Some((p, r)) if !r.is_empty() => (PathBuf::from(p), Some(r.to_string())),
+            _ => (PathBuf::from(rest.trim_end_matches(':')), None),
+        };
+        match kind {
+            "docker-archive" => Some(OciSource::DockerArchive { path, reference }),
+            "oci" => Some(OciSource::Layout { path, reference }),
+            "oci-archive" => Some(OciSource::LayoutArchive { path, reference }),
+            _ => None,
+        }
+    }
+}
+
+/// What an import found: the image's name, version and the parts of the image to convert.
+struct Plan {
+    name: String,
+    version: String,
+    config_digest: String,
+    manifest_digest: Option<String>,
+    config: ImageConfigFile,
+    /// Each layer's file in the container and its expected blob digest (when known).
+    layers: Vec<(String, Option<String>)>,
+    original: String,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, OciError> {
+    serde_json::from_slice(bytes).map_err(|e| OciError::Invalid(format!("{what} is not valid: {e}")))
+}
+
+fn blob_path(digest: &str) -> Result<String, OciError> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| OciError::Invalid(format!("unsupported digest {digest:?} (sha256 only)")))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(OciError::Invalid(format!("malformed digest {digest:?}")));
+    }
+    Ok(format!("blobs/sha256/{hex}"))
+}
+
+/// Reads a blob named by its descriptor, checking its digest and its size limit.
+async fn read_blob(container: &Container, desc: &Descriptor, what: &str) -> Result<Vec<u8>, OciError> {
+    let bytes = container.read_small(&blob_path(&desc.digest)?, MAX_DOCUMENT).await?;
+    if desc.size != 0 && bytes.len() as u64 != desc.size {
+        return Err(OciError::Invalid(format!("{what} is {} bytes, its descriptor says {}", bytes.len(), desc.size)));
+    }
+    let actual = format!("sha256:{}", sha256_hex(&bytes));
+    if actual != desc.digest {
+        return Err(OciError::Digest { what: what.into(), expected: desc.digest.clone(), actual });
+    }
+    Ok(bytes)
+}
+
+/// Picks the manifest for this host from an index or manifest list.
+fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, OciError> {
+    let arch = naming::host_go_arch();
+    manifests
+        .iter()
+        .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+        .ok_or_else(|| OciError::Invalid(format!("the image has no manifest for linux/{arch}")))
+}
+
+/// Refuses documents that are both an index and a manifest (CVE-2021-41190) or whose
+/// declared media type contradicts what they hold.
+fn check_document(doc: &Document, what: &str) -> Result<(), OciError> {
+    let is_index = doc.manifests.is_some();
+    let is_manifest = doc.layers.is_some() || doc.config.is_some();
+    if is_index && is_manifest {
+        return Err(OciError::Invalid(format!("{what} is ambiguous: it has both manifests and layers")));
+    }
+    if let Some(media) = &doc.media_type {
+        let says_index = media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST;
+        if says_index != is_index {
+            return Err(OciError::Invalid(format!("{what} says it is {media} but holds the other kind")));
+        }
+    }
+    Ok(())
+}
+
+async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &str) -> Result<Plan, OciError> {
+    let layout: serde_json::Value = parse_json(&container.read_small("oci-layout", 4096).await?, "oci-layout")?;
+    if layout["imageLayoutVersion"].as_str().is_none() {
+        return Err(OciError::Invalid("oci-layout has no imageLayoutVersion".into()));
+    }
+    let index: Document = parse_json(&container.read_small("index.json", MAX_DOCUMENT).await?, "index.json")?;
+    check_document(&index, "index.json")?;
+    let manifests = index.manifests.unwrap_or_default();
+    let chosen = match reference {
+        Some(r) => manifests
+            .iter()
+            .find(|m| m.annotations.get("org.opencontainers.image.ref.name").map(String::as_str) == Some(r)),
+        None if manifests.len() == 1 => manifests.first(),
+        None => None,
+    };
+    let Some(mut desc) = chosen.cloned() else {
+        let refs: Vec<&str> = manifests
+            .iter()
+            .filter_map(|m| m.annotations.get("org.opencontainers.image.ref.name").map(String::as_str))
+            .collect();
+        return Err(OciError::Invalid(match reference {
+            Some(r) => format!("no image {r:?} in the layout (it has: {})", refs.join(", ")),
+            None => format!(
+                "the layout holds {} images: name one (oci:PATH:REF; it has: {})",
+                manifests.len(),
+                refs.join(", ")
+            ),
+        }));
+    };
+    let ref_name =
+        reference.map(str::to_string).or_else(|| desc.annotations.get("org.opencontainers.image.ref.name").cloned());
+    let mut doc: Document = parse_json(&read_blob(container, &desc, "the manifest").await?, "the manifest")?;
+    check_document(&doc, "the manifest")?;
+    if let Some(list) = &doc.manifests {
+        desc = pick_platform(list)?.clone();
+        doc = parse_json(&read_blob(container, &desc, "the platform manifest").await?, "the platform manifest")?;
+        check_document(&doc, "the platform manifest")?;
+    }
+    let config_desc = doc.config.ok_or_else(|| OciError::Invalid("the manifest has no config".into()))?;
+    let config: ImageConfigFile =
+        parse_json(&read_blob(container, &config_desc, "the image config").await?, "the image config")?;
+    let mut layers = Vec::new();
+    for layer in doc.layers.unwrap_or_default() {
+        let known = ["tar", "tar+gzip", "tar+zstd", "rootfs.diff.tar.gzip", "rootfs.diff.tar"];
+        if !known.iter().any(|k| layer.media_type.ends_with(k)) {
+            return Err(OciError::Invalid(format!(
+                "layer {} has an unsupported media type {:?}",
+                layer.digest, layer.media_type
+            )));
+        }
+        layers.push((blob_path(&layer.digest)?, Some(layer.digest)));
+    }
+    let (name, version) = naming::name_for(ref_name.as_deref(), dir_name);
+    Ok(Plan {
+        name,
+        version,
+        config_digest: config_desc.digest,
+        manifest_digest: Some(desc.digest),
+        config,
+        layers,
+        original: ref_name.unwrap_or_default(),
+    })
+}
+
+async fn plan_docker_archive(
+    container: &Container,
+    reference: Option<&str>,
+    file_name: &str,
+) -> Result<Plan, OciError> {
+    let entries: Vec<DockerSaveEntry> =
+        parse_json(&container.read_small("manifest.json", MAX_DOCUMENT).await?, "manifest.json")?;
+    let entry = match reference {
+        Some(r) => {
+            entries.iter().find(|e| e.repo_tags.iter().flatten().any(|t| t == r || naming::same_docker_ref(t, r)))
+        }
+        None if entries.len() == 1 => entries.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        OciError::Invalid(format!(
+            "no image {} in the archive",
+            reference.unwrap_or("(the archive holds several: name one)")
+        ))
+    })?;
+    let config_bytes = container.read_small(&entry.config, MAX_DOCUMENT).await?;
+    let config_hex = sha256_hex(&config_bytes);
+    // `docker save` names the config by its digest: hold it to that name.
+    let stem = entry.config.rsplit('/').next().unwrap_or(&entry.config).trim_end_matches(".json");
+    if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && stem != config_hex {
+        return Err(OciError::Digest {
+            what: "the image config".into(),
+            expected: format!("sha256:{stem}"),
+            actual: format!("sha256:{config_hex}"),
+        });
+    }
+    let config: ImageConfigFile = parse_json(&config_bytes, "the image config")?;
+    let tag = reference.map(str::to_string).or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first().cloned()));
+    let (name, version) = naming::name_for(tag.as_deref(), file_name);
+    let layers = entry
+        .layers
+        .iter()
+        .map(|l| {
+            let digest = l.strip_prefix("blobs/sha256/").filter(|h| h.len() == 64).map(|h| format!("sha256:{h}"));
+            (l.clone(), digest)
+        })
+        .collect();
+    Ok(Plan {
+        name,
+        version,
+        config_digest: format!("sha256:{config_hex}"),
+        manifest_digest: None,
+        config,
+        layers,
+        original: tag.unwrap_or_default(),
+    })
+}
+
+/// The name of the ACI of a layer: its chain ID, which says what lies below it too.
+fn layer_name(chain: &str) -> String {
+    format!("layers.rkt.local/{}", chain.replace(':', "-"))
+}
+
+fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for diff in diff_ids {
+        let chain = match out.last() {
+            None => diff.clone(),
+            Some(prev) => format!("sha256:{}", sha256_hex(format!("{prev} {diff}").as_bytes())),
+        };
+        out.push(chain);
+    }
+    out
+}
+
+/// Imports a Docker or OCI image from a file or directory; returns the ID of the image's ACI.
+pub async fn import(store: &Store, source: &OciSource) -> Result<ImageId, OciError> {
+    let (container, plan) = match source {
+        OciSource::Layout { path, reference } => {
+            let container = Container::dir(path);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let plan = plan_layout(&container, reference.as_deref(), &name).await?;
+            (container, plan)
+        }
+        OciSource::LayoutArchive { path, reference } => {
+            let container = Container::tar(path).await?;
+            let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let plan = plan_layout(&container, reference.as_deref(), &name).await?;
+            (container, plan)
+        }
+        OciSource::DockerArchive { path, reference } => {
+            let container = Container::tar(path).await?;
+            let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let plan = plan_docker_archive(&container, reference.as_deref(), &name).await?;
+            (container, plan)
+        }
+    };
+    let diff_ids = &plan.config.rootfs.diff_ids;
+    if diff_ids.len() != plan.layers.len() {
+        return Err(OciError::Invalid(format!(
+            "the config lists {} layers, the manifest {}",
+            diff_ids.len(),
+            plan.layers.len()
+        )));
+    }
+    let (os, arch) = naming::appc_os_arch(&plan.config);
+    let chains = chain_ids(diff_ids);
+    for (i, ((file, digest), diff_id)) in plan.layers.iter().zip(diff_ids).enumerate() {
+        let name = layer_name(&chains[i]);
+        if store.find(&AppString { name: name.clone(), labels: Vec::new() })?.is_some() {
+            continue;
+        }
+        let mut manifest = serde_json::json!({
+            "acKind": "ImageManifest",
+            "acVersion": rkt_store::appc::manifest::APPC_VERSION,
+            "name": name,
+            "labels": [{"name": "os", "value": os}, {"name": "arch", "value": arch}],
+            "annotations": [{"name": "appc.io/docker/diffid", "value": diff_id}],
+        });
+        if i > 0 {
+            manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
+        }
+        let (blob, _) = container.open(file).await?;
+        import_layer(store, blob, digest.as_deref(), diff_id, manifest.to_string().as_bytes()).await?;
+    }
+    let top = chains.last().map(|c| layer_name(c));
+    let manifest = naming::image_manifest(
+        &plan.name,
+        &plan.version,
+        &os,
+        &arch,
+        &plan.config,
+        top.as_deref(),
+        &naming::Provenance {
+            original: &plan.original,
+            config_digest: &plan.config_digest,
+            manifest_digest: plan.manifest_digest.as_deref(),
+        },
+    )?;
+    let aci = image_aci(manifest.as_bytes()).await?;
+    let latest = plan.version == "latest";
+    let imported = store.import(&aci[..], &ImportOptions { expected: None, latest }).await?;
+    Ok(imported.id)
+}
+
+/// Labels a stored Docker image carries, for lookups by name.
+pub fn labels(version: &str, os: &str, arch: &str) -> Vec<NameValue> {
+    [("version", version), ("os", os), ("arch", arch)]
+        .iter()
+        .map(|(n, v)| NameValue { name: n.to_string(), value: v.to_string() })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports() {
+        assert_eq!(
+            OciSource::parse("oci:/tmp/l:latest"),
+            Some(OciSource::Layout { path: "/tmp/l".into(), reference: Some("latest".into()) })
+        );
+        assert_eq!(
+            OciSource::parse("docker-archive:/tmp/a.tar:busybox:1.0"),
+            Some(OciSource::DockerArchive { path: "/tmp/a.tar".into(), reference: Some("busybox:1.0".into()) })
+        );
+        assert_eq!(
+            OciSource::parse("oci-archive:/x.tar"),
+            Some(OciSource::LayoutArchive { path: "/x.tar".into(), reference: None })
+        );
+        assert_eq!(OciSource::parse("docker://busybox"), None);
+    }
+
+    #[test]
+    fn chains() {
+        let ids = vec!["sha256:aa".to_string(), "sha256:bb".to_string()];
+        let chains = chain_ids(&ids);
+        assert_eq!(chains[0], "sha256:aa");
+        assert_eq!(chains[1], format!("sha256:{}", sha256_hex(b"sha256:aa sha256:bb")));
+    }
+
+    #[test]
+    fn ambiguous_documents() {
+        let both: Document = serde_json::from_str(r#"{"manifests":[],"layers":[]}"#).unwrap();
+        assert!(check_document(&both, "x").is_err());
+        let liar: Document =
+            serde_json::from_str(r#"{"mediaType":"application/vnd.oci.image.index.v1+json","layers":[]}"#).unwrap();
+        assert!(check_document(&liar, "x").is_err());
+    }
+}

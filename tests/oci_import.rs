@@ -1,0 +1,349 @@
+//! Docker and OCI images without a registry: OCI layouts built here, turned into `docker save`
+//! and OCI archives by Debian's skopeo, rendered and compared with Debian's umoci.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// One layer: its uncompressed tar, its media type and the compressor that matches it.
+type LayerSpec = (Vec<u8>, &'static str, fn(&[u8]) -> Vec<u8>);
+
+/// Writes an OCI image layout, one image at a time.
+struct Layout {
+    dir: PathBuf,
+    index: Vec<serde_json::Value>,
+    /// Makes the next image's config list a wrong diff_id for its first layer.
+    lie_about_diff_ids: bool,
+}
+
+impl Layout {
+    fn new(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir, index: Vec::new(), lie_about_diff_ids: false }
+    }
+
+    fn blob(&self, bytes: &[u8]) -> (String, usize) {
+        let digest = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&digest[7..]), bytes).unwrap();
+        (digest, bytes.len())
+    }
+
+    /// Adds an image of `layers` (uncompressed tars, each with its media type and compressor).
+    fn image(&mut self, reference: &str, layers: &[LayerSpec], config: serde_json::Value) -> String {
+        let mut descs = Vec::new();
+        let mut diff_ids: Vec<String> = Vec::new();
+        for (tar, media, compress) in layers {
+            diff_ids.push(sha256(tar));
+            let (digest, size) = self.blob(&compress(tar));
+            descs.push(serde_json::json!({"mediaType": media, "digest": digest, "size": size}));
+        }
+        if self.lie_about_diff_ids {
+            diff_ids[0] = sha256(b"some other layer");
+        }
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        let (config_digest, config_size) = self.blob(config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+            "layers": descs,
+        });
+        let (digest, size) = self.blob(manifest.to_string().as_bytes());
+        self.index.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": reference},
+        }));
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::json!({"schemaVersion": 2, "manifests": self.index}).to_string(),
+        )
+        .unwrap();
+        digest
+    }
+}
+
+fn plain(b: &[u8]) -> Vec<u8> {
+    b.to_vec()
+}
+
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const TZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+fn base_layer() -> Vec<u8> {
+    let mut t = Tar::new();
+    t.dir("bin")
+        .file_mode(
+            "bin/busybox",
+            &std::fs::read("/bin/busybox").unwrap_or_else(|_| b"not busybox".to_vec()),
+            0o755,
+            0,
+            0,
+        )
+        .symlink("bin/sh", "busybox")
+        .dir("etc")
+        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+        .file("etc/group", b"root:x:0:\napp:x:1000:\n")
+        .file("etc/gone", b"deleted by the next layer")
+        .dir("opaque")
+        .file("opaque/old", b"hidden by an opaque whiteout")
+        .dir_mode("srv", 0o750, 1000, 1000)
+        .file_mode("srv/data", b"owned", 0o640, 1000, 1000)
+        .hardlink("srv/link", "srv/data")
+        .dir("tmp")
+        .symlink("lib64", "/lib");
+    t.finish()
+}
+
+fn top_layer() -> Vec<u8> {
+    let mut t = Tar::new();
+    t.dir("etc")
+        .file("etc/.wh.gone", b"")
+        .dir("opaque")
+        .file("opaque/.wh..wh..opq", b"")
+        .file("opaque/new", b"after the opaque whiteout")
+        .file("etc/motd", b"hello from the top layer\n")
+        .file_mode("usr-bin-tool", b"#!/bin/sh\necho tool\n", 0o4755, 0, 0);
+    t.finish()
+}
+
+fn config() -> serde_json::Value {
+    serde_json::json!({
+        "Entrypoint": ["/bin/sh", "-c"], "Cmd": ["cat /etc/motd; echo $GREETING; id -u"],
+        "Env": ["GREETING=hi", "PATH=/bin"], "WorkingDir": "/srv", "User": "app:app",
+        "ExposedPorts": {"80/tcp": {}}, "Volumes": {"/data": {}}, "Labels": {"org.example": "yes"},
+    })
+}
+
+/// Type, mode, owner, size, content and link target of every entry below `root`, and which
+/// paths share an inode.
+fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = p.symlink_metadata().unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else {
+                inodes.entry(m.ino()).or_default().push(rel.clone());
+                format!("file {}", sha256(&std::fs::read(&p).unwrap()))
+            };
+            let mode = if m.file_type().is_symlink() { 0 } else { m.mode() & 0o7777 };
+            out.insert(rel, format!("{what} {mode:o} {}:{}", m.uid(), m.gid()));
+        }
+    }
+    let links = inodes.into_values().filter(|v| v.len() > 1).map(|mut v| {
+        v.sort();
+        v
+    });
+    (out, links.collect())
+}
+
+fn tools() -> bool {
+    let ok = is_root()
+        && ["skopeo", "umoci"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
+    if !ok {
+        eprintln!("skipping: needs root, skopeo and umoci (apt-get install skopeo umoci)");
+    }
+    ok
+}
+
+#[test]
+fn oci_layout_renders_as_umoci_unpacks_it() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TAR, plain)], config());
+    let id = env
+        .ok(&["fetch", "--insecure-options=image", "--full", &format!("oci:{}:v1", layout.dir.display())])
+        .trim()
+        .to_string();
+    let ours = env.path("ours");
+    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    let bundle = env.path("bundle");
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:v1", layout.dir.display()), bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
+    let (theirs, their_links) = describe(&bundle.join("rootfs"));
+    let (mine, my_links) = describe(&ours);
+    assert_eq!(mine, theirs);
+    assert_eq!(my_links, their_links);
+    assert!(mine.contains_key("opaque/new") && !mine.contains_key("opaque/old") && !mine.contains_key("etc/gone"));
+
+    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &id])).unwrap();
+    assert_eq!(manifest["name"], "oci.local/layout");
+    let app = &manifest["app"];
+    assert_eq!(app["exec"], serde_json::json!(["/bin/sh", "-c", "cat /etc/motd; echo $GREETING; id -u"]));
+    assert_eq!(
+        (app["user"].as_str(), app["group"].as_str(), app["workingDirectory"].as_str()),
+        (Some("app"), Some("app"), Some("/srv"))
+    );
+    assert_eq!(app["ports"][0]["name"], "80-tcp");
+    assert_eq!(app["mountPoints"][0]["path"], "/data");
+    if std::path::Path::new("/bin/busybox").exists() {
+        let out = env.ok(&["run", "--net=host", &id]);
+        assert_eq!(out, "hello from the top layer\nhi\n1000\n");
+    }
+}
+
+#[test]
+fn docker_archive_and_oci_archive_from_skopeo() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TZST, zstd)], config());
+    let src = format!("oci:{}:v1", layout.dir.display());
+    // Docker images have no zstd layers: the docker archive is made from a gzip twin.
+    let mut gzip_layout = Layout::new(env.path("layout-gzip"));
+    gzip_layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TGZ, gzip)], config());
+    let gzip_src = format!("oci:{}:v1", gzip_layout.dir.display());
+    let docker = env.path("saved.tar");
+    let oci = env.path("oci.tar");
+    for (from, dest) in [
+        (&gzip_src, format!("docker-archive:{}:example.com/demo:2.0", docker.display())),
+        (&src, format!("oci-archive:{}:v1", oci.display())),
+    ] {
+        let out = std::process::Command::new("skopeo").args(["copy", "-q", from, &dest]).output().unwrap();
+        assert!(out.status.success(), "skopeo {dest}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let a = env.ok(&["fetch", "--insecure-options=image", "--full", &src]).trim().to_string();
+    let b = env
+        .ok(&["fetch", "--insecure-options=image", "--full", &format!("docker-archive:{}", docker.display())])
+        .trim()
+        .to_string();
+    let c = env
+        .ok(&["fetch", "--insecure-options=image", "--full", &format!("oci-archive:{}:v1", oci.display())])
+        .trim()
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &b])).unwrap();
+    assert_eq!(manifest["name"], "example.com/demo");
+    assert_eq!(manifest["labels"][0], serde_json::json!({"name": "version", "value": "2.0"}));
+    let mut trees = Vec::new();
+    for id in [&a, &b, &c] {
+        let out = env.path(&format!("r-{}", &id[7..19]));
+        env.ok(&["image", "render", "--rootfs-only", id, out.to_str().unwrap()]);
+        trees.push(describe(&out));
+    }
+    assert_eq!(trees[0], trees[1]);
+    assert_eq!(trees[0], trees[2]);
+    // The layers came three times and are stored once each (skopeo recompresses, so by content).
+    let list = env.ok(&["image", "list", "--no-legend", "--fields=name"]);
+    assert_eq!(list.lines().filter(|l| l.starts_with("layers.rkt.local/")).count(), 2, "{list}");
+}
+
+/// Fetches `source` and expects a refusal that mentions `why`, with the store unchanged.
+fn refused(env: &Env, source: &str, why: &str) {
+    let before = env.snapshot();
+    let err = env.fails(&["fetch", "--insecure-options=image", source]);
+    assert!(err.contains(why), "expected {why:?} in {err}");
+    assert_eq!(env.snapshot(), before, "the store changed after: {err}");
+}
+
+#[test]
+fn tampered_and_hostile_images_are_refused() {
+    if !is_root() {
+        eprintln!("skipping: rendering needs root");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["image", "list"]);
+    let plain_layer = || {
+        let mut t = Tar::new();
+        t.dir("etc").file("etc/x", b"x");
+        t.finish()
+    };
+    // A layer blob whose bytes were changed after the manifest was written.
+    let mut layout = Layout::new(env.path("tampered"));
+    layout.image("v1", &[(plain_layer(), TGZ, gzip)], serde_json::json!({}));
+    let layer = std::fs::read_dir(layout.dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap().starts_with(&[0x1f, 0x8b]));
+    let layer = layer.unwrap();
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let mut tampered = gzip(&{
+        let mut t = Tar::new();
+        t.dir("etc").file("etc/x", b"evil");
+        t.finish()
+    });
+    std::mem::swap(&mut bytes, &mut tampered);
+    std::fs::write(&layer, bytes).unwrap();
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "does not match its digest");
+
+    // A config edited after its manifest was written.
+    let mut layout = Layout::new(env.path("config"));
+    let digest = layout.image("v1", &[(plain_layer(), TAR, plain)], serde_json::json!({}));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap();
+    let config_path = layout.dir.join("blobs/sha256").join(&manifest["config"]["digest"].as_str().unwrap()[7..]);
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["config"] = serde_json::json!({"User": "0"});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "the image config");
+
+    // A config whose diff_id does not describe its layer.
+    let mut layout = Layout::new(env.path("diffid"));
+    layout.lie_about_diff_ids = true;
+    layout.image("v1", &[(plain_layer(), TGZ, gzip)], serde_json::json!({}));
+    refused(
+        &env,
+        &format!("oci:{}:v1", layout.dir.display()),
+        "layer's uncompressed content does not match its digest",
+    );
+
+    // A manifest that is also an index (CVE-2021-41190).
+    let mut layout = Layout::new(env.path("ambiguous"));
+    layout.image("v1", &[(plain_layer(), TAR, plain)], serde_json::json!({}));
+    let (digest, size) = layout.blob(br#"{"schemaVersion":2,"manifests":[],"layers":[]}"#);
+    layout.index =
+        vec![serde_json::json!({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":digest,"size":size,
+        "annotations":{"org.opencontainers.image.ref.name":"v1"}})];
+    std::fs::write(
+        layout.dir.join("index.json"),
+        serde_json::json!({"schemaVersion":2,"manifests":layout.index}).to_string(),
+    )
+    .unwrap();
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "both manifests and layers");
+
+    // Layers with escaping names and odd whiteouts.
+    for (name, why) in [("../../escape", "climbs out"), ("etc/.wh.../../x", "climbs out"), ("/abs", "absolute")] {
+        let mut layout = Layout::new(env.path(&format!("hostile-{}", why.replace(' ', "-"))));
+        let mut t = Tar::new();
+        t.file(name, b"x");
+        layout.image("v1", &[(t.finish(), TAR, plain)], serde_json::json!({}));
+        refused(&env, &format!("oci:{}:v1", layout.dir.display()), why);
+    }
+    let mut layout = Layout::new(env.path("whiteout"));
+    let mut t = Tar::new();
+    t.file("etc/.wh..wh.plnk", b"");
+    layout.image("v1", &[(t.finish(), TAR, plain)], serde_json::json!({}));
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "whiteout");
+    refused(&env, &format!("oci:{}:nope", layout.dir.display()), "no image \"nope\"");
+    let out = env.rkt(&["fetch", &format!("oci:{}:v1", layout.dir.display())]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-options=image"));
+}
