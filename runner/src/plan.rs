@@ -121,9 +121,14 @@ pub fn resolve_group(root: &Path, group: &str) -> Result<u32, String> {
     if let Some(path) = group.strip_prefix('/') {
         return owner_in_root(root, path).map(|(_, g)| g);
     }
-    let entry = lookup(root, "etc/group", group)
+    if let Some(entry) = lookup(root, "etc/group", group) {
+        return entry.get(2).and_then(|g| g.parse().ok()).ok_or_else(|| format!("bad /etc/group entry for {group:?}"));
+    }
+    // Docker's `User: name` names no group; docker2aci makes it the user's name, which here means
+    // that user's primary group.
+    let user = lookup(root, "etc/passwd", group)
         .ok_or_else(|| format!("group {group:?} not found in the image's /etc/group"))?;
-    entry.get(2).and_then(|g| g.parse().ok()).ok_or_else(|| format!("bad /etc/group entry for {group:?}"))
+    user.get(3).and_then(|g| g.parse().ok()).ok_or_else(|| format!("bad /etc/passwd entry for {group:?}"))
 }
 
 fn owner_in_root(root: &Path, rel: &str) -> Result<(u32, u32), String> {
@@ -492,9 +497,10 @@ mod tests {
         assert_eq!(resolve_user(root, "web").unwrap(), 33);
         assert_eq!(resolve_user(root, "1000").unwrap(), 1000);
         assert_eq!(resolve_group(root, "www").unwrap(), 55);
+        assert_eq!(resolve_group(root, "web").unwrap(), 44, "a user's name stands for its primary group");
         assert!(resolve_user(root, "nobody").is_err());
         std::fs::remove_file(root.join("etc/group")).unwrap();
         std::os::unix::fs::symlink("/etc/group", root.join("etc/group")).unwrap();
-        assert!(resolve_group(root, "root").is_err(), "a symlink to the host's file must not be read");
+        assert!(resolve_group(root, "daemon").is_err(), "a symlink to the host's file must not be read");
     }
 }
