@@ -3,7 +3,8 @@
 # on Debian (as root) first. Tests that need root skip with a printed reason when not root.
 set -euo pipefail
 cd "$(dirname "$0")"
-# busybox-static: the test image; containernetworking-plugins and iptables: --net=default.
+# busybox-static: the test image; containernetworking-plugins and iptables: --net=default;
+# skopeo, umoci and docker-registry: Docker and OCI images, and a real registry on 127.0.0.1.
 if [ "$(id -u)" = 0 ]; then
   missing=""
   command -v busybox >/dev/null || missing="$missing busybox-static"
@@ -11,6 +12,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v iptables >/dev/null || missing="$missing iptables"
   command -v skopeo >/dev/null || missing="$missing skopeo"
   command -v umoci >/dev/null || missing="$missing umoci"
+  command -v docker-registry >/dev/null || missing="$missing docker-registry"
   if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

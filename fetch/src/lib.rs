@@ -2,6 +2,7 @@
 //! trust and Docker sources come with their own modules.
 
 pub mod oci;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 

@@ -53,14 +53,56 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                 return Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet")))
             }
             ImageString::Docker(reference) => {
-                return Err(CliError::msg(format!(
-                    "fetching Docker images (docker://{reference}) is not available in this build yet"
-                )))
+                let id = docker_image(ctx, &store, image, &reference, &args.pull_policy).await?;
+                render_if_root(&store, &id).await?;
+                id
             }
         };
         println!("{}", if args.full { id.to_string() } else { id.short(32) });
     }
     Ok(())
+}
+
+/// A `docker://` image by pull policy: `never` and `new` take the image stored for this exact
+/// string when there is one; `update` asks the registry (one manifest request when unchanged).
+pub async fn docker_image(
+    ctx: &Context,
+    store: &rkt_store::Store,
+    typed: &str,
+    reference: &str,
+    policy: &str,
+) -> Result<rkt_store::ImageId, CliError> {
+    if !ctx.flags.insecure_options.image {
+        return Err(CliError::msg(format!(
+            "{typed}: Docker images are unsigned; fetch them with --insecure-options=image"
+        )));
+    }
+    let url = rkt_fetch::registry::remote_url(typed);
+    if policy != "update" {
+        if let Some(remote) = store.remote(&url)? {
+            if store.image(&remote.image_id).is_ok() {
+                return Ok(remote.image_id);
+            }
+        }
+        if policy == "never" {
+            return Err(CliError::msg(format!(
+                "unable to find image {typed:?} in the local store (--pull-policy=never)"
+            )));
+        }
+    }
+    let parsed = rkt_fetch::registry::DockerRef::parse(reference)?;
+    let credentials = ctx
+        .config
+        .docker_auth
+        .get(&parsed.registry)
+        .map(|c| (c.user.clone(), c.password.clone()))
+        .or_else(|| rkt_fetch::registry::docker_config_credentials(&parsed.registry));
+    let options = rkt_fetch::registry::RegistryOptions {
+        plain_http: ctx.flags.insecure_options.http,
+        skip_tls_verify: ctx.flags.insecure_options.tls,
+        credentials,
+    };
+    Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
 }
 
 /// rkt renders at fetch time when it can (as root), so that a later run starts at once.

@@ -51,7 +51,7 @@ async fn image_for(
             Ok(rkt_fetch::oci::import(store, &source).await?)
         }
         ImageString::Url(url) => Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet"))),
-        ImageString::Docker(r) => Err(CliError::msg(format!("fetching Docker images (docker://{r}) is not available in this build yet"))),
+        ImageString::Docker(r) => crate::commands::fetch::docker_image(ctx, store, image, &r, policy).await,
     }
 }
 

@@ -65,6 +65,19 @@ pub struct ImageRecord {
     pub latest: bool,
 }
 
+/// What the store remembers of a download: rkt's `remote` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRecord {
+    pub url: String,
+    pub sig_url: String,
+    /// The HTTP ETag, or for Docker images the manifest digest.
+    pub etag: String,
+    pub image_id: ImageId,
+    /// Seconds the download stays fresh (Cache-Control max-age).
+    pub cache_max_age: i64,
+    pub download_time: i64,
+}
+
 /// One rendered tree's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeRecord {
@@ -242,6 +255,46 @@ impl Index {
             }
             tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
             Ok(trees)
+        })
+    }
+
+    pub fn set_remote(&mut self, remote: &RemoteRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO remotes (url, sig_url, etag, image_id, cache_max_age, download_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(url) DO UPDATE SET sig_url = excluded.sig_url, etag = excluded.etag, image_id = excluded.image_id,
+                     cache_max_age = excluded.cache_max_age, download_time = excluded.download_time",
+                params![
+                    remote.url,
+                    remote.sig_url,
+                    remote.etag,
+                    remote.image_id.to_string(),
+                    remote.cache_max_age,
+                    remote.download_time
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn remote(&self, url: &str) -> Result<Option<RemoteRecord>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT url, sig_url, etag, image_id, cache_max_age, download_time FROM remotes WHERE url = ?1",
+                [url],
+                |r| {
+                    let id: String = r.get(3)?;
+                    Ok(RemoteRecord {
+                        url: r.get(0)?,
+                        sig_url: r.get(1)?,
+                        etag: r.get(2)?,
+                        image_id: ImageId::parse_full(&id).expect("ids in the index are valid"),
+                        cache_max_age: r.get(4)?,
+                        download_time: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
         })
     }
 

@@ -17,7 +17,7 @@ pub mod tree_writer;
 
 pub use error::{Result, StoreError};
 pub use image_id::ImageId;
-pub use index::{ImageRecord, TreeRecord};
+pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::Layer;
 pub use store::{ImportOptions, Imported, Store, StoreLock};

@@ -201,6 +201,15 @@ impl Store {
         Ok(ImageManifest::parse(record.manifest.as_bytes())?)
     }
 
+    /// What the store remembers of a download from `url` whose image is still stored.
+    pub fn remote(&self, url: &str) -> Result<Option<crate::index::RemoteRecord>> {
+        self.index().remote(url)
+    }
+
+    pub fn set_remote(&self, remote: &crate::index::RemoteRecord) -> Result<()> {
+        self.index().set_remote(remote)
+    }
+
     /// Opens an image's blob for reading and records the use (rkt's `lastused`).
     pub fn open_blob(&self, id: &ImageId) -> Result<File> {
         let path = self.blob_path(id);

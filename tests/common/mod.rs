@@ -2,6 +2,9 @@
 //! too), compressors, a scratch store, and a snapshot of a store to compare before and after.
 #![allow(dead_code)]
 
+pub mod oci;
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
 use super::OciError;
 
+/// A stream of an image file or blob.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
 pub enum Container {

@@ -15,11 +15,12 @@ use rkt_store::appc::{AppString, NameValue};
 use rkt_store::{ImageId, ImportOptions, Store, StoreError};
 
 use container::Container;
-use convert::{image_aci, import_layer, sha256_hex};
-use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
+pub use container::Reader;
+pub(crate) use convert::{image_aci, import_layer, sha256_hex};
+pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 
 /// Manifests, indexes and configs larger than this are refused unread.
-const MAX_DOCUMENT: u64 = 4 << 20;
+pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -59,18 +60,18 @@ impl OciSource {
 }
 
 /// What an import found: the image's name, version and the parts of the image to convert.
-struct Plan {
-    name: String,
-    version: String,
-    config_digest: String,
-    manifest_digest: Option<String>,
-    config: ImageConfigFile,
-    /// Each layer's file in the container and its expected blob digest (when known).
-    layers: Vec<(String, Option<String>)>,
-    original: String,
+pub(crate) struct Plan {
+    pub name: String,
+    pub version: String,
+    pub config_digest: String,
+    pub manifest_digest: Option<String>,
+    pub config: ImageConfigFile,
+    /// Each layer's file in the container (or digest in the registry) and its expected digest.
+    pub layers: Vec<(String, Option<String>)>,
+    pub original: String,
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, OciError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, OciError> {
     serde_json::from_slice(bytes).map_err(|e| OciError::Invalid(format!("{what} is not valid: {e}")))
 }
 
@@ -98,7 +99,7 @@ async fn read_blob(container: &Container, desc: &Descriptor, what: &str) -> Resu
 }
 
 /// Picks the manifest for this host from an index or manifest list.
-fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, OciError> {
+pub(crate) fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, OciError> {
     let arch = naming::host_go_arch();
     manifests
         .iter()
@@ -108,7 +109,7 @@ fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, OciError> {
 
 /// Refuses documents that are both an index and a manifest (CVE-2021-41190) or whose
 /// declared media type contradicts what they hold.
-fn check_document(doc: &Document, what: &str) -> Result<(), OciError> {
+pub(crate) fn check_document(doc: &Document, what: &str) -> Result<(), OciError> {
     let is_index = doc.manifests.is_some();
     let is_manifest = doc.layers.is_some() || doc.config.is_some();
     if is_index && is_manifest {
@@ -241,11 +242,11 @@ async fn plan_docker_archive(
 }
 
 /// The name of the ACI of a layer: its chain ID, which says what lies below it too.
-fn layer_name(chain: &str) -> String {
+pub(crate) fn layer_name(chain: &str) -> String {
     format!("layers.rkt.local/{}", chain.replace(':', "-"))
 }
 
-fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for diff in diff_ids {
         let chain = match out.last() {
@@ -279,17 +280,30 @@ pub async fn import(store: &Store, source: &OciSource) -> Result<ImageId, OciErr
             (container, plan)
         }
     };
+    let mut layers = Vec::new();
+    for (file, digest) in &plan.layers {
+        let (blob, _) = container.open(file).await?;
+        layers.push((blob, digest.clone()));
+    }
+    store_image(store, &plan, layers).await
+}
+
+/// The layers of an image, bottom first: a way to open each blob, and its expected digest.
+pub(crate) type LayerBlobs = Vec<(Reader, Option<String>)>;
+
+/// Imports the layers that are not in the store yet, then the image on top of them.
+pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) -> Result<ImageId, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
-    if diff_ids.len() != plan.layers.len() {
+    if diff_ids.len() != layers.len() {
         return Err(OciError::Invalid(format!(
             "the config lists {} layers, the manifest {}",
             diff_ids.len(),
-            plan.layers.len()
+            layers.len()
         )));
     }
     let (os, arch) = naming::appc_os_arch(&plan.config);
     let chains = chain_ids(diff_ids);
-    for (i, ((file, digest), diff_id)) in plan.layers.iter().zip(diff_ids).enumerate() {
+    for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
         let name = layer_name(&chains[i]);
         if store.find(&AppString { name: name.clone(), labels: Vec::new() })?.is_some() {
             continue;
@@ -304,7 +318,6 @@ pub async fn import(store: &Store, source: &OciSource) -> Result<ImageId, OciErr
         if i > 0 {
             manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
         }
-        let (blob, _) = container.open(file).await?;
         import_layer(store, blob, digest.as_deref(), diff_id, manifest.to_string().as_bytes()).await?;
     }
     let top = chains.last().map(|c| layer_name(c));

@@ -1,0 +1,306 @@
+//! A thin registry v2 client over reqwest: bearer-token and basic auth, redirects followed by
+//! hand (credentials never go to another host or to plain http), registry error bodies shown
+//! to the user, and blobs streamed without ever being held whole.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Client, Response, StatusCode, Url};
+
+use crate::oci::OciError;
+
+const MAX_REDIRECTS: usize = 10;
+
+pub struct RegistryClient {
+    http: Client,
+    base: Url,
+    repo: String,
+    basic: Option<(String, String)>,
+    token: Mutex<Option<String>>,
+}
+
+fn err(message: impl Into<String>) -> OciError {
+    OciError::Io(message.into())
+}
+
+/// The registry's own explanation of a failure (`{"errors":[{"code","message"}]}`), or the status.
+async fn failure(what: &str, resp: Response) -> OciError {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| {
+        let errors = v["errors"].as_array()?;
+        Some(
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e["code"].as_str().unwrap_or("ERROR"), e["message"].as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    });
+    err(format!("{what}: the registry answered {status}{}", detail.map(|d| format!(" ({d})")).unwrap_or_default()))
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge.
+fn challenge_params(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_string();
+        let after = &rest[eq + 1..];
+        let (val, next) = if let Some(stripped) = after.strip_prefix('"') {
+            let end = stripped.find('"').unwrap_or(stripped.len());
+            (stripped[..end].to_string(), stripped.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        out.push((key, val));
+        rest = next;
+    }
+    out
+}
+
+fn basic_header(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+impl RegistryClient {
+    pub fn new(
+        host: &str,
+        repo: &str,
+        plain_http: bool,
+        skip_tls_verify: bool,
+        basic: Option<(String, String)>,
+    ) -> Result<Self, OciError> {
+        let scheme = if plain_http { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| err(format!("registry {host}: {e}")))?;
+        let http = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("rkt/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(60))
+            .danger_accept_invalid_certs(skip_tls_verify)
+            .build()
+            .map_err(|e| err(format!("HTTP client: {e}")))?;
+        Ok(RegistryClient { http, base, repo: repo.to_string(), basic, token: Mutex::new(None) })
+    }
+
+    fn authorization(&self) -> Option<String> {
+        if let Some(token) = self.token.lock().expect("not poisoned").clone() {
+            return Some(format!("Bearer {token}"));
+        }
+        None
+    }
+
+    /// Credentials go only to the registry's own host, and never over plain http unless the
+    /// registry itself was asked for over http.
+    fn may_authenticate(&self, url: &Url) -> bool {
+        url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+            && url.scheme() == self.base.scheme()
+    }
+
+    async fn get_token(&self, challenge: &str) -> Result<(), OciError> {
+        let params = challenge_params(challenge.trim_start_matches("Bearer").trim_start_matches("bearer"));
+        let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let realm =
+            get("realm").ok_or_else(|| err("the registry asked for a token without saying where to get one"))?;
+        let mut url = Url::parse(&realm).map_err(|e| err(format!("token realm {realm}: {e}")))?;
+        if url.scheme() == "http" && self.base.scheme() == "https" {
+            return Err(err(format!("the registry's token service {realm} is plain http")));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = get("service") {
+                q.append_pair("service", &service);
+            }
+            q.append_pair("scope", &get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo)));
+        }
+        let mut req = self.http.get(url.clone());
+        if let Some((user, password)) = &self.basic {
+            if url.scheme() == "https" || self.base.scheme() == "http" {
+                req = req.header(AUTHORIZATION, basic_header(user, password));
+            }
+        }
+        let resp = req.send().await.map_err(|e| err(format!("token from {realm}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(failure("getting a registry token", resp).await);
+        }
+        let text = resp.bytes().await.map_err(|e| err(format!("token from {realm}: {e}")))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| err(format!("token from {realm}: {e}")))?;
+        let token = body["token"]
+            .as_str()
+            .or(body["access_token"].as_str())
+            .ok_or_else(|| err("the token service sent no token"))?;
+        *self.token.lock().expect("not poisoned") = Some(token.to_string());
+        Ok(())
+    }
+
+    /// GETs `path` of the registry, authenticating when challenged and following redirects.
+    async fn get(&self, path: &str, accept: &[&str]) -> Result<Response, OciError> {
+        let mut url = self.base.join(path).map_err(|e| err(e.to_string()))?;
+        let mut authenticated = false;
+        let mut basic_tried = false;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut headers = HeaderMap::new();
+            if !accept.is_empty() {
+                headers.insert(ACCEPT, HeaderValue::from_str(&accept.join(", ")).expect("media types are ASCII"));
+            }
+            if self.may_authenticate(&url) {
+                if let Some(auth) = self.authorization() {
+                    headers.insert(AUTHORIZATION, HeaderValue::from_str(&auth).map_err(|e| err(e.to_string()))?);
+                } else if basic_tried {
+                    if let Some((u, p)) = &self.basic {
+                        headers.insert(
+                            AUTHORIZATION,
+                            HeaderValue::from_str(&basic_header(u, p)).map_err(|e| err(e.to_string()))?,
+                        );
+                    }
+                }
+            }
+            let resp =
+                self.http.get(url.clone()).headers(headers).send().await.map_err(|e| err(format!("{url}: {e}")))?;
+            match resp.status() {
+                StatusCode::UNAUTHORIZED if !authenticated && self.may_authenticate(&url) => {
+                    authenticated = true;
+                    let challenge =
+                        resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    if challenge.to_ascii_lowercase().starts_with("bearer") {
+                        self.get_token(&challenge).await?;
+                    } else if self.basic.is_some() {
+                        basic_tried = true;
+                    } else {
+                        return Err(failure(&format!("{url}"), resp).await);
+                    }
+                }
+                s if s.is_redirection() => {
+                    let location = resp
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .ok_or_else(|| err(format!("{url}: a redirect without a Location")))?;
+                    let next = url.join(location).map_err(|e| err(format!("{url}: bad redirect {location}: {e}")))?;
+                    if url.scheme() == "https" && next.scheme() != "https" {
+                        return Err(err(format!("{url} redirected to plain http ({next})")));
+                    }
+                    url = next;
+                }
+                _ => return Ok(resp),
+            }
+        }
+        Err(err(format!("{url}: more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// A manifest or index by tag or digest: its bytes (at most `limit`), its Content-Type
+    /// and its digest as computed here.
+    pub async fn manifest(&self, reference: &str, accept: &[&str], limit: u64) -> Result<(Vec<u8>, String), OciError> {
+        let resp = self.get(&format!("v2/{}/manifests/{reference}", self.repo), accept).await?;
+        if !resp.status().is_success() {
+            return Err(failure(&format!("manifest {}:{reference}", self.repo), resp).await);
+        }
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(OciError::Invalid(format!("the manifest is over the {limit}-byte limit")));
+        }
+        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let mut body = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| err(format!("manifest: {e}")))? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > limit {
+                return Err(OciError::Invalid(format!("the manifest is over the {limit}-byte limit")));
+            }
+        }
+        Ok((body, content_type))
+    }
+
+    /// A blob, streamed: the bytes arrive through the returned reader as they come.
+    pub async fn blob(&self, digest: &str) -> Result<crate::oci::Reader, OciError> {
+        let resp = self.get(&format!("v2/{}/blobs/{digest}", self.repo), &[]).await?;
+        if !resp.status().is_success() {
+            return Err(failure(&format!("blob {digest}"), resp).await);
+        }
+        let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+        tokio::spawn(async move {
+            let mut resp = resp;
+            // An error ends the stream early; the digest check then refuses what arrived.
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                if tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Box::pin(reader))
+    }
+
+    /// Reads a small blob whole.
+    pub async fn small_blob(&self, digest: &str, limit: u64) -> Result<Vec<u8>, OciError> {
+        let mut out = Vec::new();
+        let reader = self.blob(digest).await?;
+        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(reader, limit + 1), &mut out)
+            .await
+            .map_err(|e| err(format!("blob {digest}: {e}")))?;
+        if out.len() as u64 > limit {
+            return Err(OciError::Invalid(format!("blob {digest} is over the {limit}-byte limit")));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_and_base64() {
+        let p = challenge_params(
+            r#" realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(p[0], ("realm".into(), "https://auth.example.com/token".into()));
+        assert_eq!(p[2], ("scope".into(), "repository:a/b:pull".into()));
+        assert_eq!(base64(b"foo:bar"), "Zm9vOmJhcg==");
+        assert_eq!(base64_decode("Zm9vOmJhcg==").unwrap(), b"foo:bar");
+    }
+}

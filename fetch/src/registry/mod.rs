@@ -1,0 +1,224 @@
+//! `docker://` images: the registry v2 API, every digest checked, each layer streamed from the
+//! registry through its digests into the store, and a layer already stored never downloaded.
+
+mod client;
+
+use rkt_store::{now_ns, ImageId, RemoteRecord, Store};
+
+pub use client::{base64, base64_decode, RegistryClient};
+
+use crate::oci::naming::{parse_docker_ref, DEFAULT_REGISTRY};
+use crate::oci::{
+    chain_ids, check_document, layer_name, parse_json, pick_platform, sha256_hex, store_image, Document,
+    ImageConfigFile, OciError, Plan, MAX_DOCUMENT,
+};
+
+const ACCEPT: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// `[REGISTRY[:PORT]/]IMAGE[:TAG|@DIGEST]`, normalised as docker2aci does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerRef {
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<String>,
+}
+
+impl DockerRef {
+    pub fn parse(s: &str) -> Result<Self, OciError> {
+        let (name, digest) = match s.split_once('@') {
+            Some((n, d)) => (n, Some(d.to_string())),
+            None => (s, None),
+        };
+        if let Some(d) = &digest {
+            let hex = d.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(OciError::Invalid(format!("{s:?}: bad digest {d:?}")));
+            }
+        }
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase() && !name.contains('/')) {
+            return Err(OciError::Invalid(format!("{s:?} is not a Docker image reference")));
+        }
+        let (registry, repository, tag) = parse_docker_ref(name);
+        let tag =
+            if digest.is_some() && !name.rsplit('/').next().unwrap_or("").contains(':') { String::new() } else { tag };
+        Ok(DockerRef { registry, repository, tag, digest })
+    }
+
+    /// What the registry is asked for: the digest when given, else the tag.
+    fn reference(&self) -> &str {
+        self.digest.as_deref().unwrap_or(&self.tag)
+    }
+}
+
+/// How to reach the registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// `--insecure-options=http`: plain http.
+    pub plain_http: bool,
+    /// `--insecure-options=tls`: no certificate verification.
+    pub skip_tls_verify: bool,
+    pub credentials: Option<(String, String)>,
+}
+
+/// Credentials for `registry` from `~/.docker/config.json`'s `auths`.
+pub fn docker_config_credentials(registry: &str) -> Option<(String, String)> {
+    let home = std::env::var_os("HOME")?;
+    let text = std::fs::read(std::path::Path::new(&home).join(".docker/config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let auths = config["auths"].as_object()?;
+    let keys: Vec<String> = if registry == DEFAULT_REGISTRY {
+        vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into(), registry.into()]
+    } else {
+        vec![registry.into(), format!("https://{registry}"), format!("http://{registry}")]
+    };
+    let entry = keys.iter().find_map(|k| auths.get(k))?;
+    let decoded = String::from_utf8(base64_decode(entry["auth"].as_str()?)?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The store's row for an image fetched as `typed` (`docker://…` as the user wrote it).
+pub fn remote_url(typed: &str) -> String {
+    format!("docker://{}", typed.trim_start_matches("docker://").trim_start_matches("docker:"))
+}
+
+/// Fetches an image from its registry into the store. A tag whose manifest digest has not
+/// changed since the last fetch costs one manifest request and no blob traffic.
+pub async fn import(
+    store: &Store,
+    typed: &str,
+    reference: &DockerRef,
+    options: &RegistryOptions,
+) -> Result<ImageId, OciError> {
+    let client = RegistryClient::new(
+        &reference.registry,
+        &reference.repository,
+        options.plain_http,
+        options.skip_tls_verify,
+        options.credentials.clone(),
+    )?;
+    let (bytes, content_type) = client.manifest(reference.reference(), ACCEPT, MAX_DOCUMENT).await?;
+    let top_digest = format!("sha256:{}", sha256_hex(&bytes));
+    if let Some(wanted) = &reference.digest {
+        if *wanted != top_digest {
+            return Err(OciError::Digest { what: "the manifest".into(), expected: wanted.clone(), actual: top_digest });
+        }
+    }
+    let url = remote_url(typed);
+    if let Some(remote) = store.remote(&url)? {
+        if remote.etag == top_digest && store.image(&remote.image_id).is_ok() {
+            return Ok(remote.image_id);
+        }
+    }
+    let mut doc: Document = parse_json(&bytes, "the manifest")?;
+    check_media_type(&doc, &content_type)?;
+    check_document(&doc, "the manifest")?;
+    let mut manifest_digest = top_digest.clone();
+    if let Some(list) = &doc.manifests {
+        let desc = pick_platform(list)?.clone();
+        let (bytes, content_type) = client.manifest(&desc.digest, ACCEPT, MAX_DOCUMENT).await?;
+        let actual = format!("sha256:{}", sha256_hex(&bytes));
+        if actual != desc.digest {
+            return Err(OciError::Digest { what: "the platform manifest".into(), expected: desc.digest, actual });
+        }
+        doc = parse_json(&bytes, "the platform manifest")?;
+        check_media_type(&doc, &content_type)?;
+        check_document(&doc, "the platform manifest")?;
+        manifest_digest = actual;
+    }
+    let config_desc = doc.config.ok_or_else(|| OciError::Invalid("the manifest has no config".into()))?;
+    let config_bytes = client.small_blob(&config_desc.digest, MAX_DOCUMENT).await?;
+    let actual = format!("sha256:{}", sha256_hex(&config_bytes));
+    if actual != config_desc.digest {
+        return Err(OciError::Digest { what: "the image config".into(), expected: config_desc.digest, actual });
+    }
+    let config: ImageConfigFile = parse_json(&config_bytes, "the image config")?;
+    let layer_descs = doc.layers.unwrap_or_default();
+    if config.rootfs.diff_ids.len() != layer_descs.len() {
+        return Err(OciError::Invalid("the config and the manifest list different numbers of layers".into()));
+    }
+    let chains = chain_ids(&config.rootfs.diff_ids);
+    let mut blobs = Vec::new();
+    for (desc, chain) in layer_descs.iter().zip(&chains) {
+        if !desc.media_type.is_empty()
+            && !["tar", "tar+gzip", "tar+zstd", "tar.gzip"].iter().any(|k| desc.media_type.ends_with(k))
+        {
+            return Err(OciError::Invalid(format!(
+                "layer {} has an unsupported media type {:?}",
+                desc.digest, desc.media_type
+            )));
+        }
+        let stored = store.find(&rkt_store::appc::AppString { name: layer_name(chain), labels: Vec::new() })?.is_some();
+        // A stored layer is never downloaded again: an empty stream stands in, never read.
+        let blob: crate::oci::Reader =
+            if stored { Box::pin(tokio::io::empty()) } else { client.blob(&desc.digest).await? };
+        blobs.push((blob, Some(desc.digest.clone())));
+    }
+    let version = if reference.tag.is_empty() {
+        reference.digest.clone().unwrap_or_default().replace(':', "-")
+    } else {
+        reference.tag.clone()
+    };
+    let plan = Plan {
+        name: rkt_store::appc::ident::sanitize_ac_identifier(&format!(
+            "{}/{}",
+            reference.registry, reference.repository
+        )),
+        version,
+        config_digest: config_desc.digest.clone(),
+        manifest_digest: Some(manifest_digest),
+        config,
+        layers: Vec::new(),
+        original: typed.trim_start_matches("docker://").trim_start_matches("docker:").to_string(),
+    };
+    let id = store_image(store, &plan, blobs).await?;
+    store.set_remote(&RemoteRecord {
+        url,
+        sig_url: String::new(),
+        etag: top_digest,
+        image_id: id.clone(),
+        cache_max_age: 0,
+        download_time: now_ns(),
+    })?;
+    Ok(id)
+}
+
+/// A document's declared media type must agree with the Content-Type it was served with.
+fn check_media_type(doc: &Document, content_type: &str) -> Result<(), OciError> {
+    let served = content_type.split(';').next().unwrap_or("").trim();
+    if let Some(declared) = &doc.media_type {
+        if !served.is_empty() && served != "application/json" && served != declared {
+            return Err(OciError::Invalid(format!(
+                "the registry served a {served} document that says it is {declared}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = DockerRef::parse("busybox").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_str()),
+            (DEFAULT_REGISTRY, "library/busybox", "latest")
+        );
+        let r = DockerRef::parse("127.0.0.1:5000/test/demo:v1").unwrap();
+        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_str()), ("127.0.0.1:5000", "test/demo", "v1"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = DockerRef::parse(&format!("alpine@{d}")).unwrap();
+        assert_eq!((r.tag.as_str(), r.digest.as_deref()), ("", Some(d.as_str())));
+        assert!(DockerRef::parse("alpine@sha256:zz").is_err());
+        assert_eq!(remote_url("docker:busybox"), "docker://busybox");
+    }
+}

@@ -1,0 +1,77 @@
+//! OCI image layouts written by the tests, byte by byte.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// One layer: its uncompressed tar, its media type and the compressor that matches it.
+pub type LayerSpec = (Vec<u8>, &'static str, fn(&[u8]) -> Vec<u8>);
+
+/// Writes an OCI image layout, one image at a time.
+pub struct Layout {
+    pub dir: PathBuf,
+    pub index: Vec<serde_json::Value>,
+    /// Makes the next image's config list a wrong diff_id for its first layer.
+    pub lie_about_diff_ids: bool,
+}
+
+impl Layout {
+    pub fn new(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir, index: Vec::new(), lie_about_diff_ids: false }
+    }
+
+    pub fn blob(&self, bytes: &[u8]) -> (String, usize) {
+        let digest = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&digest[7..]), bytes).unwrap();
+        (digest, bytes.len())
+    }
+
+    /// Adds an image of `layers` (uncompressed tars, each with its media type and compressor).
+    pub fn image(&mut self, reference: &str, layers: &[LayerSpec], config: serde_json::Value) -> String {
+        let mut descs = Vec::new();
+        let mut diff_ids: Vec<String> = Vec::new();
+        for (tar, media, compress) in layers {
+            diff_ids.push(sha256(tar));
+            let (digest, size) = self.blob(&compress(tar));
+            descs.push(serde_json::json!({"mediaType": media, "digest": digest, "size": size}));
+        }
+        if self.lie_about_diff_ids {
+            diff_ids[0] = sha256(b"some other layer");
+        }
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        let (config_digest, config_size) = self.blob(config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+            "layers": descs,
+        });
+        let (digest, size) = self.blob(manifest.to_string().as_bytes());
+        self.index.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": reference},
+        }));
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::json!({"schemaVersion": 2, "manifests": self.index}).to_string(),
+        )
+        .unwrap();
+        digest
+    }
+}
+
+pub fn plain(b: &[u8]) -> Vec<u8> {
+    b.to_vec()
+}
+
+pub const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const TZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";

@@ -1,0 +1,83 @@
+//! Debian's docker-registry, started on 127.0.0.1 with its own config and storage for a test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Registry {
+    /// Starts a registry, or says why it cannot and returns `None`.
+    pub fn start(dir: &Path) -> Option<Registry> {
+        if Command::new("docker-registry").arg("--version").output().is_err()
+            || Command::new("skopeo").arg("--version").output().is_err()
+        {
+            eprintln!("skipping: needs docker-registry and skopeo (apt-get install docker-registry skopeo)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.join("data").display()),
+        )
+        .unwrap();
+        let log = dir.join("log");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Some(Registry { child, addr, dir: dir.to_path_buf(), log });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("docker-registry did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    /// Pushes an image with skopeo, from any transport skopeo reads.
+    pub fn push(&self, from: &str, repo_tag: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false", from, &format!("docker://{}/{repo_tag}", self.addr)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo push: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// How many blob requests rkt has made so far.
+    pub fn blob_requests(&self) -> usize {
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/") && l.contains("rkt/"))
+            .count()
+    }
+
+    pub fn manifest_requests(&self) -> usize {
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| l.contains("/manifests/") && l.contains("rkt/") && l.starts_with("127.0.0.1"))
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,133 @@
+//! `docker://` images from a real registry: Debian's docker-registry on 127.0.0.1, images
+//! pushed into it by skopeo from OCI layouts built here.
+
+mod common;
+
+use common::oci::*;
+use common::registry::Registry;
+use common::*;
+
+fn layer(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut t = Tar::new();
+    t.dir("etc");
+    for (name, content) in files {
+        t.file(name, content.as_bytes());
+    }
+    t.finish()
+}
+
+fn busybox_layer() -> Vec<u8> {
+    let mut t = Tar::new();
+    t.dir("bin")
+        .file_mode("bin/busybox", &std::fs::read("/bin/busybox").unwrap_or_default(), 0o755, 0, 0)
+        .symlink("bin/sh", "busybox");
+    t.finish()
+}
+
+fn flags() -> [&'static str; 1] {
+    ["--insecure-options=image,http"]
+}
+
+#[test]
+fn fetch_run_and_refetch_without_blob_traffic() {
+    if !is_root() || !std::path::Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root and busybox-static");
+        return;
+    }
+    let env = Env::new();
+    let Some(registry) = Registry::start(&env.path("registry")) else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    let config = serde_json::json!({"Cmd": ["/bin/sh", "-c", "cat /etc/greeting"]});
+    layout.image(
+        "v1",
+        &[(busybox_layer(), TGZ, gzip), (layer(&[("etc/greeting", "hello from the registry\n")]), TGZ, gzip)],
+        config.clone(),
+    );
+    layout.image(
+        "v2",
+        &[(busybox_layer(), TGZ, gzip), (layer(&[("etc/greeting", "second image\n")]), TGZ, gzip)],
+        config,
+    );
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "test/demo:v1");
+    registry.push(&format!("oci:{}:v2", layout.dir.display()), "test/demo:v2");
+    let image = format!("docker://{}/test/demo:v1", registry.addr);
+
+    let mut args = flags().to_vec();
+    args.extend(["fetch", "--full", image.as_str()]);
+    let id = env.ok(&args).trim().to_string();
+    assert_eq!(registry.blob_requests(), 3, "a config and two layers");
+    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &id])).unwrap();
+    assert_eq!(manifest["name"], format!("127.0.0.1_{}/test/demo", registry.addr.rsplit(':').next().unwrap()));
+    assert_eq!(manifest["labels"][0]["value"], "v1");
+
+    // Unchanged tag: one manifest request, no blob.
+    let before = registry.manifest_requests();
+    assert_eq!(env.ok(&args).trim(), id);
+    assert_eq!(registry.blob_requests(), 3);
+    assert_eq!(registry.manifest_requests(), before + 1);
+
+    // Another image with the same base layer downloads only its own layer and config.
+    let v2 = format!("docker://{}/test/demo:v2", registry.addr);
+    let mut args2 = flags().to_vec();
+    args2.extend(["fetch", v2.as_str()]);
+    env.ok(&args2);
+    assert_eq!(registry.blob_requests(), 5);
+
+    // rkt run works from the store with the registry gone.
+    drop(registry);
+    let mut run = flags().to_vec();
+    run.extend(["run", "--net=host", image.as_str()]);
+    assert_eq!(env.ok(&run), "hello from the registry\n");
+    let mut never = flags().to_vec();
+    never.extend(["fetch", "--pull-policy=never", image.as_str()]);
+    assert_eq!(env.ok(&never).trim(), &id[..39]);
+}
+
+#[test]
+fn digests_errors_and_plain_http_are_checked() {
+    let env = Env::new();
+    let Some(registry) = Registry::start(&env.path("registry")) else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    let manifest_digest = layout.image("v1", &[(layer(&[("etc/x", "x")]), TGZ, gzip)], serde_json::json!({}));
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "test/plain:v1");
+    env.ok(&["image", "list"]);
+
+    // By digest: the manifest must hash to it.
+    let by_digest = format!("docker://{}/test/plain@{manifest_digest}", registry.addr);
+    let out = env.rkt(&["--insecure-options=image,http", "fetch", &by_digest]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let wrong = format!("docker://{}/test/plain@sha256:{}", registry.addr, "0".repeat(64));
+    let before = env.snapshot();
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &wrong]);
+    assert!(err.contains("MANIFEST_UNKNOWN") || err.contains("does not match its digest"), "{err}");
+    let err =
+        env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{}/test/nothing:v1", registry.addr)]);
+    assert!(err.contains("NAME_UNKNOWN") || err.contains("MANIFEST_UNKNOWN"), "the registry's own words: {err}");
+    assert_eq!(env.snapshot(), before);
+
+    // Without --insecure-options=http, no plain http.
+    let err = env.fails(&["--insecure-options=image", "fetch", &format!("docker://{}/test/plain:v1", registry.addr)]);
+    assert!(err.contains("https://"), "{err}");
+
+    // A layer blob changed in the registry's storage after the push.
+    let blobs = registry.dir.join("data/docker/registry/v2/blobs/sha256");
+    let mut tampered = 0;
+    for prefix in std::fs::read_dir(&blobs).unwrap().flatten() {
+        for blob in std::fs::read_dir(prefix.path()).unwrap().flatten() {
+            let data = blob.path().join("data");
+            let bytes = std::fs::read(&data).unwrap();
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                std::fs::write(&data, gzip(&layer(&[("etc/x", "evil")]))).unwrap();
+                tampered += 1;
+            }
+        }
+    }
+    assert_eq!(tampered, 1);
+    let fresh = Env::new();
+    fresh.ok(&["image", "list"]);
+    let before = fresh.snapshot();
+    let err =
+        fresh.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{}/test/plain:v1", registry.addr)]);
+    assert!(err.contains("does not match its digest"), "{err}");
+    assert_eq!(fresh.snapshot(), before);
+}
