@@ -121,6 +121,18 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     assert_eq!(my_links, their_links);
     assert!(mine.contains_key("opaque/new") && !mine.contains_key("opaque/old") && !mine.contains_key("etc/gone"));
 
+    // Exported, the image is one ACI that a store without its layers renders the same.
+    let exported = env.path("squashed.aci");
+    env.ok(&["image", "export", &id, exported.to_str().unwrap()]);
+    let other = Env::new();
+    let copy = other.fetch(&std::fs::read(&exported).unwrap(), "copy.aci");
+    let again = other.path("again");
+    other.ok(&["image", "render", "--rootfs-only", &copy, again.to_str().unwrap()]);
+    assert_eq!(describe(&again), (mine.clone(), my_links.clone()));
+    let copied: serde_json::Value = serde_json::from_str(&other.ok(&["image", "cat-manifest", &copy])).unwrap();
+    assert!(copied.get("dependencies").is_none());
+    assert_eq!(copied["app"]["user"], "app");
+
     let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &id])).unwrap();
     assert_eq!(manifest["name"], "oci.local/layout");
     let app = &manifest["app"];

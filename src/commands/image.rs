@@ -18,7 +18,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
         ImageCommand::Gc { grace_period } => gc(&store, grace_period),
         ImageCommand::Export { image, output, overwrite } => {
             let id = store.resolve(&image)?;
-            Ok(store.export(&id, &output, overwrite).await?)
+            Ok(store.export_squashed(&id, &output, overwrite).await?)
         }
         ImageCommand::Extract(args) => extract(&store, &args, false).await,
         ImageCommand::Render(args) => extract(&store, &args, true).await,

@@ -198,7 +198,7 @@ pub fn hash_tree(root: &Path) -> Result<(String, u64)> {
 }
 
 /// A file's extended attributes, sorted by name; none where the filesystem has none.
-fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
     let mut names = vec![0u8; 4096];
     // SAFETY: the buffer is valid for its length; the path is NUL-terminated.

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::container::Reader;
-use super::tar_out::{finish, write_entry, OutEntry};
 use super::OciError;
+use rkt_store::tar_out::{finish, write_entry, OutEntry};
 
 /// Hashes what passes through it; the digest stays readable after the reader is given away.
 pub struct HashReader<R> {

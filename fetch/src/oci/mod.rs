@@ -6,7 +6,6 @@
 mod container;
 mod convert;
 pub mod naming;
-mod tar_out;
 mod types;
 
 use std::path::PathBuf;
