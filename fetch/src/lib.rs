@@ -1,6 +1,7 @@
 //! Turns image strings into images in the store. Local ACI files work now; network, discovery,
 //! trust and Docker sources come with their own modules.
 
+pub mod http;
 pub mod oci;
 pub mod registry;
 
@@ -78,6 +79,8 @@ pub enum FetchError {
     Unsupported { kind: &'static str, image: String },
     #[error(transparent)]
     Oci(#[from] oci::OciError),
+    #[error("{0}")]
+    Http(String),
 }
 
 #[derive(Debug, Clone, Default)]

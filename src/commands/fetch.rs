@@ -50,7 +50,9 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                 id
             }
             ImageString::Url(url) => {
-                return Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet")))
+                let id = url_image(ctx, &store, &url, &args.pull_policy).await?;
+                render_if_root(&store, &id).await?;
+                id
             }
             ImageString::Docker(reference) => {
                 let id = docker_image(ctx, &store, image, &reference, &args.pull_policy).await?;
@@ -103,6 +105,62 @@ pub async fn docker_image(
         credentials,
     };
     Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
+}
+
+/// The HTTP options from the flags and auth.d.
+fn http_options(ctx: &Context) -> rkt_fetch::http::HttpOptions {
+    let auth = ctx
+        .config
+        .auth
+        .iter()
+        .map(|(host, creds)| {
+            let value = match creds {
+                rkt_config::Credentials::Basic { user, password } => {
+                    format!("Basic {}", rkt_fetch::registry::base64(format!("{user}:{password}").as_bytes()))
+                }
+                rkt_config::Credentials::OAuth { token } => format!("Bearer {token}"),
+            };
+            (host.clone(), value)
+        })
+        .collect();
+    rkt_fetch::http::HttpOptions {
+        plain_http: ctx.flags.insecure_options.http,
+        skip_tls_verify: ctx.flags.insecure_options.tls,
+        auth,
+    }
+}
+
+/// An ACI by URL, by pull policy: `never` and `new` take the stored copy of this URL when there
+/// is one; `update` follows the remote cache (max-age, then ETag).
+pub async fn url_image(
+    ctx: &Context,
+    store: &rkt_store::Store,
+    url: &str,
+    policy: &str,
+) -> Result<rkt_store::ImageId, CliError> {
+    if !ctx.flags.insecure_options.image {
+        return Err(CliError::msg(format!(
+            "{url}: signature verification is not available in this build yet; fetch with --insecure-options=image"
+        )));
+    }
+    if policy != "update" {
+        if let Some(remote) = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
+            eprintln!("image: using image from local store for url {url}");
+            return Ok(remote.image_id);
+        }
+        if policy == "never" {
+            return Err(CliError::msg(format!(
+                "unable to find image {url:?} in the local store (--pull-policy=never)"
+            )));
+        }
+    }
+    match rkt_fetch::http::fetch_url(store, url, &http_options(ctx)).await? {
+        rkt_fetch::http::UrlOutcome::Fresh(id) => {
+            eprintln!("image: image for {url} isn't expired, not fetching.");
+            Ok(id)
+        }
+        outcome => Ok(outcome.id().clone()),
+    }
 }
 
 /// rkt renders at fetch time when it can (as root), so that a later run starts at once.

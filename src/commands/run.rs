@@ -50,7 +50,7 @@ async fn image_for(
             }
             Ok(rkt_fetch::oci::import(store, &source).await?)
         }
-        ImageString::Url(url) => Err(CliError::msg(format!("fetching URLs ({url}) is not available in this build yet"))),
+        ImageString::Url(url) => crate::commands::fetch::url_image(ctx, store, &url, policy).await,
         ImageString::Docker(r) => crate::commands::fetch::docker_image(ctx, store, image, &r, policy).await,
     }
 }

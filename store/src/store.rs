@@ -18,6 +18,9 @@ use crate::index::{now_ns, ImageRecord, Index};
 use crate::tar_entry::{entry_info, next_entry, Kind};
 use crate::tmp_area::{lock_file, unique_name};
 
+/// What may follow an archive's end-of-archive marker (tar pads to 10 KiB records).
+const MAX_TRAILING: u64 = 1 << 20;
+
 pub struct Store {
     dir: PathBuf,
     cas: PathBuf,
@@ -119,12 +122,18 @@ impl Store {
         let (compression, reader) = aci::decompressed(src).await?;
         let mut tee = Tee::new(reader, Some(copy));
         let scanned = scan_aci(&mut tee).await;
-        let drained = tokio::io::copy(&mut tee, &mut tokio::io::sink()).await;
+        // Whatever follows the archive is hashed too, up to a bound: an endless body is refused.
+        let drained =
+            tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut tee, MAX_TRAILING + 1), &mut tokio::io::sink())
+                .await;
         if let Some(e) = tee.take_write_error() {
             return Err(StoreError::Io { path: tmp, source: e });
         }
         let scan = scanned?;
-        drained.map_err(|e| archive(format!("unreadable data after the tar: {e}")))?;
+        let trailing = drained.map_err(|e| archive(format!("unreadable data after the tar: {e}")))?;
+        if trailing > MAX_TRAILING {
+            return Err(archive("more than 1 MiB of data after the end of the archive".into()));
+        }
         if tee.size() < scan.end + 512 {
             return Err(archive("truncated tar: the end-of-archive marker is missing".into()));
         }

@@ -4,6 +4,7 @@
 
 pub mod oci;
 pub mod registry;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::io::Write;

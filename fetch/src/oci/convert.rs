@@ -16,6 +16,9 @@ use super::container::Reader;
 use super::OciError;
 use rkt_store::tar_out::{finish, write_entry, OutEntry};
 
+/// What may follow a layer's end-of-archive marker (tar pads to 10 KiB records).
+const MAX_TRAILING: u64 = 1 << 20;
+
 /// Hashes what passes through it; the digest stays readable after the reader is given away.
 pub struct HashReader<R> {
     inner: R,
@@ -170,9 +173,13 @@ async fn produce_layer(
     // The layer's own end-of-archive marker leaves the compressed stream unread: read it all,
     // or the digests would cover only part of it.
     let mut plain = archive.into_inner().map_err(|_| OciError::Io("layer reader still in use".into()))?;
-    tokio::io::copy(&mut plain, &mut tokio::io::sink())
-        .await
-        .map_err(|e| OciError::Invalid(format!("layer stream: {e}")))?;
+    let trailing =
+        tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut plain, MAX_TRAILING + 1), &mut tokio::io::sink())
+            .await
+            .map_err(|e| OciError::Invalid(format!("layer stream: {e}")))?;
+    if trailing > MAX_TRAILING {
+        return Err(OciError::Invalid("more than 1 MiB of data after the end of the layer's tar".into()));
+    }
     drop(plain);
     let diff = format!("sha256:{}", hex_of(&diff_hash));
     if diff != diff_id {

@@ -262,17 +262,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(failure(&format!("blob {digest}"), resp).await);
         }
-        let (mut writer, reader) = tokio::io::duplex(256 * 1024);
-        tokio::spawn(async move {
-            let mut resp = resp;
-            // An error ends the stream early; the digest check then refuses what arrived.
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                if tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Box::pin(reader))
+        Ok(crate::http::body(resp))
     }
 
     /// Reads a small blob whole.

@@ -1,0 +1,248 @@
+//! ACIs by URL (`https://…/x.aci`): the remote cache as rkt keeps it (ETag and Cache-Control
+//! max-age per URL), redirects followed by hand without credentials to another host or to plain
+//! http, retries with backoff for resets, 429 and 5xx, and the body streamed into the store.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER,
+};
+use reqwest::{Client, Response, StatusCode, Url};
+use rkt_store::{now_ns, ImageId, ImportOptions, RemoteRecord, Store};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::oci::Reader;
+use crate::FetchError;
+
+const MAX_REDIRECTS: usize = 10;
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// `--insecure-options=http`: plain http URLs.
+    pub plain_http: bool,
+    /// `--insecure-options=tls`: no certificate verification.
+    pub skip_tls_verify: bool,
+    /// `Authorization` values by host[:port], from auth.d; sent only over https.
+    pub auth: BTreeMap<String, String>,
+}
+
+/// How a fetch by URL ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlOutcome {
+    /// Within its max-age: no request was made.
+    Fresh(ImageId),
+    /// The server answered 304 Not Modified.
+    NotModified(ImageId),
+    Downloaded(ImageId),
+}
+
+impl UrlOutcome {
+    pub fn id(&self) -> &ImageId {
+        match self {
+            UrlOutcome::Fresh(id) | UrlOutcome::NotModified(id) | UrlOutcome::Downloaded(id) => id,
+        }
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> FetchError {
+    FetchError::Http(e.to_string())
+}
+
+pub fn client(options: &HttpOptions) -> Result<Client, FetchError> {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("rkt/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(60))
+        .danger_accept_invalid_certs(options.skip_tls_verify)
+        .build()
+        .map_err(io)
+}
+
+fn host_key(url: &Url) -> String {
+    match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+        None => url.host_str().unwrap_or("").to_string(),
+    }
+}
+
+/// GETs `url`: retries, redirects by hand, credentials only where they belong.
+pub async fn get(client: &Client, url: &str, extra: HeaderMap, options: &HttpOptions) -> Result<Response, FetchError> {
+    let mut url = Url::parse(url).map_err(|e| FetchError::BadImageString(format!("{url}: {e}")))?;
+    if url.scheme() == "http" && !options.plain_http {
+        return Err(FetchError::Http(format!("{url}: plain http needs --insecure-options=http")));
+    }
+    let first_host = host_key(&url);
+    for _ in 0..=MAX_REDIRECTS {
+        let mut headers = extra.clone();
+        // Credentials: only over https, and only to the host the user named.
+        if url.scheme() == "https" && host_key(&url) == first_host {
+            if let Some(auth) = options.auth.get(&host_key(&url)) {
+                headers.insert(AUTHORIZATION, HeaderValue::from_str(auth).map_err(io)?);
+            }
+        }
+        let resp = send_with_retries(client, &url, headers).await?;
+        if resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| io(format!("{url}: a redirect without a Location")))?;
+            let next = url.join(location).map_err(|e| io(format!("{url}: bad redirect: {e}")))?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(io(format!("{url} redirected to plain http ({next})")));
+            }
+            url = next;
+            continue;
+        }
+        return Ok(resp);
+    }
+    Err(io(format!("{url}: more than {MAX_REDIRECTS} redirects")))
+}
+
+async fn send_with_retries(client: &Client, url: &Url, headers: HeaderMap) -> Result<Response, FetchError> {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=ATTEMPTS {
+        let result = client.get(url.clone()).headers(headers.clone()).send().await;
+        let retry_after = match &result {
+            Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
+                let secs =
+                    resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+                Some(secs.map(|s| Duration::from_secs(s.min(10))).unwrap_or(delay))
+            }
+            Ok(_) => None,
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => Some(delay),
+            Err(_) => None,
+        };
+        match retry_after {
+            Some(wait) if attempt < ATTEMPTS => {
+                tokio::time::sleep(wait).await;
+                delay *= 2;
+            }
+            _ => return result.map_err(|e| io(format!("{url}: {e}"))),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// The body as a stream. A transport error (a connection cut before Content-Length, say) ends
+/// the stream with that error, never with a clean end.
+pub fn body(resp: Response) -> Reader {
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let failed = Arc::new(Mutex::new(None));
+    let record = failed.clone();
+    tokio::spawn(async move {
+        let mut resp = resp;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    *record.lock().expect("not poisoned") = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    });
+    Box::pin(PumpReader { inner: reader, failed })
+}
+
+struct PumpReader {
+    inner: tokio::io::DuplexStream,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl AsyncRead for PumpReader {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() == before {
+            if let Some(e) = self.failed.lock().expect("not poisoned").clone() {
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Cache-Control's max-age in seconds; `no-cache` and `no-store` mean 0, as in rkt.
+fn max_age(headers: &HeaderMap) -> i64 {
+    let Some(value) = headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()) else { return 0 };
+    let mut age = 0;
+    for directive in value.split(',').map(str::trim) {
+        if directive == "no-cache" || directive == "no-store" {
+            return 0;
+        }
+        if let Some(n) = directive.strip_prefix("max-age=") {
+            age = n.trim_matches('"').parse().unwrap_or(0);
+        }
+    }
+    age
+}
+
+/// Fetches the ACI at `url` (pull policy `update`): no request while the stored copy is within
+/// its max-age, a conditional request after that, a download when it changed.
+pub async fn fetch_url(store: &Store, url: &str, options: &HttpOptions) -> Result<UrlOutcome, FetchError> {
+    let remote = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok());
+    if let Some(r) = &remote {
+        let age_ns = now_ns() - r.download_time;
+        if r.cache_max_age > 0 && age_ns < r.cache_max_age * 1_000_000_000 {
+            return Ok(UrlOutcome::Fresh(r.image_id.clone()));
+        }
+    }
+    let client = client(options)?;
+    let mut headers = HeaderMap::new();
+    if let Some(r) = remote.as_ref().filter(|r| !r.etag.is_empty()) {
+        headers.insert(IF_NONE_MATCH, HeaderValue::from_str(&r.etag).map_err(io)?);
+    }
+    let resp = get(&client, url, headers, options).await?;
+    let status = resp.status();
+    let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let age = max_age(resp.headers());
+    if status == StatusCode::NOT_MODIFIED {
+        let Some(mut r) = remote else {
+            return Err(io(format!("{url}: 304 Not Modified for an image the store does not have")));
+        };
+        r.download_time = now_ns();
+        r.cache_max_age = age;
+        store.set_remote(&r)?;
+        return Ok(UrlOutcome::NotModified(r.image_id));
+    }
+    if status != StatusCode::OK {
+        return Err(io(format!("{url}: bad HTTP status code: {}", status.as_u16())));
+    }
+    let imported = store.import(body(resp), &ImportOptions::default()).await?;
+    store.set_remote(&RemoteRecord {
+        url: url.to_string(),
+        sig_url: String::new(),
+        etag,
+        image_id: imported.id.clone(),
+        cache_max_age: age,
+        download_time: now_ns(),
+    })?;
+    Ok(UrlOutcome::Downloaded(imported.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control() {
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+        assert_eq!(max_age(&h), 3600);
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=60, no-cache"));
+        assert_eq!(max_age(&h), 0);
+        assert_eq!(max_age(&HeaderMap::new()), 0);
+    }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A test web server on 127.0.0.1: serves what ROUTES (a JSON file, read at every request) says.
+
+Usage: http_server.py ROUTES LOG PORTFILE [CERT KEY]
+Each route: {"status": 200, "headers": {...}, "file": PATH, "etag": "...",
+             "mode": "normal" | "truncate" | "endless", "location": URL}
+A request whose If-None-Match equals the route's etag gets 304. Every request is appended to LOG
+as one JSON line (method, path, if-none-match, authorization). The chosen port goes to PORTFILE.
+"""
+import http.server
+import json
+import os
+import ssl
+import sys
+
+ROUTES, LOG, PORTFILE = sys.argv[1:4]
+TLS = sys.argv[4:6]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        with open(LOG, "a") as log:
+            log.write(json.dumps({
+                "method": "GET", "path": self.path,
+                "if-none-match": self.headers.get("If-None-Match"),
+                "authorization": self.headers.get("Authorization"),
+            }) + "\n")
+        with open(ROUTES) as f:
+            routes = json.load(f)
+        route = routes.get(self.path)
+        if route is None:
+            body = b"<html><body>404 Not Found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        etag = route.get("etag")
+        if etag and self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            for k, v in route.get("headers", {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b""
+        if route.get("file"):
+            with open(route["file"], "rb") as f:
+                body = f.read()
+        elif route.get("body") is not None:
+            body = route["body"].encode()
+        self.send_response(route.get("status", 200))
+        if etag:
+            self.send_header("ETag", etag)
+        if route.get("location"):
+            self.send_header("Location", route["location"])
+        for k, v in route.get("headers", {}).items():
+            self.send_header(k, v)
+        mode = route.get("mode", "normal")
+        if mode == "endless":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = body + b"\0" * 65536
+            try:
+                for _ in range(4096):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    chunk = b"\0" * 65536
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        length = len(body) * 2 if mode == "truncate" else len(body)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body)
+        if mode == "truncate":
+            self.close_connection = True
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if TLS:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS[0], TLS[1])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+with open(PORTFILE + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(PORTFILE + ".tmp", PORTFILE)
+server.serve_forever()

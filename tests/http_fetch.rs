@@ -1,0 +1,131 @@
+//! ACIs by URL from a real web server on 127.0.0.1: the remote cache, bad answers, redirects,
+//! credentials and TLS with a CA made by the test.
+
+mod common;
+
+use common::web::{make_ca, Web};
+use common::*;
+
+fn fetch_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--insecure-options=image,http"];
+    args.extend_from_slice(extra);
+    args.extend(["fetch", "--full", url]);
+    args
+}
+
+#[test]
+fn the_remote_cache_uses_max_age_then_etags() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let v1 = env.write("v1.aci", &gzip(&simple_aci("example.com/app", "one")));
+    web.route(
+        "/app.aci",
+        serde_json::json!({"file": v1, "etag": "\"v1\"", "headers": {"Cache-Control": "max-age=3600"}}),
+    );
+    let url = web.url("/app.aci");
+    let first = env.ok(&fetch_args(&url, &[])).trim().to_string();
+    assert_eq!(first, image_id(&simple_aci("example.com/app", "one")));
+    assert_eq!(web.requests().len(), 1);
+    // Within max-age: no request at all.
+    let out = env.rkt(&fetch_args(&url, &[]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("isn't expired, not fetching"));
+    assert_eq!(web.requests().len(), 1);
+    // Expired: a conditional request, answered 304, and the stored image is used.
+    web.route("/app.aci", serde_json::json!({"file": v1, "etag": "\"v1\"", "headers": {"Cache-Control": "no-cache"}}));
+    let mut store = rusqlite::Connection::open(env.store().join("cas/db/index.sqlite")).unwrap();
+    store.execute("UPDATE remotes SET download_time = 0", []).unwrap();
+    drop(store.transaction().unwrap());
+    assert_eq!(env.ok(&fetch_args(&url, &[])).trim(), first);
+    let requests = web.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1]["if-none-match"], "\"v1\"");
+    // Changed on the server: downloaded again.
+    let v2 = env.write("v2.aci", &gzip(&simple_aci("example.com/app", "two")));
+    web.route("/app.aci", serde_json::json!({"file": v2, "etag": "\"v2\""}));
+    let second = env.ok(&fetch_args(&url, &[])).trim().to_string();
+    assert_ne!(second, first);
+    // rkt run (pull policy new) takes the stored image without asking.
+    let before = web.requests().len();
+    if is_root() && std::path::Path::new("/bin/busybox").exists() {
+        let out = env.rkt(&["--insecure-options=image,http", "run", "--net=host", &url, "--exec=/bin/true"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("using image from local store"));
+    }
+    assert_eq!(web.requests().len(), before);
+}
+
+#[test]
+fn bad_answers_are_refused_and_store_nothing() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    env.ok(&["image", "list"]);
+    let good = env.write("good.aci", &simple_aci("example.com/app", "x"));
+    web.route("/html.aci", serde_json::json!({"body": "<html>not an image</html>"}));
+    web.route("/error.aci", serde_json::json!({"status": 500, "body": "oops"}));
+    web.route("/short.aci", serde_json::json!({"file": good, "mode": "truncate"}));
+    web.route("/endless.aci", serde_json::json!({"file": good, "mode": "endless"}));
+    web.route("/to-https.aci", serde_json::json!({"status": 302, "location": "https://127.0.0.1:1/x.aci"}));
+    let before = env.snapshot();
+    for (path, why) in [
+        ("/missing.aci", "bad HTTP status code: 404"),
+        ("/html.aci", "bad image archive"),
+        ("/error.aci", "bad HTTP status code: 500"),
+        ("/short.aci", "bad image archive"),
+        ("/endless.aci", "after the end of the archive"),
+    ] {
+        let err = env.fails(&fetch_args(&web.url(path), &[]));
+        assert!(err.contains(why), "{path}: expected {why:?} in {err}");
+        assert_eq!(env.snapshot(), before, "{path} changed the store");
+    }
+    let errors = web.requests().iter().filter(|r| r["path"] == "/error.aci").count();
+    assert_eq!(errors, 3, "a 5xx is tried three times");
+    let err = env.fails(&["--insecure-options=image", "fetch", &web.url("/html.aci")]);
+    assert!(err.contains("--insecure-options=http"), "{err}");
+    let err = env.fails(&["fetch", &web.url("/html.aci")]);
+    assert!(err.contains("--insecure-options=image"), "{err}");
+}
+
+#[test]
+fn tls_with_the_system_store_credentials_and_redirects() {
+    let env = Env::new();
+    let (ca, cert, key) = make_ca(&env.path("ca"));
+    let secure = Web::start(&env.path("secure"), Some((&cert, &key)));
+    let plain = Web::start(&env.path("plain"), None);
+    let good = env.write("good.aci", &simple_aci("example.com/app", "tls"));
+    secure.route("/app.aci", serde_json::json!({"file": good}));
+    secure.route(
+        "/elsewhere.aci",
+        serde_json::json!({"status": 307, "location": format!("https://localhost:{}/app.aci", secure.port)}),
+    );
+    secure.route("/downgrade.aci", serde_json::json!({"status": 302, "location": plain.url("/app.aci")}));
+    plain.route("/app.aci", serde_json::json!({"file": good}));
+    let config = env.path("config");
+    std::fs::create_dir_all(config.join("auth.d")).unwrap();
+    std::fs::write(
+        config.join("auth.d/test.json"),
+        format!(r#"{{"rktKind":"auth","rktVersion":"v1","domains":["127.0.0.1:{}"],"type":"oauth","credentials":{{"token":"s3cret"}}}}"#, secure.port),
+    )
+    .unwrap();
+    let with_ca = |args: &[&str]| {
+        env.cmd(&["--local-config", config.to_str().unwrap()]).args(args).env("SSL_CERT_FILE", &ca).output().unwrap()
+    };
+    // Without the test's CA the certificate is refused; with it (SSL_CERT_FILE) it is trusted.
+    let out = env.rkt(&["--insecure-options=image", "fetch", &secure.url("/app.aci")]);
+    assert_eq!(out.status.code(), Some(254));
+    let out = with_ca(&["--insecure-options=image", "fetch", &secure.url("/app.aci")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(secure.requests().last().unwrap()["authorization"], "Bearer s3cret");
+    // A redirect to another host name gets no credentials.
+    let out = with_ca(&["--insecure-options=image", "fetch", &secure.url("/elsewhere.aci")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let last = secure.requests().pop().unwrap();
+    assert_eq!(last["path"], "/app.aci");
+    assert_eq!(last["authorization"], serde_json::Value::Null);
+    // A redirect from https to plain http is refused, even with http allowed.
+    let out = with_ca(&["--insecure-options=image,http", "fetch", &secure.url("/downgrade.aci")]);
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain http"));
+    assert!(plain.requests().is_empty());
+    // --insecure-options=tls skips verification.
+    let out = env.rkt(&["--insecure-options=image,tls", "fetch", &secure.url("/app.aci")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
