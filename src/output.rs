@@ -27,6 +27,13 @@ pub fn tab_table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Prints `value` as JSON on one line, or indented.
+pub fn print_json(value: &impl serde::Serialize, pretty: bool) -> Result<(), serde_json::Error> {
+    let text = if pretty { serde_json::to_string_pretty(value)? } else { serde_json::to_string(value)? };
+    println!("{text}");
+    Ok(())
+}
+
 /// A duration as Go prints one: `30m0s`, `24h0m0s`, `1m30s`.
 pub fn human_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();

@@ -71,6 +71,20 @@ fn host_key(url: &Url) -> String {
     }
 }
 
+/// Where a redirect leads: never from https to plain http.
+pub fn redirect_target(url: &Url, resp: &Response) -> Result<Url, String> {
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| format!("{url}: a redirect without a Location"))?;
+    let next = url.join(location).map_err(|e| format!("{url}: bad redirect {location}: {e}"))?;
+    if url.scheme() == "https" && next.scheme() != "https" {
+        return Err(format!("{url} redirected to plain http ({next})"));
+    }
+    Ok(next)
+}
+
 /// GETs `url`: retries, redirects by hand, credentials only where they belong.
 pub async fn get(client: &Client, url: &str, extra: HeaderMap, options: &HttpOptions) -> Result<Response, FetchError> {
     let mut url = Url::parse(url).map_err(|e| FetchError::BadImageString(format!("{url}: {e}")))?;
@@ -88,15 +102,7 @@ pub async fn get(client: &Client, url: &str, extra: HeaderMap, options: &HttpOpt
         }
         let resp = send_with_retries(client, &url, headers).await?;
         if resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| io(format!("{url}: a redirect without a Location")))?;
-            let next = url.join(location).map_err(|e| io(format!("{url}: bad redirect: {e}")))?;
-            if url.scheme() == "https" && next.scheme() != "https" {
-                return Err(io(format!("{url} redirected to plain http ({next})")));
-            }
+            let next = redirect_target(&url, &resp).map_err(io)?;
             url = next;
             continue;
         }

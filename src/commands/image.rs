@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::{ExtractArgs, ImageCommand, ListArgs};
 use crate::commands::Context;
-use crate::output::{full_time, human_bytes, human_time, tab_table};
+use crate::output::{full_time, human_bytes, human_time, print_json, tab_table};
 use crate::{CliError, CliResult};
 
 pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
@@ -26,10 +26,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
             let id = store.resolve(&image)?;
             // Re-encoded from the parsed manifest, as rkt does: the appc field order.
             let manifest = store.manifest(&id)?;
-            let text =
-                if pretty_print { serde_json::to_string_pretty(&manifest)? } else { serde_json::to_string(&manifest)? };
-            println!("{text}");
-            Ok(())
+            Ok(print_json(&manifest, pretty_print)?)
         }
         ImageCommand::Verify { images } => verify(&store, &images).await,
         ImageCommand::Fetch(_) => unreachable!("dispatched as fetch"),
@@ -99,9 +96,7 @@ fn list(store: &Store, args: &ListArgs) -> CliResult {
                 size: r.size,
             })
             .collect();
-        let text =
-            if format == "json-pretty" { serde_json::to_string_pretty(&json)? } else { serde_json::to_string(&json)? };
-        println!("{text}");
+        print_json(&json, format == "json-pretty")?;
         return Ok(());
     }
     let mut rows = Vec::new();

@@ -14,7 +14,5 @@ pub fn version() -> CliResult {
 pub fn config(ctx: &Context, pretty: bool) -> CliResult {
     let stage1_images = ctx.flags.system_config.join("stage1-images");
     let value = ctx.config.stage0_json(&ctx.data_dir(), &stage1_images);
-    let text = if pretty { serde_json::to_string_pretty(&value)? } else { serde_json::to_string(&value)? };
-    println!("{text}");
-    Ok(())
+    Ok(crate::output::print_json(&value, pretty)?)
 }

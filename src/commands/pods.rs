@@ -96,14 +96,7 @@ pub async fn status(
     }
     if let Some(format) = format {
         let value = pod_json(&pod);
-        println!(
-            "{}",
-            if format == "json-pretty" {
-                serde_json::to_string_pretty(&value)?
-            } else {
-                serde_json::to_string(&value)?
-            }
-        );
+        crate::output::print_json(&value, format == "json-pretty")?;
         return Ok(());
     }
     println!("state={}", pod.state.as_str());
@@ -135,14 +128,7 @@ pub fn list(ctx: &Context, full: bool, no_legend: bool, format: Option<String>) 
     let pods = Pods::new(&ctx.data_dir()).list()?;
     if let Some(format) = format {
         let value: Vec<serde_json::Value> = pods.iter().map(pod_json).collect();
-        println!(
-            "{}",
-            if format == "json-pretty" {
-                serde_json::to_string_pretty(&value)?
-            } else {
-                serde_json::to_string(&value)?
-            }
-        );
+        crate::output::print_json(&value, format == "json-pretty")?;
         return Ok(());
     }
     let mut rows = Vec::new();
@@ -275,7 +261,7 @@ pub fn cat_manifest(ctx: &Context, uuid: Option<String>, file: Option<PathBuf>, 
         &std::fs::read(pod.dir.join("pod"))
             .map_err(|e| CliError::msg(format!("pod {:?} has no manifest: {e}", pod.uuid)))?,
     )?;
-    println!("{}", if pretty { serde_json::to_string_pretty(&value)? } else { serde_json::to_string(&value)? });
+    crate::output::print_json(&value, pretty)?;
     Ok(())
 }
 

@@ -36,19 +36,7 @@ impl Store {
         let temp = dir.join(format!(".{}", unique_name("export-")));
         let result = async {
             let mut file = tokio::fs::File::create(&temp).await.at(&temp)?;
-            let entry = |path: &'static [u8], kind, mode, size| OutEntry {
-                path,
-                kind,
-                mode,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                size,
-                link: b"",
-                dev: (0, 0),
-                xattrs: &[],
-            };
-            write_entry(&mut file, &entry(b"manifest", b'0', 0o644, json.len() as u64), &mut &json[..])
+            write_entry(&mut file, &OutEntry::plain(b"manifest", b'0', 0o644, json.len() as u64), &mut &json[..])
                 .await
                 .at(&temp)?;
             write_tree(&mut file, &claim.path).await?;

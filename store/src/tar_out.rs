@@ -17,6 +17,13 @@ pub struct OutEntry<'a> {
     pub xattrs: &'a [(Vec<u8>, Vec<u8>)],
 }
 
+impl<'a> OutEntry<'a> {
+    /// An entry owned by root with no link, device or attributes, dated 1970.
+    pub fn plain(path: &'a [u8], kind: u8, mode: u32, size: u64) -> Self {
+        OutEntry { path, kind, mode, uid: 0, gid: 0, mtime: 0, size, link: b"", dev: (0, 0), xattrs: &[] }
+    }
+}
+
 fn octal(field: &mut [u8], value: u64) -> bool {
     let s = format!("{value:0width$o}", width = field.len() - 1);
     if s.len() > field.len() - 1 {
@@ -96,18 +103,7 @@ pub async fn write_entry<W: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
         records.extend(pax_record(&key, v));
     }
     if !records.is_empty() {
-        let pax = OutEntry {
-            path: b"././@PaxHeader",
-            kind: b'x',
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size: records.len() as u64,
-            link: b"",
-            dev: (0, 0),
-            xattrs: &[],
-        };
+        let pax = OutEntry::plain(b"././@PaxHeader", b'x', 0o644, records.len() as u64);
         out.write_all(&header(&pax)).await?;
         out.write_all(&records).await?;
         pad(out, records.len() as u64).await?;

@@ -55,18 +55,7 @@ fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
 }
 
 async fn write_small(out: &mut Vec<u8>, path: &str, kind: u8, mode: u32, data: &[u8]) -> Result<(), OciError> {
-    let entry = OutEntry {
-        path: path.as_bytes(),
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        size: data.len() as u64,
-        link: b"",
-        dev: (0, 0),
-        xattrs: &[],
-    };
+    let entry = OutEntry::plain(path.as_bytes(), kind, mode, data.len() as u64);
     write_entry(out, &entry, &mut &data[..]).await.map_err(|e| OciError::Io(e.to_string()))
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Client, Response, StatusCode, Url};
 
 use crate::oci::OciError;
@@ -217,15 +217,7 @@ impl RegistryClient {
                     }
                 }
                 s if s.is_redirection() => {
-                    let location = resp
-                        .headers()
-                        .get(LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .ok_or_else(|| err(format!("{url}: a redirect without a Location")))?;
-                    let next = url.join(location).map_err(|e| err(format!("{url}: bad redirect {location}: {e}")))?;
-                    if url.scheme() == "https" && next.scheme() != "https" {
-                        return Err(err(format!("{url} redirected to plain http ({next})")));
-                    }
+                    let next = crate::http::redirect_target(&url, &resp).map_err(err)?;
                     url = next;
                 }
                 _ => return Ok(resp),
