@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A test web server on 127.0.0.1: serves what ROUTES (a JSON file, read at every request) says.
 
-Usage: http_server.py ROUTES LOG PORTFILE [CERT KEY]
+Usage: http_server.py ROUTES LOG PORTFILE [CERT KEY]   (PORT in the environment: that port)
 Each route: {"status": 200, "headers": {...}, "file": PATH, "etag": "...",
              "mode": "normal" | "truncate" | "endless", "location": URL}
 A request whose If-None-Match equals the route's etag gets 304. Every request is appended to LOG
@@ -82,7 +82,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)
 if TLS:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(TLS[0], TLS[1])

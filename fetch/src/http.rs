@@ -38,13 +38,14 @@ pub enum UrlOutcome {
     Fresh(ImageId),
     /// The server answered 304 Not Modified.
     NotModified(ImageId),
-    Downloaded(ImageId),
+    /// Downloaded; `new` when the store did not have the image before.
+    Downloaded { id: ImageId, new: bool },
 }
 
 impl UrlOutcome {
     pub fn id(&self) -> &ImageId {
         match self {
-            UrlOutcome::Fresh(id) | UrlOutcome::NotModified(id) | UrlOutcome::Downloaded(id) => id,
+            UrlOutcome::Fresh(id) | UrlOutcome::NotModified(id) | UrlOutcome::Downloaded { id, .. } => id,
         }
     }
 }
@@ -235,7 +236,7 @@ pub async fn fetch_url(store: &Store, url: &str, options: &HttpOptions) -> Resul
         cache_max_age: age,
         download_time: now_ns(),
     })?;
-    Ok(UrlOutcome::Downloaded(imported.id))
+    Ok(UrlOutcome::Downloaded { new: !imported.already_stored, id: imported.id })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Turns image strings into images in the store. Local ACI files work now; network, discovery,
 //! trust and Docker sources come with their own modules.
 
+pub mod discovery;
 pub mod http;
 pub mod oci;
 pub mod registry;
@@ -81,6 +82,8 @@ pub enum FetchError {
     Oci(#[from] oci::OciError),
     #[error("{0}")]
     Http(String),
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,6 +92,66 @@ pub struct FetchOptions {
     pub skip_verify: bool,
     /// `--signature=FILE`, in place of the file beside the image.
     pub signature: Option<PathBuf>,
+}
+
+/// The host's os and arch as appc labels.
+pub fn host_os_arch() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "i386",
+        "aarch64" => "aarch64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+/// The name's labels with rkt's defaults for os and arch (the host's), checked as appc checks them.
+pub fn with_default_os_arch(app: &AppString) -> Result<AppString, FetchError> {
+    let mut app = app.clone();
+    let (os, arch) = host_os_arch();
+    for (name, value) in [("os", os), ("arch", arch)] {
+        if !app.labels.iter().any(|l| l.name == name) {
+            app.labels.push(rkt_store::appc::NameValue { name: name.into(), value: value.into() });
+        }
+    }
+    rkt_store::appc::manifest::validate_labels("labels", &app.labels)
+        .map_err(|e| FetchError::BadImageString(format!("{}: {e}", app.name)))?;
+    Ok(app)
+}
+
+/// Fetches an image by name through appc discovery (its first endpoint, as rkt), then holds the
+/// image to the name and labels asked for; an image that does not match is not kept.
+pub async fn fetch_name(
+    store: &Store,
+    app: &AppString,
+    options: &http::HttpOptions,
+) -> Result<rkt_store::ImageId, FetchError> {
+    let app = with_default_os_arch(app)?;
+    let endpoints = discovery::discover(&app, options).await?;
+    let (aci, _asc) = &endpoints.aci[0];
+    let outcome = http::fetch_url(store, aci, options).await?;
+    let id = outcome.id().clone();
+    let manifest = store.manifest(&id)?;
+    let mismatch = if manifest.name != app.name {
+        Some(format!("the image at {aci} is named {:?}, not {:?}", manifest.name, app.name))
+    } else {
+        app.labels.iter().find_map(|want| match manifest.label(&want.name) {
+            None => Some(format!("requested label {:?} not provided by the image manifest", want.name)),
+            Some(v) if v != want.value => Some(format!(
+                "requested value for label {:?}: {:?} differs from fetched aci label value: {v:?}",
+                want.name, want.value
+            )),
+            _ => None,
+        })
+    };
+    if let Some(problem) = mismatch {
+        if let http::UrlOutcome::Downloaded { new: true, .. } = outcome {
+            store.remove_image(&id)?;
+        }
+        return Err(FetchError::Mismatch(problem));
+    }
+    Ok(id)
 }
 
 /// The signature file rkt expects beside a local image: `PATH.aci.asc` for `PATH.aci`.

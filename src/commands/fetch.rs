@@ -30,14 +30,9 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                 imported.id
             }
             ImageString::Name(app) => {
-                if args.pull_policy == "update" {
-                    return Err(CliError::msg(format!(
-                        "fetching {image:?} needs appc discovery, which this build does not have yet; use --pull-policy=never to take it from the store"
-                    )));
-                }
-                store
-                    .find(&app)?
-                    .ok_or_else(|| CliError::msg(format!("unable to find image {image:?} in the local store")))?
+                let id = name_image(ctx, &store, &app, &args.pull_policy).await?;
+                render_if_root(&store, &id).await?;
+                id
             }
             ImageString::Oci(source) => {
                 if !ctx.flags.insecure_options.image {
@@ -105,6 +100,36 @@ pub async fn docker_image(
         credentials,
     };
     Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
+}
+
+/// An image by name, by pull policy: `never` and `new` take the best stored match (labels,
+/// then latest, then newest); `update` runs appc discovery.
+pub async fn name_image(
+    ctx: &Context,
+    store: &rkt_store::Store,
+    app: &rkt_store::appc::AppString,
+    policy: &str,
+) -> Result<rkt_store::ImageId, CliError> {
+    if policy != "update" {
+        let with_defaults = rkt_fetch::with_default_os_arch(app)?;
+        if let Some(id) = store.find(&with_defaults)?.or(store.find(app)?) {
+            eprintln!("image: using image from local store for image name {}", app.name);
+            return Ok(id);
+        }
+        if policy == "never" {
+            return Err(CliError::msg(format!(
+                "unable to find image {} in the local store (--pull-policy=never)",
+                app.name
+            )));
+        }
+    }
+    if !ctx.flags.insecure_options.image {
+        return Err(CliError::msg(format!(
+            "{}: signature verification is not available in this build yet; fetch with --insecure-options=image",
+            app.name
+        )));
+    }
+    Ok(rkt_fetch::fetch_name(store, app, &http_options(ctx)).await?)
 }
 
 /// The HTTP options from the flags and auth.d.

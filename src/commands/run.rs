@@ -38,15 +38,12 @@ async fn image_for(
             let options = FetchOptions { skip_verify: ctx.flags.insecure_options.image, signature };
             Ok(fetch_file(store, &path, &options).await?.id)
         }
-        ImageString::Name(app) => match store.find(&app)? {
-            Some(id) if policy != "update" => Ok(id),
-            _ => Err(CliError::msg(format!(
-                "image {image:?} is not in the local store, and fetching by name (appc discovery) is not available in this build yet"
-            ))),
-        },
+        ImageString::Name(app) => crate::commands::fetch::name_image(ctx, store, &app, policy).await,
         ImageString::Oci(source) => {
             if !ctx.flags.insecure_options.image {
-                return Err(CliError::msg(format!("{image}: Docker and OCI images are unsigned; run them with --insecure-options=image")));
+                return Err(CliError::msg(format!(
+                    "{image}: Docker and OCI images are unsigned; run them with --insecure-options=image"
+                )));
             }
             Ok(rkt_fetch::oci::import(store, &source).await?)
         }

@@ -36,8 +36,11 @@ pub fn make_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "/CN=rkt test CA",
     ]);
     run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
-        .unwrap();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:example.com\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
     run(&[
         "x509",
         "-req",

@@ -1,0 +1,82 @@
+//! Fetching by name through appc discovery, for real: `example.com` resolves to 127.0.0.1 in a
+//! network and mount namespace of the test's own (its own /etc/hosts), where a web server with
+//! a certificate from the test's CA takes port 443. Nothing in rkt knows it is a test.
+
+mod common;
+
+use std::process::Command;
+
+use common::web::make_ca;
+use common::*;
+
+#[test]
+fn fetch_by_name_through_discovery() {
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipping: needs root and unshare");
+        return;
+    }
+    let env = Env::new();
+    let (ca, cert, key) = make_ca(&env.path("ca"));
+    let site = env.path("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let labels = r#""labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]"#;
+    let mut t = Tar::new();
+    t.manifest(&manifest_json("example.com/app", labels)).dir("rootfs").file("rootfs/hello", b"discovered");
+    let aci = env.write("app.aci", &gzip(&t.finish()));
+    let mut wrong = Tar::new();
+    wrong.manifest(&manifest_json("example.com/other", labels)).dir("rootfs");
+    let wrong_aci = env.write("wrong.aci", &wrong.finish());
+    let html = r#"<html><head><meta name="ac-discovery" content="example.com https://example.com/images/{name}-{version}-{os}-{arch}.{ext}"></head></html>"#;
+    let routes = serde_json::json!({
+        "/?ac-discovery=1": {"body": html},
+        "/app?ac-discovery=1": {"status": 404, "body": "no"},
+        "/images/example.com/app-1.0.0-linux-amd64.aci": {"file": aci},
+        "/images/example.com/app-2.0.0-linux-amd64.aci": {"file": wrong_aci},
+    });
+    std::fs::write(site.join("routes.json"), routes.to_string()).unwrap();
+    std::fs::write(site.join("hosts"), "127.0.0.1 localhost example.com\n").unwrap();
+    let script = format!(
+        r#"set -e
+ip link set lo up
+mount --bind {hosts} /etc/hosts
+PORT=443 python3 {server} {routes} {log} {portfile} {cert} {key} >/dev/null 2>&1 &
+SERVER=$!
+trap 'kill $SERVER' EXIT
+for i in $(seq 100); do [ -f {portfile} ] && break; sleep 0.05; done
+export SSL_CERT_FILE={ca}
+rkt="{rkt} --dir {store} --insecure-options=image"
+$rkt fetch --full example.com/app:1.0.0 > {out}
+$rkt image render --rootfs-only example.com/app:1.0.0 {rendered}
+if $rkt fetch example.com/app:2.0.0 2> {err}; then echo unexpected; exit 1; fi
+$rkt image list --no-legend --fields=name > {list}
+"#,
+        hosts = site.join("hosts").display(),
+        server = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/http_server.py"),
+        routes = site.join("routes.json").display(),
+        log = site.join("log").display(),
+        portfile = site.join("port").display(),
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca.display(),
+        rkt = env!("CARGO_BIN_EXE_rkt"),
+        store = env.store().display(),
+        out = env.path("out").display(),
+        rendered = env.path("rendered").display(),
+        err = env.path("err").display(),
+        list = env.path("list").display(),
+    );
+    let out = Command::new("unshare").args(["--net", "--mount", "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let id = std::fs::read_to_string(env.path("out")).unwrap();
+    assert!(id.starts_with("sha512-") && id.trim().len() == 71, "{id}");
+    assert_eq!(std::fs::read_to_string(env.path("rendered/hello")).unwrap(), "discovered");
+    let err = std::fs::read_to_string(env.path("err")).unwrap();
+    assert!(err.contains("named \"example.com/other\""), "{err}");
+    let list = std::fs::read_to_string(env.path("list")).unwrap();
+    assert_eq!(list.lines().count(), 1, "the mismatching image was not kept: {list}");
+    let requests = std::fs::read_to_string(site.join("log")).unwrap();
+    assert!(
+        requests.contains("/app?ac-discovery=1") && requests.contains("\"/?ac-discovery=1\""),
+        "walked up from the full name: {requests}"
+    );
+}
