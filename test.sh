@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 # busybox-static: the test image; containernetworking-plugins and iptables: --net=default;
-# skopeo, umoci and docker-registry: Docker and OCI images, and a real registry on 127.0.0.1.
+# skopeo, umoci and docker-registry: Docker and OCI images, and a real registry on 127.0.0.1;
+# gnupg: test keys; nettle-dev and libclang-dev: building sequoia-openpgp (crypto-nettle).
 if [ "$(id -u)" = 0 ]; then
   missing=""
   command -v busybox >/dev/null || missing="$missing busybox-static"
@@ -13,10 +14,13 @@ if [ "$(id -u)" = 0 ]; then
   command -v skopeo >/dev/null || missing="$missing skopeo"
   command -v umoci >/dev/null || missing="$missing umoci"
   command -v docker-registry >/dev/null || missing="$missing docker-registry"
+  command -v gpg >/dev/null || missing="$missing gnupg"
+  dpkg -s nettle-dev >/dev/null 2>&1 || missing="$missing nettle-dev"
+  dpkg -s libclang-dev >/dev/null 2>&1 || missing="$missing libclang-dev"
   if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq build-essential $missing >/dev/null
+    apt-get install -y -qq build-essential pkg-config $missing >/dev/null
   fi
 fi
 cargo fmt --check

@@ -141,6 +141,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         command: Vec<String>,
     },
+    /// Trust a key for verifying images: rkt trust [--prefix PREFIX | --root] [KEY…]
+    Trust(TrustArgs),
     /// Print the version and exit
     Version,
     /// Print configuration for each stage in JSON format
@@ -264,4 +266,22 @@ pub struct RunPreparedArgs {
     /// attach stdin and the terminal to the app
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub interactive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// the image name prefix the key is trusted for
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// trust the key for every image
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+    pub root: bool,
+    /// accept the key without asking
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+    pub skip_fingerprint_review: bool,
+    /// allow fetching keys over plain http
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+    pub insecure_allow_http: bool,
+    /// key files or https URLs; without any, the prefix's keys are discovered
+    pub keys: Vec<String>,
 }

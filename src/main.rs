@@ -66,6 +66,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::CatManifest { .. } => "cat-manifest",
         Command::Stop { .. } => "stop",
         Command::Enter { .. } => "enter",
+        Command::Trust(_) => "trust",
         Command::Version => "version",
         Command::Config { .. } => "config",
     }

@@ -80,8 +80,8 @@ fn bad_answers_are_refused_and_store_nothing() {
     assert_eq!(errors, 3, "a 5xx is tried three times");
     let err = env.fails(&["--insecure-options=image", "fetch", &web.url("/html.aci")]);
     assert!(err.contains("--insecure-options=http"), "{err}");
-    let err = env.fails(&["fetch", &web.url("/html.aci")]);
-    assert!(err.contains("--insecure-options=image"), "{err}");
+    let err = env.fails(&["--insecure-options=http", "fetch", &web.url("/app.aci.missing")]);
+    assert!(err.contains("bad HTTP status code: 404"), "{err}");
 }
 
 #[test]

@@ -60,9 +60,9 @@ fn fetch_without_signature_says_how_to_skip_verification() {
     let before = env.snapshot();
     let err = env.fails(&["fetch", path.to_str().unwrap()]);
     assert!(err.contains("a.aci.asc") && err.contains("--insecure-options=image"), "{err}");
-    env.write("a.aci.asc", b"not checked yet");
+    env.write("a.aci.asc", b"not a signature");
     let err = env.fails(&["fetch", path.to_str().unwrap()]);
-    assert!(err.contains("--insecure-options=image"), "{err}");
+    assert!(err.contains("unknown entity") && err.contains("rkt trust --prefix example.com/a"), "{err}");
     assert_eq!(env.snapshot(), before);
 }
 

@@ -100,8 +100,8 @@ pub fn prefixes(name: &str) -> Vec<&str> {
 }
 
 /// Walks the name's prefixes until both an image endpoint and keys are found (the two walks
-/// are independent: each stops at its first hit).
-pub async fn discover(app: &AppString, options: &HttpOptions) -> Result<DiscoveryEndpoints, FetchError> {
+/// are independent: each stops at its first hit); also returns what failed on the way.
+async fn walk(app: &AppString, options: &HttpOptions) -> Result<(DiscoveryEndpoints, Vec<String>), FetchError> {
     let client = client(options)?;
     let mut result = DiscoveryEndpoints::default();
     let mut failures = Vec::new();
@@ -133,14 +133,31 @@ pub async fn discover(app: &AppString, options: &HttpOptions) -> Result<Discover
             result.keys = found.keys;
         }
     }
-    if result.aci.is_empty() {
-        return Err(FetchError::Http(format!(
-            "discovery found no image for {}{}",
-            app.name,
-            if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) }
-        )));
+    Ok((result, failures))
+}
+
+fn none_found(what: &str, name: &str, failures: &[String]) -> FetchError {
+    let detail = if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) };
+    FetchError::Http(format!("discovery found no {what} for {name}{detail}"))
+}
+
+/// Discovers where the image named by `app` is.
+pub async fn discover(app: &AppString, options: &HttpOptions) -> Result<DiscoveryEndpoints, FetchError> {
+    let (found, failures) = walk(app, options).await?;
+    if found.aci.is_empty() {
+        return Err(none_found("image", &app.name, &failures));
     }
-    Ok(result)
+    Ok(found)
+}
+
+/// Discovers the keys for a prefix (`rkt trust --prefix P` without a key).
+pub async fn discover_keys(prefix: &str, options: &HttpOptions) -> Result<Vec<String>, FetchError> {
+    let app = AppString { name: prefix.to_string(), labels: Vec::new() };
+    let (found, failures) = walk(&app, options).await?;
+    if found.keys.is_empty() {
+        return Err(none_found("keys", prefix, &failures));
+    }
+    Ok(found.keys)
 }
 
 #[cfg(test)]

@@ -181,6 +181,21 @@ impl AsyncRead for PumpReader {
     }
 }
 
+/// The signature at `url`. A 202 asks to come back later: rkt tries once more, after the image.
+async fn fetch_signature(client: &Client, url: &str, options: &HttpOptions) -> Result<Vec<u8>, FetchError> {
+    for attempt in 0..2 {
+        let resp = get(client, url, HeaderMap::new(), options).await?;
+        match resp.status() {
+            StatusCode::OK => return Ok(resp.bytes().await.map_err(|e| io(format!("{url}: {e}")))?.to_vec()),
+            StatusCode::ACCEPTED if attempt == 0 => tokio::time::sleep(Duration::from_secs(1)).await,
+            status => {
+                return Err(io(format!("error downloading signature {url}: bad HTTP status code: {}", status.as_u16())))
+            }
+        }
+    }
+    Err(io(format!("{url}: the server kept deferring the signature")))
+}
+
 /// Cache-Control's max-age in seconds; `no-cache` and `no-store` mean 0, as in rkt.
 fn max_age(headers: &HeaderMap) -> i64 {
     let Some(value) = headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()) else { return 0 };
@@ -198,12 +213,19 @@ fn max_age(headers: &HeaderMap) -> i64 {
 
 /// Fetches the ACI at `url` (pull policy `update`): no request while the stored copy is within
 /// its max-age, a conditional request after that, a download when it changed.
-pub async fn fetch_url(store: &Store, url: &str, options: &HttpOptions) -> Result<UrlOutcome, FetchError> {
+/// With `verify`, the image is downloaded to an unnamed scratch file and imported only after
+/// its signature (from the given URL) checks out against the keys trusted for its name.
+pub async fn fetch_url(
+    store: &Store,
+    url: &str,
+    options: &HttpOptions,
+    verify: Option<(&rkt_trust::Keystore, &str)>,
+) -> Result<(UrlOutcome, Vec<String>), FetchError> {
     let remote = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok());
     if let Some(r) = &remote {
         let age_ns = now_ns() - r.download_time;
         if r.cache_max_age > 0 && age_ns < r.cache_max_age * 1_000_000_000 {
-            return Ok(UrlOutcome::Fresh(r.image_id.clone()));
+            return Ok((UrlOutcome::Fresh(r.image_id.clone()), Vec::new()));
         }
     }
     let client = client(options)?;
@@ -222,12 +244,22 @@ pub async fn fetch_url(store: &Store, url: &str, options: &HttpOptions) -> Resul
         r.download_time = now_ns();
         r.cache_max_age = age;
         store.set_remote(&r)?;
-        return Ok(UrlOutcome::NotModified(r.image_id));
+        return Ok((UrlOutcome::NotModified(r.image_id), Vec::new()));
     }
     if status != StatusCode::OK {
         return Err(io(format!("{url}: bad HTTP status code: {}", status.as_u16())));
     }
-    let imported = store.import(body(resp), &ImportOptions::default()).await?;
+    let (imported, signers) = match verify {
+        None => (store.import(body(resp), &ImportOptions::default()).await?, Vec::new()),
+        Some((keystore, sig_url)) => {
+            let mut scratch = store.scratch_file()?;
+            let mut writer = tokio::fs::File::from_std(scratch.try_clone().map_err(io)?);
+            tokio::io::copy(&mut body(resp), &mut writer).await.map_err(|e| io(format!("{url}: {e}")))?;
+            let signature = fetch_signature(&client, sig_url, options).await?;
+            let signers = crate::verify_file(keystore, &mut scratch, &signature).await?;
+            (store.import(tokio::fs::File::from_std(scratch), &ImportOptions::default()).await?, signers)
+        }
+    };
     store.set_remote(&RemoteRecord {
         url: url.to_string(),
         sig_url: String::new(),
@@ -236,7 +268,7 @@ pub async fn fetch_url(store: &Store, url: &str, options: &HttpOptions) -> Resul
         cache_max_age: age,
         download_time: now_ns(),
     })?;
-    Ok(UrlOutcome::Downloaded { new: !imported.already_stored, id: imported.id })
+    Ok((UrlOutcome::Downloaded { new: !imported.already_stored, id: imported.id }, signers))
 }
 
 #[cfg(test)]

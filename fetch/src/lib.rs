@@ -74,8 +74,10 @@ pub enum FetchError {
     OpenImage { path: PathBuf, source: std::io::Error },
     #[error("error opening signature file {}: {source} (fetch without verification with --insecure-options=image)", path.display())]
     OpenSignature { path: PathBuf, source: std::io::Error },
-    #[error("cannot verify signature {}: signature verification is not available in this build yet; fetch with --insecure-options=image", path.display())]
-    VerificationUnavailable { path: PathBuf },
+    #[error("{source} (for image {name}: trust its signer with rkt trust --prefix {name})")]
+    Untrusted { name: String, source: rkt_trust::TrustError },
+    #[error("{0}")]
+    Trust(#[from] rkt_trust::TrustError),
     #[error("fetching {kind} images ({image}) is not available in this build yet")]
     Unsupported { kind: &'static str, image: String },
     #[error(transparent)]
@@ -86,12 +88,33 @@ pub enum FetchError {
     Mismatch(String),
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct FetchOptions {
+#[derive(Default)]
+pub struct FetchOptions<'a> {
     /// `--insecure-options=image`: skip signature verification.
     pub skip_verify: bool,
     /// `--signature=FILE`, in place of the file beside the image.
     pub signature: Option<PathBuf>,
+    /// The trusted keys; required unless verification is skipped.
+    pub keystore: Option<&'a rkt_trust::Keystore>,
+}
+
+/// Checks `signature` over the ACI in `file` against the keys trusted for the name in its
+/// manifest; returns the signer's identities. The file is read twice and left at its start.
+pub async fn verify_file(
+    keystore: &rkt_trust::Keystore,
+    file: &mut std::fs::File,
+    signature: &[u8],
+) -> Result<Vec<String>, FetchError> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e: std::io::Error| FetchError::Http(e.to_string());
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let manifest = rkt_store::read_manifest(tokio::fs::File::from_std(file.try_clone().map_err(io)?)).await?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let keys = keystore.keys_for(&manifest.name)?;
+    let signers = rkt_trust::verify(&keys, file.try_clone().map_err(io)?, signature)
+        .map_err(|source| FetchError::Untrusted { name: manifest.name.clone(), source })?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(signers)
 }
 
 /// The host's os and arch as appc labels.
@@ -126,11 +149,12 @@ pub async fn fetch_name(
     store: &Store,
     app: &AppString,
     options: &http::HttpOptions,
-) -> Result<rkt_store::ImageId, FetchError> {
+    keystore: Option<&rkt_trust::Keystore>,
+) -> Result<(rkt_store::ImageId, Vec<String>), FetchError> {
     let app = with_default_os_arch(app)?;
     let endpoints = discovery::discover(&app, options).await?;
-    let (aci, _asc) = &endpoints.aci[0];
-    let outcome = http::fetch_url(store, aci, options).await?;
+    let (aci, asc) = &endpoints.aci[0];
+    let (outcome, signers) = http::fetch_url(store, aci, options, keystore.map(|k| (k, asc.as_str()))).await?;
     let id = outcome.id().clone();
     let manifest = store.manifest(&id)?;
     let mismatch = if manifest.name != app.name {
@@ -151,7 +175,7 @@ pub async fn fetch_name(
         }
         return Err(FetchError::Mismatch(problem));
     }
-    Ok(id)
+    Ok((id, signers))
 }
 
 /// The signature file rkt expects beside a local image: `PATH.aci.asc` for `PATH.aci`.
@@ -165,22 +189,28 @@ pub fn signature_path(image: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Imports a local ACI file. Its signature must be there unless verification is skipped.
-pub async fn fetch_file(store: &Store, path: &Path, options: &FetchOptions) -> Result<Imported, FetchError> {
+/// Imports a local ACI file. Its signature must be there and good unless verification is
+/// skipped; returns the image and the signer's identities.
+pub async fn fetch_file(
+    store: &Store,
+    path: &Path,
+    options: &FetchOptions<'_>,
+) -> Result<(Imported, Vec<String>), FetchError> {
+    let open_err = |source| FetchError::OpenImage { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(open_err)?;
+    if file.metadata().map_err(open_err)?.is_dir() {
+        return Err(open_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory")));
+    }
+    let mut signers = Vec::new();
     if !options.skip_verify {
-        let sig = options.signature.clone().unwrap_or_else(|| signature_path(path));
-        std::fs::metadata(&sig).map_err(|source| FetchError::OpenSignature { path: sig.clone(), source })?;
-        return Err(FetchError::VerificationUnavailable { path: sig });
+        let sig_path = options.signature.clone().unwrap_or_else(|| signature_path(path));
+        let sig =
+            std::fs::read(&sig_path).map_err(|source| FetchError::OpenSignature { path: sig_path.clone(), source })?;
+        let keystore =
+            options.keystore.ok_or_else(|| FetchError::Http("no keystore to verify signatures with".into()))?;
+        signers = verify_file(keystore, &mut file, &sig).await?;
     }
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|source| FetchError::OpenImage { path: path.to_path_buf(), source })?;
-    let meta = file.metadata().await.map_err(|source| FetchError::OpenImage { path: path.to_path_buf(), source })?;
-    if meta.is_dir() {
-        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory");
-        return Err(FetchError::OpenImage { path: path.to_path_buf(), source });
-    }
-    Ok(store.import(file, &ImportOptions::default()).await?)
+    Ok((store.import(tokio::fs::File::from_std(file), &ImportOptions::default()).await?, signers))
 }
 
 #[cfg(test)]

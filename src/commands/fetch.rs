@@ -18,8 +18,10 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                 let options = FetchOptions {
                     skip_verify: ctx.flags.insecure_options.image,
                     signature: args.signature.get(i).cloned(),
+                    keystore: Some(&ctx.keystore),
                 };
-                let imported = fetch_file(&store, &path, &options).await?;
+                let (imported, signers) = fetch_file(&store, &path, &options).await?;
+                report_signers(&signers);
                 if let Err(e) = render_if_root(&store, &imported.id).await {
                     if !imported.already_stored {
                         // An image that cannot be rendered is bad input: the store stays as it was.
@@ -123,17 +125,33 @@ pub async fn name_image(
             )));
         }
     }
-    if !ctx.flags.insecure_options.image {
-        return Err(CliError::msg(format!(
-            "{}: signature verification is not available in this build yet; fetch with --insecure-options=image",
-            app.name
-        )));
+    let keystore = (!ctx.flags.insecure_options.image).then_some(&ctx.keystore);
+    let (id, signers) = rkt_fetch::fetch_name(store, app, &http_options(ctx), keystore).await?;
+    report_signers(&signers);
+    Ok(id)
+}
+
+/// rkt's `signature verified:` and the signer's identities.
+pub fn report_signers(signers: &[String]) {
+    if !signers.is_empty() {
+        eprintln!("signature verified:");
+        for signer in signers {
+            eprintln!("  {signer}");
+        }
     }
-    Ok(rkt_fetch::fetch_name(store, app, &http_options(ctx)).await?)
+}
+
+/// The signature rkt looks for beside an image URL: `….aci` → `….aci.asc`.
+fn signature_url(url: &str) -> String {
+    if url.ends_with(".aci") {
+        format!("{url}.asc")
+    } else {
+        format!("{url}.aci.asc")
+    }
 }
 
 /// The HTTP options from the flags and auth.d.
-fn http_options(ctx: &Context) -> rkt_fetch::http::HttpOptions {
+pub fn http_options(ctx: &Context) -> rkt_fetch::http::HttpOptions {
     let auth = ctx
         .config
         .auth
@@ -163,11 +181,6 @@ pub async fn url_image(
     url: &str,
     policy: &str,
 ) -> Result<rkt_store::ImageId, CliError> {
-    if !ctx.flags.insecure_options.image {
-        return Err(CliError::msg(format!(
-            "{url}: signature verification is not available in this build yet; fetch with --insecure-options=image"
-        )));
-    }
     if policy != "update" {
         if let Some(remote) = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
             eprintln!("image: using image from local store for url {url}");
@@ -179,13 +192,14 @@ pub async fn url_image(
             )));
         }
     }
-    match rkt_fetch::http::fetch_url(store, url, &http_options(ctx)).await? {
-        rkt_fetch::http::UrlOutcome::Fresh(id) => {
-            eprintln!("image: image for {url} isn't expired, not fetching.");
-            Ok(id)
-        }
-        outcome => Ok(outcome.id().clone()),
+    let sig_url = signature_url(url);
+    let verify = (!ctx.flags.insecure_options.image).then_some((&ctx.keystore, sig_url.as_str()));
+    let (outcome, signers) = rkt_fetch::http::fetch_url(store, url, &http_options(ctx), verify).await?;
+    report_signers(&signers);
+    if let rkt_fetch::http::UrlOutcome::Fresh(_) = outcome {
+        eprintln!("image: image for {url} isn't expired, not fetching.");
     }
+    Ok(outcome.id().clone())
 }
 
 /// rkt renders at fetch time when it can (as root), so that a later run starts at once.

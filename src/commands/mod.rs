@@ -3,6 +3,7 @@ mod image;
 mod misc;
 mod pods;
 mod run;
+mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use crate::{CliError, CliResult};
 pub struct Context {
     pub flags: GlobalFlags,
     pub config: Config,
+    pub keystore: rkt_trust::Keystore,
 }
 
 impl Context {
@@ -24,7 +26,8 @@ impl Context {
         let mut dirs: Vec<&Path> = vec![&flags.system_config, &flags.local_config];
         dirs.extend(user.as_deref());
         let config = Config::load(&dirs)?;
-        Ok(Context { flags, config })
+        let keystore = rkt_trust::Keystore::new(&flags.system_config, &flags.local_config);
+        Ok(Context { flags, config, keystore })
     }
 
     /// `--dir`, else `data` from paths.d, else rkt's default.
@@ -62,6 +65,7 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Command::Stop { uuids, force, uuid_file } => pods::stop(&ctx, uuids, uuid_file, force),
         Command::Enter { app, uuid, command } => pods::enter(&ctx, app, uuid, command),
+        Command::Trust(args) => trust::run(&ctx, args).await,
         Command::Version => misc::version(),
         Command::Config { pretty_print } => misc::config(&ctx, pretty_print),
     }

@@ -35,8 +35,14 @@ async fn image_for(
     match ImageString::classify(image)? {
         ImageString::Id(id) => Ok(store.resolve_id(&id)?),
         ImageString::Path(path) => {
-            let options = FetchOptions { skip_verify: ctx.flags.insecure_options.image, signature };
-            Ok(fetch_file(store, &path, &options).await?.id)
+            let options = FetchOptions {
+                skip_verify: ctx.flags.insecure_options.image,
+                signature,
+                keystore: Some(&ctx.keystore),
+            };
+            let (imported, signers) = fetch_file(store, &path, &options).await?;
+            crate::commands::fetch::report_signers(&signers);
+            Ok(imported.id)
         }
         ImageString::Name(app) => crate::commands::fetch::name_image(ctx, store, &app, policy).await,
         ImageString::Oci(source) => {
@@ -170,7 +176,8 @@ pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResul
         if let Some(insecure) = req.insecure {
             flags.insecure_options = insecure;
         }
-        let ctx = Context { flags, config: ctx.config.clone() };
+        let keystore = rkt_trust::Keystore::new(&flags.system_config, &flags.local_config);
+        let ctx = Context { flags, config: ctx.config.clone(), keystore };
         return run_with(&ctx, req, prepare_only).await;
     }
     run_with(ctx, req, prepare_only).await

@@ -22,5 +22,5 @@ pub use image_id::ImageId;
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::Layer;
-pub use store::{ImportOptions, Imported, Store, StoreLock};
+pub use store::{read_manifest, ImportOptions, Imported, Store, StoreLock};
 pub use tree::Tree;

@@ -162,6 +162,13 @@ impl Store {
         Ok(Imported { id, manifest: scan.manifest, size, compression, already_stored })
     }
 
+    /// An unnamed file in the store's temp area (gone at close or crash), for a download that
+    /// must be checked before it is imported.
+    pub fn scratch_file(&self) -> Result<File> {
+        let tmp = self.tmp_dir();
+        Ok(TempBlob::create(&tmp).at(&tmp)?.into_file())
+    }
+
     /// Resolves an ID as typed (`sha512-` and at least two hex digits) as rkt's `ResolveKey` does.
     pub fn resolve_id(&self, input: &str) -> Result<ImageId> {
         match IdQuery::parse(input) {
@@ -253,6 +260,27 @@ impl Store {
         }
         result
     }
+}
+
+/// The manifest of an ACI (any compression), read from the start of the archive.
+pub async fn read_manifest<R: AsyncRead + Send + Unpin>(src: R) -> Result<ImageManifest> {
+    let (_, reader) = aci::decompressed(src).await?;
+    let mut archive_reader = tokio_tar::Archive::new(reader);
+    let mut entries = archive_reader.entries().map_err(|e| archive(e.to_string()))?;
+    while let Some(mut entry) = next_entry(&mut entries).await? {
+        let Some(info) = entry_info(&mut entry).await? else { continue };
+        if info.path == b"manifest" {
+            if entry.effective_size() > MAX_MANIFEST_BYTES {
+                return Err(archive("manifest is over the 1 MiB limit".into()));
+            }
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut entry, &mut bytes)
+                .await
+                .map_err(|e| archive(format!("reading manifest: {e}")))?;
+            return Ok(ImageManifest::parse(&bytes)?);
+        }
+    }
+    Err(archive("missing manifest".into()))
 }
 
 pub(crate) struct Scan {
