@@ -22,6 +22,7 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                 };
                 let (imported, signers) = fetch_file(&store, &path, &options).await?;
                 report_signers(&signers);
+                fetch_dependencies(ctx, &store, &imported.id).await?;
                 if let Err(e) = render_if_root(&store, &imported.id).await {
                     if !imported.already_stored {
                         // An image that cannot be rendered is bad input: the store stays as it was.
@@ -33,6 +34,7 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
             }
             ImageString::Name(app) => {
                 let id = name_image(ctx, &store, &app, &args.pull_policy).await?;
+                fetch_dependencies(ctx, &store, &id).await?;
                 render_if_root(&store, &id).await?;
                 id
             }
@@ -48,6 +50,7 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
             }
             ImageString::Url(url) => {
                 let id = url_image(ctx, &store, &url, &args.pull_policy).await?;
+                fetch_dependencies(ctx, &store, &id).await?;
                 render_if_root(&store, &id).await?;
                 id
             }
@@ -58,6 +61,41 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
             }
         };
         println!("{}", if args.full { id.to_string() } else { id.short(32) });
+    }
+    Ok(())
+}
+
+/// Fetches the appc dependencies of `top`, breadth first, each by its name and labels (a stored
+/// match is used as it is) or by its image ID. A dependency that leads back to an image on its
+/// own path is a cycle, refused rather than followed.
+pub async fn fetch_dependencies(ctx: &Context, store: &rkt_store::Store, top: &rkt_store::ImageId) -> CliResult {
+    const MAX_IMAGES: usize = 1024;
+    let mut queue = std::collections::VecDeque::new();
+    queue.push_back((top.clone(), vec![store.manifest(top)?.name]));
+    let mut seen = std::collections::HashSet::new();
+    while let Some((id, path)) = queue.pop_front() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_IMAGES {
+            return Err(CliError::msg(format!("{} has more than {MAX_IMAGES} dependencies", path[0])));
+        }
+        for dep in store.manifest(&id)?.dependencies {
+            if path.contains(&dep.image_name) {
+                return Err(CliError::msg(format!("dependency cycle: {} -> {}", path.join(" -> "), dep.image_name)));
+            }
+            let stored = dep.image_id.as_deref().and_then(|i| store.resolve_id(i).ok());
+            let dep_id = match stored {
+                Some(i) => i,
+                None => {
+                    let app = rkt_store::appc::AppString { name: dep.image_name.clone(), labels: dep.labels.clone() };
+                    name_image(ctx, store, &app, "new").await?
+                }
+            };
+            let mut next = path.clone();
+            next.push(dep.image_name.clone());
+            queue.push_back((dep_id, next));
+        }
     }
     Ok(())
 }
