@@ -232,10 +232,11 @@ fn render_follows_appc_dependency_order_and_whitelists() {
     names.sort();
     assert_eq!(names, ["only-b", "only-w", "who"]);
     // Without its dependencies in the store, an image cannot be rendered, and says why.
-    let lonely = env.fetch(&layer("example.com/lonely", r#"{"imageName":"example.com/missing"}"#, &[], ""), "l.aci");
-    let err = env.fails(&["image", "render", &lonely, env.path("l").to_str().unwrap()]);
+    // A dependency that cannot be had fails the fetch, and the image is not kept.
+    let lonely = env.write("l.aci", &layer("example.com/lonely", r#"{"imageName":"example.com/missing"}"#, &[], ""));
+    let err = env.fails(&["fetch", "--insecure-options=image", "--pull-policy=never", lonely.to_str().unwrap()]);
     assert!(err.contains("example.com/missing"), "{err}");
-    assert!(!env.path("l").exists());
+    assert!(!env.ok(&["image", "list"]).contains("example.com/lonely"));
 }
 
 #[test]

@@ -22,10 +22,14 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
                 };
                 let (imported, signers) = fetch_file(&store, &path, &options).await?;
                 report_signers(&signers);
-                fetch_dependencies(ctx, &store, &imported.id).await?;
-                if let Err(e) = render_if_root(&store, &imported.id).await {
+                let checked = match fetch_dependencies(ctx, &store, &imported.id, &args.pull_policy).await {
+                    Ok(()) => render_if_root(&store, &imported.id).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = checked {
                     if !imported.already_stored {
-                        // An image that cannot be rendered is bad input: the store stays as it was.
+                        // An image whose dependencies cannot be had, or that cannot be rendered, is
+                        // bad input: the store stays as it was.
                         store.remove_image(&imported.id)?;
                     }
                     return Err(e);
@@ -34,7 +38,7 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
             }
             ImageString::Name(app) => {
                 let id = name_image(ctx, &store, &app, &args.pull_policy).await?;
-                fetch_dependencies(ctx, &store, &id).await?;
+                fetch_dependencies(ctx, &store, &id, &args.pull_policy).await?;
                 render_if_root(&store, &id).await?;
                 id
             }
@@ -50,7 +54,7 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
             }
             ImageString::Url(url) => {
                 let id = url_image(ctx, &store, &url, &args.pull_policy).await?;
-                fetch_dependencies(ctx, &store, &id).await?;
+                fetch_dependencies(ctx, &store, &id, &args.pull_policy).await?;
                 render_if_root(&store, &id).await?;
                 id
             }
@@ -65,10 +69,17 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
     Ok(())
 }
 
-/// Fetches the appc dependencies of `top`, breadth first, each by its name and labels (a stored
+/// Fetches the appc dependencies of `top` (`--pull-policy=never`: from the store only), breadth first, each by its name and labels (a stored
 /// match is used as it is) or by its image ID. A dependency that leads back to an image on its
 /// own path is a cycle, refused rather than followed.
-pub async fn fetch_dependencies(ctx: &Context, store: &rkt_store::Store, top: &rkt_store::ImageId) -> CliResult {
+pub async fn fetch_dependencies(
+    ctx: &Context,
+    store: &rkt_store::Store,
+    top: &rkt_store::ImageId,
+    policy: &str,
+) -> CliResult {
+    // Dependencies are taken from the store when there; `never` forbids looking further.
+    let policy = if policy == "never" { "never" } else { "new" };
     const MAX_IMAGES: usize = 1024;
     let mut queue = std::collections::VecDeque::new();
     queue.push_back((top.clone(), vec![store.manifest(top)?.name]));
@@ -89,7 +100,7 @@ pub async fn fetch_dependencies(ctx: &Context, store: &rkt_store::Store, top: &r
                 Some(i) => i,
                 None => {
                     let app = rkt_store::appc::AppString { name: dep.image_name.clone(), labels: dep.labels.clone() };
-                    name_image(ctx, store, &app, "new").await?
+                    name_image(ctx, store, &app, policy).await?
                 }
             };
             let mut next = path.clone();
