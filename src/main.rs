@@ -81,7 +81,8 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let name = command_name(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Two workers: a layer's decompression and the store's hashing and writing run side by side.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rkt: cannot start: {e}");

@@ -86,23 +86,34 @@ impl Store {
             std::fs::write(&manifest, json).at(&manifest)?;
         }
         let mut writer = TreeWriter::new(&root).at(&root)?;
+        if is_plain_chain(layers) {
+            // Layered images (a chain without path whitelists, as converted Docker images are):
+            // each layer is written over the ones below it, its whiteouts removing what they
+            // hide, in one pass per layer.
+            for layer in layers.iter().rev() {
+                self.read_layer(layer, |path, _| Ok(overwrite_action(path)), &mut writer, true).await?;
+            }
+            writer.finish().at(&root)?;
+            return Ok(());
+        }
         let mut selector = Selector::default();
         let filters: Vec<LayerFilter> = (0..layers.len()).map(|i| LayerFilter::new(layers, i)).collect();
         let mut chosen: Vec<Option<HashSet<Vec<u8>>>> = vec![None; layers.len()];
         if layers.len() > 1 {
-            // Which image provides each path is known only once the upper images have been read.
+            // Which image provides each path is known only once the upper images have been read;
+            // this pass only reads headers, the next one checks the hashes.
             for (i, layer) in layers.iter().enumerate() {
                 let mut set = HashSet::new();
                 self.read_layer(
                     layer,
                     |path, kind| {
-                        let keep = selector.decide(&filters[i], i, path, kind)?;
-                        if keep {
+                        if selector.decide(&filters[i], i, path, kind)? {
                             set.insert(path.to_vec());
                         }
-                        Ok(false)
+                        Ok(Action::Skip)
                     },
                     &mut writer,
+                    false,
                 )
                 .await?;
                 selector.end_layer();
@@ -114,11 +125,15 @@ impl Store {
             let filter = &filters[i];
             self.read_layer(
                 &layers[i],
-                |path, kind| match &set {
-                    Some(set) => Ok(set.contains(path)),
-                    None => selector.decide(filter, i, path, kind),
+                |path, kind| {
+                    let keep = match &set {
+                        Some(set) => set.contains(path),
+                        None => selector.decide(filter, i, path, kind)?,
+                    };
+                    Ok(if keep { Action::Write } else { Action::Skip })
                 },
                 &mut writer,
+                true,
             )
             .await?;
         }
@@ -126,38 +141,90 @@ impl Store {
         Ok(())
     }
 
-    /// Streams one image's blob, writing the entries `keep` accepts, and checks the blob's hash.
+    /// Streams one image's blob, doing with each entry what `action` says; with `verify`, checks
+    /// the blob's hash.
     async fn read_layer(
         &self,
         layer: &Layer,
-        mut keep: impl FnMut(&[u8], &Kind) -> Result<bool>,
+        mut action: impl FnMut(&[u8], &Kind) -> Result<Action>,
         writer: &mut TreeWriter,
+        verify: bool,
     ) -> Result<()> {
         let file = tokio::fs::File::from_std(self.open_blob(&layer.id)?);
-        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
+        let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+        let mut tee = if verify { Tee::new(reader, None) } else { Tee::passthrough(reader) };
+        let root = writer.root_path().to_path_buf();
+        let mut written: HashSet<Vec<u8>> = HashSet::new();
         {
             let mut tar = tokio_tar::Archive::new(&mut tee);
             let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
             while let Some(mut entry) = next_entry(&mut entries).await? {
                 let Some(info) = entry_info(&mut entry).await? else { continue };
-                if !keep(&info.path, &info.kind)? {
+                let todo = action(&info.path, &info.kind)?;
+                if matches!(todo, Action::Skip) {
                     continue;
                 }
-                let rel = match info.path.strip_prefix(b"rootfs") {
-                    Some(b"") => &b""[..],
-                    Some(rest) if rest.starts_with(b"/") => &rest[1..],
-                    _ => continue,
-                };
-                write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
+                let Some(rel) = in_rootfs(&info.path) else { continue };
+                match todo {
+                    Action::Skip => {}
+                    Action::Write => {
+                        write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
+                        written.insert(rel.to_vec());
+                    }
+                    Action::Hide(Whiteout::Entry(target)) => {
+                        let target = in_rootfs(&target).unwrap_or_default();
+                        if !written.contains(target) {
+                            writer.remove(target).at(&root)?;
+                        }
+                    }
+                    Action::Hide(Whiteout::Opaque(dir)) => {
+                        writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), &written).at(&root)?;
+                    }
+                }
             }
         }
-        tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
-        let (hasher, _) = tee.finish();
-        let actual = ImageId::from_hasher(hasher);
-        if actual != layer.id {
-            return Err(StoreError::Corrupt { id: layer.id.clone(), actual });
+        if verify {
+            tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
+            let (hasher, _) = tee.finish();
+            let actual = ImageId::from_hasher(hasher);
+            if actual != layer.id {
+                return Err(StoreError::Corrupt { id: layer.id.clone(), actual });
+            }
         }
         Ok(())
+    }
+}
+
+/// What to do with one entry of a layer.
+enum Action {
+    Skip,
+    Write,
+    /// A whiteout, applied to what the layers below wrote.
+    Hide(Whiteout),
+}
+
+/// `rootfs/x/y` → `x/y`, `rootfs` → the root itself; `None` outside rootfs.
+fn in_rootfs(path: &[u8]) -> Option<&[u8]> {
+    match path.strip_prefix(b"rootfs") {
+        Some(b"") => Some(&b""[..]),
+        Some(rest) if rest.starts_with(b"/") => Some(&rest[1..]),
+        _ => None,
+    }
+}
+
+/// A dependency chain in which every image depends on the next and none has a path whitelist.
+fn is_plain_chain(layers: &[Layer]) -> bool {
+    layers.iter().enumerate().all(|(i, l)| l.manifest.path_whitelist.is_empty() && l.parent == i.checked_sub(1))
+}
+
+fn overwrite_action(path: &[u8]) -> Action {
+    if path == b"manifest" {
+        return Action::Skip;
+    }
+    match whiteout(path) {
+        Ok(Some(w)) => Action::Hide(w),
+        // The store refused odd whiteouts at import; an entry it let in is written.
+        _ => Action::Write,
     }
 }
 

@@ -298,6 +298,38 @@ impl TreeWriter {
         Ok(())
     }
 
+    /// Removes `path` and all below it, if it is there (a whiteout).
+    pub fn remove(&mut self, path: &[u8]) -> io::Result<()> {
+        self.parent_cache = None;
+        let (parent, name) = split(path);
+        if name.is_empty() {
+            return Ok(());
+        }
+        match self.open_dir(parent, false) {
+            Ok(dir) => remove_entry(dir.as_fd(), name),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Empties the directory `path` but for the entries in `keep` (an opaque whiteout hides only
+    /// what the layers below wrote).
+    pub fn clear_dir(&mut self, path: &[u8], keep: &std::collections::HashSet<Vec<u8>>) -> io::Result<()> {
+        self.parent_cache = None;
+        let dir = match self.open_dir(path, false) {
+            Ok(dir) => dir,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for name in list_dir(dir.as_fd())? {
+            let full = if path.is_empty() { name.clone() } else { [path, b"/", &name].concat() };
+            if !keep.contains(&full) {
+                remove_entry(dir.as_fd(), &name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Gives directories their modes, owners and times, deepest first, once nothing more is
     /// written into them.
     pub fn finish(mut self) -> io::Result<()> {
@@ -307,7 +339,12 @@ impl TreeWriter {
             std::cmp::Reverse(path.iter().filter(|b| **b == b'/').count() + usize::from(!path.is_empty()))
         });
         for (path, meta) in &dirs {
-            let fd = self.open_dir(path, false)?;
+            let fd = match self.open_dir(path, false) {
+                Ok(fd) => fd,
+                // Removed or replaced by an upper layer since.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => continue,
+                Err(e) => return Err(e),
+            };
             self.apply(fd.as_fd(), meta)?;
         }
         Ok(())

@@ -79,24 +79,27 @@ pub async fn import_layer(
     diff_id: &str,
     manifest: &[u8],
 ) -> Result<ImageId, OciError> {
-    let (writer, reader) = tokio::io::duplex(256 * 1024);
-    let produce = produce_layer(writer, blob, digest, diff_id, manifest);
+    let (writer, reader) = tokio::io::duplex(1 << 20);
+    // The conversion (decompressing, digests) runs as a task of its own, so that on a
+    // multi-threaded runtime it overlaps the store's import (SHA-512, writing the blob).
+    let producer =
+        tokio::spawn(produce_layer(writer, blob, digest.map(str::to_string), diff_id.to_string(), manifest.to_vec()));
     let options = ImportOptions::default();
-    let (produced, imported) = tokio::join!(produce, store.import(reader, &options));
-    produced?;
+    let imported = store.import(reader, &options).await;
+    producer.await.map_err(|e| OciError::Io(format!("layer conversion: {e}")))??;
     Ok(imported?.id)
 }
 
 async fn produce_layer(
     mut out: tokio::io::DuplexStream,
     blob: Reader,
-    digest: Option<&str>,
-    diff_id: &str,
-    manifest: &[u8],
+    digest: Option<String>,
+    diff_id: String,
+    manifest: Vec<u8>,
 ) -> Result<(), OciError> {
     let io = |e: std::io::Error| OciError::Io(e.to_string());
     let mut head = Vec::new();
-    write_small(&mut head, "manifest", b'0', 0o644, manifest).await?;
+    write_small(&mut head, "manifest", b'0', 0o644, &manifest).await?;
     write_small(&mut head, "rootfs", b'5', 0o755, b"").await?;
     tokio::io::AsyncWriteExt::write_all(&mut out, &head).await.map_err(io)?;
     let (raw, raw_hash) = HashReader::new(blob);
@@ -181,7 +184,7 @@ async fn produce_layer(
     if let Some(expected) = digest {
         let actual = format!("sha256:{}", hex_of(&raw_hash));
         if actual != expected {
-            return Err(OciError::Digest { what: "layer blob".into(), expected: expected.to_string(), actual });
+            return Err(OciError::Digest { what: "layer blob".into(), expected, actual });
         }
     }
     finish(&mut out).await.map_err(io)

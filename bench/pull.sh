@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Pull benchmark (issue: Docker and OCI images). An image of LAYERS (8) gzip layers, SIZE_MB (200)
+# MiB uncompressed, in Debian's docker-registry on 127.0.0.1; then, RUNS (3) times each, medians:
+#   rkt cold:    rkt fetch docker://… into an empty store, as root (converted and rendered: ready to run)
+#   podman cold: podman pull into empty storage
+#   skopeo:      skopeo copy docker://… oci:DIR (no decompression, no unpacking)
+#   rkt warm / podman warm: the same pull again, nothing changed
+# Stores and podman's storage live on tmpfs (/dev/shm), so no run pays for another's deletions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LAYERS=${LAYERS:-8}
+SIZE_MB=${SIZE_MB:-200}
+RUNS=${RUNS:-3}
+need=""
+for tool in hyperfine podman skopeo docker-registry pigz; do command -v $tool >/dev/null || need="$need $tool"; done
+[ -z "$need" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null; }
+cargo build --release --quiet
+rkt=$PWD/target/release/rkt
+work=$(mktemp -d /dev/shm/rkt-pull-bench.XXXXXX)
+cleanup() { kill "${registry_pid:-0}" 2>/dev/null || true; podman --root "$work/podman" --runroot "$work/podman-run" rmi -af >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry" "$port" >"$work/registry.yml"
+docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
+registry_pid=$!
+python3 bench/make-image.py "$work/layout" "$LAYERS" "$SIZE_MB"
+for i in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+skopeo copy -q --dest-tls-verify=false "oci:$work/layout:v1" "docker://127.0.0.1:$port/bench/image:v1"
+image="127.0.0.1:$port/bench/image:v1"
+podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs)
+/usr/bin/time -f "%M" -o "$work/rss" "$rkt" --dir "$work/rss-store" --insecure-options=image,http fetch "docker://$image" >/dev/null
+hyperfine -r "$RUNS" --export-json "$work/cold.json" \
+  -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http fetch docker://$image" \
+  -n "podman cold" -p "${podman[*]} rmi -af >/dev/null 2>&1 || true" "${podman[*]} pull -q --tls-verify=false $image" \
+  -n "skopeo copy" -p "rm -rf $work/oci" "skopeo copy -q --src-tls-verify=false docker://$image oci:$work/oci:v1" >/dev/null
+"${podman[@]}" pull -q --tls-verify=false "$image" >/dev/null
+hyperfine -r "$((RUNS * 3))" --export-json "$work/warm.json" \
+  -n "rkt warm" "$rkt --dir $work/store --insecure-options=image,http fetch docker://$image" \
+  -n "podman warm" "${podman[*]} pull -q --tls-verify=false $image" >/dev/null
+python3 - "$work/cold.json" "$work/warm.json" "$(cat "$work/rss")" <<'PY'
+import json, sys
+r = {x["command"]: x["median"] for f in sys.argv[1:3] for x in json.load(open(f))["results"]}
+print(f"rkt fetch peak RSS: {int(sys.argv[3]) // 1024} MiB")
+for name, t in r.items():
+    print(f"{name:12s} median {t * 1000:9.1f} ms")
+print(f"rkt cold / podman cold = {r['rkt cold'] / r['podman cold']:.2f} (target <= 0.35)")
+print(f"rkt cold / skopeo copy = {r['rkt cold'] / r['skopeo copy']:.2f} (target <= 2.5)")
+print(f"rkt warm / podman warm = {r['rkt warm'] / r['podman warm']:.2f} (target <= 0.25)")
+PY
