@@ -290,6 +290,44 @@ pub async fn import(store: &Store, source: &OciSource) -> Result<ImageId, OciErr
 /// The layers of an image, bottom first: a way to open each blob, and its expected digest.
 pub(crate) type LayerBlobs = Vec<(Reader, Option<String>)>;
 
+/// Layers converted at once: each is a stream from a file or the network through a decoder.
+const PARALLEL_LAYERS: usize = 3;
+
+type LayerJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OciError>> + Send + 'a>>;
+
+/// Runs `jobs`, at most `limit` at a time, until all are done or one fails.
+async fn join_bounded(mut jobs: Vec<LayerJob<'_>>, limit: usize) -> Result<(), OciError> {
+    jobs.reverse();
+    let mut running: Vec<LayerJob<'_>> = Vec::new();
+    std::future::poll_fn(|cx| loop {
+        while running.len() < limit {
+            match jobs.pop() {
+                Some(job) => running.push(job),
+                None => break,
+            }
+        }
+        if running.is_empty() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let mut progressed = false;
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(())) => {
+                    drop(running.swap_remove(i));
+                    progressed = true;
+                }
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => i += 1,
+            }
+        }
+        if !progressed {
+            return std::task::Poll::Pending;
+        }
+    })
+    .await
+}
+
 /// Imports the layers that are not in the store yet, then the image on top of them.
 pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) -> Result<ImageId, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
@@ -302,6 +340,7 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
     }
     let (os, arch) = naming::appc_os_arch(&plan.config);
     let chains = chain_ids(diff_ids);
+    let mut pending: Vec<LayerJob<'_>> = Vec::new();
     for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
         let name = layer_name(&chains[i]);
         if store.find(&AppString { name: name.clone(), labels: Vec::new() })?.is_some() {
@@ -317,8 +356,11 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
         if i > 0 {
             manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
         }
-        import_layer(store, blob, digest.as_deref(), diff_id, manifest.to_string().as_bytes()).await?;
+        pending.push(Box::pin(async move {
+            import_layer(store, blob, digest.as_deref(), diff_id, manifest.to_string().as_bytes()).await.map(drop)
+        }));
     }
+    join_bounded(pending, PARALLEL_LAYERS).await?;
     let top = chains.last().map(|c| layer_name(c));
     let manifest = naming::image_manifest(
         &plan.name,
