@@ -151,6 +151,22 @@ fn read(path: &Path) -> Result<(Header, Value), ConfigError> {
     Ok((header, value))
 }
 
+/// The one configuration file of `kind` in `dir/sub`: two are an error.
+fn single_file(dir: &Path, sub: &str, kind: &str) -> Result<Option<(PathBuf, Value)>, ConfigError> {
+    let mut found: Option<(PathBuf, Value)> = None;
+    for path in json_files(&dir.join(sub))? {
+        let (header, value) = read(&path)?;
+        if header.rkt_kind != kind {
+            return Err(err(&path, format!("kind {:?} does not belong in {sub}", header.rkt_kind)));
+        }
+        if let Some((first, _)) = &found {
+            return Err(err(&path, format!("{kind} configuration is already defined in {}", first.display())));
+        }
+        found = Some((path, value));
+    }
+    Ok(found)
+}
+
 fn parse<T: serde::de::DeserializeOwned>(value: Value, path: &Path) -> Result<T, ConfigError> {
     serde_json::from_value(value).map_err(|e| err(path, e.to_string()))
 }
@@ -215,15 +231,7 @@ impl Config {
                 other => return Err(err(&path, format!("kind {other:?} does not belong in auth.d"))),
             }
         }
-        let mut paths_seen: Option<PathBuf> = None;
-        for path in json_files(&dir.join("paths.d"))? {
-            let (header, value) = read(&path)?;
-            if header.rkt_kind != "paths" {
-                return Err(err(&path, format!("kind {:?} does not belong in paths.d", header.rkt_kind)));
-            }
-            if let Some(first) = paths_seen.replace(path.clone()) {
-                return Err(twice("paths", "configuration", &first, &path));
-            }
+        if let Some((path, value)) = single_file(dir, "paths.d", "paths")? {
             let file: PathsFile = parse(value, &path)?;
             if file.data.is_some() {
                 self.paths.data = file.data;
@@ -232,15 +240,7 @@ impl Config {
                 self.paths.stage1_images = file.stage1_images;
             }
         }
-        let mut stage1_seen: Option<PathBuf> = None;
-        for path in json_files(&dir.join("stage1.d"))? {
-            let (header, value) = read(&path)?;
-            if header.rkt_kind != "stage1" {
-                return Err(err(&path, format!("kind {:?} does not belong in stage1.d", header.rkt_kind)));
-            }
-            if let Some(first) = stage1_seen.replace(path.clone()) {
-                return Err(twice("stage1", "configuration", &first, &path));
-            }
+        if let Some((path, value)) = single_file(dir, "stage1.d", "stage1")? {
             let file: Stage1File = parse(value, &path)?;
             for (slot, value) in [
                 (&mut self.stage1.name, file.name),

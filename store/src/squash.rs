@@ -9,9 +9,9 @@ use std::path::Path;
 use crate::appc::ImageManifest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
-use crate::store::Store;
+use crate::store::{write_replacing, Store};
 use crate::tar_out::{finish, write_entry, OutEntry};
-use crate::tmp_area::{unique_name, Claim};
+use crate::tmp_area::Claim;
 use crate::tree::xattrs;
 
 impl Store {
@@ -32,23 +32,15 @@ impl Store {
         self.render_layers(&layers, &claim.path, true).await?;
         let squashed = ImageManifest { dependencies: Vec::new(), path_whitelist: Vec::new(), ..manifest };
         let json = serde_json::to_vec(&squashed).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let temp = dir.join(format!(".{}", unique_name("export-")));
-        let result = async {
-            let mut file = tokio::fs::File::create(&temp).await.at(&temp)?;
+        write_replacing(out, |mut file, temp| async move {
             write_entry(&mut file, &OutEntry::plain(b"manifest", b'0', 0o644, json.len() as u64), &mut &json[..])
                 .await
                 .at(&temp)?;
             write_tree(&mut file, &claim.path).await?;
             finish(&mut file).await.at(&temp)?;
-            file.sync_all().await.at(&temp)?;
-            tokio::fs::rename(&temp, out).await.at(out)
-        }
-        .await;
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
+            Ok(file)
+        })
+        .await
     }
 }
 

@@ -240,10 +240,7 @@ impl Store {
             return Err(StoreError::Invalid(format!("{} already exists (use --overwrite)", out.display())));
         }
         let mut src = tokio::fs::File::from_std(self.open_blob(id)?);
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let temp = dir.join(format!(".{}", unique_name("export-")));
-        let result = async {
-            let mut dst = tokio::fs::File::create(&temp).await.at(&temp)?;
+        write_replacing(out, |mut dst, temp| async move {
             let mut tee = Tee::new(&mut src, None);
             tokio::io::copy(&mut tee, &mut dst).await.at(&temp)?;
             let (hasher, _) = tee.finish();
@@ -251,15 +248,32 @@ impl Store {
             if actual != *id {
                 return Err(StoreError::Corrupt { id: id.clone(), actual });
             }
-            dst.sync_all().await.at(&temp)?;
-            tokio::fs::rename(&temp, out).await.at(out)
-        }
-        .await;
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
+            Ok(dst)
+        })
+        .await
     }
+}
+
+/// Writes `out` through a temp file beside it, synced and renamed into place; the temp file is
+/// removed if `write` fails. `write` gets the open temp file and its path, and hands the file back.
+pub(crate) async fn write_replacing<F, Fut>(out: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(tokio::fs::File, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<tokio::fs::File>>,
+{
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = dir.join(format!(".{}", unique_name("export-")));
+    let result = async {
+        let file = tokio::fs::File::create(&temp).await.at(&temp)?;
+        let file = write(file, temp.clone()).await?;
+        file.sync_all().await.at(&temp)?;
+        tokio::fs::rename(&temp, out).await.at(out)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
 }
 
 /// The manifest of an ACI (any compression), read from the start of the archive.
