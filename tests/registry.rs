@@ -131,3 +131,36 @@ fn digests_errors_and_plain_http_are_checked() {
     assert!(err.contains("does not match its digest"), "{err}");
     assert_eq!(fresh.snapshot(), before);
 }
+
+#[test]
+fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
+    let env = Env::new();
+    let Some(registry) = Registry::start_with_basic_auth(&env.path("registry"), "alice", "s3cret") else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(layer(&[("etc/x", "private")]), TGZ, gzip)], serde_json::json!({}));
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/demo:v1", Some("alice:s3cret"));
+    let image = format!("docker://{}/priv/demo:v1", registry.addr);
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &image]);
+    assert!(err.contains("401") && err.contains("UNAUTHORIZED"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    let config = env.path("config");
+    std::fs::create_dir_all(config.join("auth.d")).unwrap();
+    std::fs::write(
+        config.join("auth.d/docker.json"),
+        format!(r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["{}"],"credentials":{{"user":"alice","password":"s3cret"}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let out = env.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        config.join("auth.d/docker.json"),
+        format!(r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["{}"],"credentials":{{"user":"alice","password":"wrong"}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let fresh = Env::new();
+    let out =
+        fresh.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
+    assert_eq!(out.status.code(), Some(254));
+}

@@ -14,6 +14,15 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry, or says why it cannot and returns `None`.
     pub fn start(dir: &Path) -> Option<Registry> {
+        Self::start_with(dir, None)
+    }
+
+    /// Starts a registry that wants `user`/`password` (htpasswd, bcrypt).
+    pub fn start_with_basic_auth(dir: &Path, user: &str, password: &str) -> Option<Registry> {
+        Self::start_with(dir, Some((user, password)))
+    }
+
+    fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Option<Registry> {
         if Command::new("docker-registry").arg("--version").output().is_err()
             || Command::new("skopeo").arg("--version").output().is_err()
         {
@@ -24,11 +33,20 @@ impl Registry {
         let addr = format!("127.0.0.1:{port}");
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.join("data").display()),
-        )
-        .unwrap();
+        let mut text =
+            format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.join("data").display());
+        if let Some((user, password)) = basic {
+            let Ok(out) = Command::new("htpasswd").args(["-Bbn", user, password]).output() else {
+                eprintln!("skipping: needs htpasswd (apt-get install apache2-utils)");
+                return None;
+            };
+            std::fs::write(dir.join("htpasswd"), out.stdout).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let log = dir.join("log");
         let mut child = Command::new("docker-registry")
             .arg("serve")
@@ -50,10 +68,16 @@ impl Registry {
 
     /// Pushes an image with skopeo, from any transport skopeo reads.
     pub fn push(&self, from: &str, repo_tag: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "-q", "--dest-tls-verify=false", from, &format!("docker://{}/{repo_tag}", self.addr)])
-            .output()
-            .unwrap();
+        self.push_as(from, repo_tag, None);
+    }
+
+    pub fn push_as(&self, from: &str, repo_tag: &str, creds: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "-q", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        let out = cmd.args([from, &format!("docker://{}/{repo_tag}", self.addr)]).output().unwrap();
         assert!(out.status.success(), "skopeo push: {}", String::from_utf8_lossy(&out.stderr));
     }
 
