@@ -164,3 +164,52 @@ fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
         fresh.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
     assert_eq!(out.status.code(), Some(254));
 }
+
+#[test]
+fn a_manifest_list_gives_the_host_platform() {
+    let env = Env::new();
+    let Some(registry) = Registry::start(&env.path("registry")) else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    let amd64 = layout.image("amd64", &[(layer(&[("etc/arch", "amd64")]), TGZ, gzip)], serde_json::json!({}));
+    let arm64 = layout.image("arm64", &[(layer(&[("etc/arch", "arm64")]), TGZ, gzip)], serde_json::json!({}));
+    let size = |d: &str| std::fs::metadata(layout.dir.join("blobs/sha256").join(&d[7..])).unwrap().len();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64, "size": size(&arm64),
+             "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64, "size": size(&amd64),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    });
+    let (digest, size) = layout.blob(index.to_string().as_bytes());
+    layout.index.push(
+        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}}),
+    );
+    std::fs::write(
+        layout.dir.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": layout.index}).to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:multi", layout.dir.display()),
+            &format!("docker://{}/test/multi:v1", registry.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = env
+        .ok(&["--insecure-options=image,http", "fetch", "--full", &format!("docker://{}/test/multi:v1", registry.addr)])
+        .trim()
+        .to_string();
+    let rendered = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    let expected = if std::env::consts::ARCH == "aarch64" { "arm64" } else { "amd64" };
+    assert_eq!(std::fs::read_to_string(rendered.join("etc/arch")).unwrap(), expected);
+}
