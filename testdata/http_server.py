@@ -3,7 +3,10 @@
 
 Usage: http_server.py ROUTES LOG PORTFILE [CERT KEY]   (PORT in the environment: that port)
 Each route: {"status": 200, "headers": {...}, "file": PATH, "etag": "...",
-             "mode": "normal" | "truncate" | "endless", "location": URL}
+             "mode": "normal" | "truncate" | "endless" | "cut", "cut": BYTES, "ranges": true,
+             "location": URL}
+"cut" sends the full Content-Length but only the first BYTES, then closes; "ranges" answers
+`Range: bytes=N-` (when If-Range, if any, is the etag) with 206 and the rest.
 A request whose If-None-Match equals the route's etag gets 304. Every request is appended to LOG
 as one JSON line (method, path, if-none-match, authorization). The chosen port goes to PORTFILE.
 """
@@ -29,6 +32,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "method": "GET", "path": self.path,
                 "if-none-match": self.headers.get("If-None-Match"),
                 "authorization": self.headers.get("Authorization"),
+                "range": self.headers.get("Range"),
+                "if-range": self.headers.get("If-Range"),
             }) + "\n")
         with open(ROUTES) as f:
             routes = json.load(f)
@@ -55,7 +60,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 body = f.read()
         elif route.get("body") is not None:
             body = route["body"].encode()
-        self.send_response(route.get("status", 200))
+        start = 0
+        wanted = self.headers.get("Range", "")
+        if route.get("ranges") and wanted.startswith("bytes=") and wanted.endswith("-") \
+                and self.headers.get("If-Range") in (None, etag):
+            start = int(wanted[len("bytes="):-1])
+        self.send_response(206 if start else route.get("status", 200))
+        if start:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body)))
+            body = body[start:]
         if etag:
             self.send_header("ETag", etag)
         if route.get("location"):
@@ -77,6 +90,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = len(body) * 2 if mode == "truncate" else len(body)
         self.send_header("Content-Length", str(length))
         self.end_headers()
+        if mode == "cut":
+            self.wfile.write(body[:route["cut"]])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(body)
         if mode == "truncate":
             self.close_connection = True

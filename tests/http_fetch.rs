@@ -69,7 +69,7 @@ fn bad_answers_are_refused_and_store_nothing() {
         ("/missing.aci", "bad HTTP status code: 404"),
         ("/html.aci", "bad image archive"),
         ("/error.aci", "bad HTTP status code: 500"),
-        ("/short.aci", "bad image archive"),
+        ("/short.aci", "response body"),
         ("/endless.aci", "after the end of the archive"),
     ] {
         let err = env.fails(&fetch_args(&web.url(path), &[]));
@@ -128,4 +128,52 @@ fn tls_with_the_system_store_credentials_and_redirects() {
     // --insecure-options=tls skips verification.
     let out = env.rkt(&["--insecure-options=image,tls", "fetch", &secure.url("/app.aci")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_broken_download_is_resumed() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    // Incompressible bytes (xorshift), so that the gzip file is larger than the cut.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let payload: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut t = Tar::new();
+    t.manifest(&manifest_json("example.com/big", "")).dir("rootfs").file("rootfs/data", &payload);
+    let tar = t.finish();
+    let file = env.write("big.aci", &gzip(&tar));
+    let url = web.url("/big.aci");
+    web.route(
+        "/big.aci",
+        serde_json::json!({"file": file, "etag": "\"b1\"", "mode": "cut", "cut": 100_000, "ranges": true}),
+    );
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let out = env.rkt(&fetch_args(&url, &[]));
+    assert_eq!(out.status.code(), Some(254), "a cut connection fails the fetch");
+    assert_eq!(env.snapshot(), before);
+    web.route("/big.aci", serde_json::json!({"file": file, "etag": "\"b1\"", "ranges": true}));
+    let id = env.ok(&fetch_args(&url, &[])).trim().to_string();
+    assert_eq!(id, image_id(&tar));
+    let last = web.requests().pop().unwrap();
+    let range = last["range"].as_str().unwrap_or_default().to_string();
+    let resumed_at: u64 = range.trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap_or(0);
+    assert!(
+        range.starts_with("bytes=") && resumed_at > 50_000 && resumed_at <= 100_000,
+        "the second attempt asked only for the rest: {range:?}"
+    );
+    assert_eq!(last["if-range"], "\"b1\"");
+    assert_eq!(
+        std::fs::read_dir(env.store().join("cas/downloads"))
+            .unwrap()
+            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".lock"))
+            .count(),
+        0
+    );
 }

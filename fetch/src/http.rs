@@ -3,13 +3,14 @@
 //! http, retries with backoff for resets, 429 and 5xx, and the body streamed into the store.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER,
+    HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, ETAG, IF_NONE_MATCH, IF_RANGE, LOCATION, RANGE, RETRY_AFTER,
 };
 use reqwest::{Client, Response, StatusCode, Url};
 use rkt_store::{now_ns, ImageId, ImportOptions, RemoteRecord, Store};
@@ -229,9 +230,21 @@ pub async fn fetch_url(
         }
     }
     let client = client(options)?;
+    // One download of a URL at a time: a second rkt waits here, then finds the first's work.
+    let started = now_ns();
+    let download = Download::lock(store, url)?;
+    let remote = match store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
+        Some(r) if r.download_time >= started => return Ok((UrlOutcome::NotModified(r.image_id), Vec::new())),
+        other => other,
+    };
     let mut headers = HeaderMap::new();
     if let Some(r) = remote.as_ref().filter(|r| !r.etag.is_empty()) {
         headers.insert(IF_NONE_MATCH, HeaderValue::from_str(&r.etag).map_err(io)?);
+    }
+    let (have, validator) = download.partial();
+    if have > 0 {
+        headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={have}-")).map_err(io)?);
+        headers.insert(IF_RANGE, HeaderValue::from_str(&validator).map_err(io)?);
     }
     let resp = get(&client, url, headers, options).await?;
     let status = resp.status();
@@ -246,20 +259,41 @@ pub async fn fetch_url(
         store.set_remote(&r)?;
         return Ok((UrlOutcome::NotModified(r.image_id), Vec::new()));
     }
-    if status != StatusCode::OK {
+    let resumed = status == StatusCode::PARTIAL_CONTENT && have > 0;
+    if status != StatusCode::OK && !resumed {
         return Err(io(format!("{url}: bad HTTP status code: {}", status.as_u16())));
     }
+    let validator = if !etag.is_empty() {
+        etag.clone()
+    } else {
+        resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    };
     let (imported, signers) = match verify {
-        None => (store.import(body(resp), &ImportOptions::default()).await?, Vec::new()),
+        // Unsigned: streamed into the store while it is kept for a resume; the import's own
+        // bounds stop an endless or hostile body.
+        None => {
+            let (reader, broken) =
+                download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
+            match store.import(reader, &ImportOptions::default()).await {
+                Ok(imported) => (imported, Vec::new()),
+                Err(e) => {
+                    if !broken.load(std::sync::atomic::Ordering::SeqCst) {
+                        // The body came whole and was refused: nothing to resume.
+                        download.done();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        // Signed: received whole first, since nothing may be stored before the check.
         Some((keystore, sig_url)) => {
-            let mut scratch = store.scratch_file()?;
-            let mut writer = tokio::fs::File::from_std(scratch.try_clone().map_err(io)?);
-            tokio::io::copy(&mut body(resp), &mut writer).await.map_err(|e| io(format!("{url}: {e}")))?;
+            let mut file = download.receive(resp, resumed, &validator).await.map_err(|e| io(format!("{url}: {e}")))?;
             let signature = fetch_signature(&client, sig_url, options).await?;
-            let signers = crate::verify_file(keystore, &mut scratch, &signature).await?;
-            (store.import(tokio::fs::File::from_std(scratch), &ImportOptions::default()).await?, signers)
+            let signers = crate::verify_file(keystore, &mut file, &signature).await?;
+            (store.import(tokio::fs::File::from_std(file), &ImportOptions::default()).await?, signers)
         }
     };
+    download.done();
     store.set_remote(&RemoteRecord {
         url: url.to_string(),
         sig_url: String::new(),
@@ -269,6 +303,111 @@ pub async fn fetch_url(
         download_time: now_ns(),
     })?;
     Ok((UrlOutcome::Downloaded { new: !imported.already_stored, id: imported.id }, signers))
+}
+
+/// Passes a body through while appending it to a file; notes a broken transfer.
+struct KeepCopy {
+    inner: Reader,
+    out: std::fs::File,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AsyncRead for KeepCopy {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = ready!(self.inner.as_mut().poll_read(cx, buf));
+        if result.is_err() {
+            self.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result?;
+        let fresh = buf.filled()[before..].to_vec();
+        std::io::Write::write_all(&mut self.out, &fresh)?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A download in the store's `cas/downloads`, named by the URL's hash and locked while one rkt
+/// receives it. What a broken download left is resumed with `Range` and `If-Range` (its ETag or
+/// Last-Modified), when the server still has the same file.
+struct Download {
+    partial: PathBuf,
+    validator: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Download {
+    fn lock(store: &Store, url: &str) -> Result<Download, FetchError> {
+        let dir = store.downloads_dir();
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let key: String = crate::oci::sha256_hex(url.as_bytes())[..32].to_string();
+        let lock_path = dir.join(format!("{key}.lock"));
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| io(e))?;
+        Ok(Download { partial: dir.join(&key), validator: dir.join(format!("{key}.validator")), _lock: lock })
+    }
+
+    /// How much a broken download left, and the validator it was made against.
+    fn partial(&self) -> (u64, String) {
+        let validator = std::fs::read_to_string(&self.validator).unwrap_or_default();
+        let size = std::fs::metadata(&self.partial).map(|m| m.len()).unwrap_or(0);
+        if validator.is_empty() {
+            (0, validator)
+        } else {
+            (size, validator)
+        }
+    }
+
+    /// Receives the body into the partial file (appended when resumed); a transport error keeps
+    /// what arrived for the next attempt. Returns the complete file, at its start.
+    async fn receive(&self, resp: Response, resumed: bool, validator: &str) -> std::io::Result<std::fs::File> {
+        use std::io::{Seek, SeekFrom};
+        if !resumed {
+            std::fs::write(&self.validator, validator)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(resumed)
+            .write(true)
+            .truncate(!resumed)
+            .read(true)
+            .open(&self.partial)?;
+        let mut writer = tokio::fs::File::from_std(file.try_clone()?);
+        let copied = tokio::io::copy(&mut body(resp), &mut writer).await;
+        tokio::io::AsyncWriteExt::flush(&mut writer).await?;
+        file.sync_data()?;
+        copied?;
+        let mut file = file;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
+
+    /// The whole image as a stream: what an earlier attempt left, then the body, which is
+    /// appended to the partial file as it is read. The flag tells whether the body broke off.
+    fn streaming(
+        &self,
+        resp: Response,
+        resumed: bool,
+        validator: &str,
+    ) -> std::io::Result<(Reader, Arc<std::sync::atomic::AtomicBool>)> {
+        if !resumed {
+            std::fs::write(&self.validator, validator)?;
+        }
+        let earlier = if resumed { std::fs::read(&self.partial)? } else { Vec::new() };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(resumed)
+            .write(true)
+            .truncate(!resumed)
+            .open(&self.partial)?;
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let keep = KeepCopy { inner: body(resp), out, broken: broken.clone() };
+        Ok((Box::pin(tokio::io::AsyncReadExt::chain(std::io::Cursor::new(earlier), keep)), broken))
+    }
+
+    fn done(&self) {
+        let _ = std::fs::remove_file(&self.partial);
+        let _ = std::fs::remove_file(&self.validator);
+    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ impl Store {
     /// interrupted run left in the temp area.
     pub fn open(dir: &Path) -> Result<Self> {
         let cas = dir.join("cas");
-        for sub in ["blob/sha512", "tree", "tmp", "db"] {
+        for sub in ["blob/sha512", "tree", "tmp", "db", "downloads"] {
             let path = cas.join(sub);
             std::fs::create_dir_all(&path).at(&path)?;
         }
@@ -86,6 +86,11 @@ impl Store {
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.cas.join("tmp")
+    }
+
+    /// Where downloads wait to be complete (and can be resumed).
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.cas.join("downloads")
     }
 
     pub fn tree_dir(&self) -> PathBuf {

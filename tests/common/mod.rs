@@ -304,7 +304,9 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u64, String)>)
     for e in entries.flatten() {
         let p = e.path();
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if rel.starts_with("cas/db") || rel == "cas/lock" {
+        // The index's own files, and downloads kept to be resumed, are not part of what the
+        // store shows.
+        if rel.starts_with("cas/db") || rel == "cas/lock" || rel.starts_with("cas/downloads") {
             continue;
         }
         let m = p.symlink_metadata().unwrap();
