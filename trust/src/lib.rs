@@ -176,8 +176,24 @@ impl VerificationHelper for Helper<'_> {
                     for result in results {
                         match result {
                             Ok(checksum) => {
-                                good += 1;
+                                // Valid when it signed is not enough: the key must still be alive,
+                                // unrevoked and for signing now (rkt never checked expiry).
+                                let policy = StandardPolicy::new();
                                 let cert = checksum.ka.cert();
+                                let now = cert.with_policy(&policy, None)?;
+                                now.alive()?;
+                                if let openpgp::types::RevocationStatus::Revoked(_) = now.revocation_status() {
+                                    return Err(anyhow_like("the signing key's certificate is revoked".into()));
+                                }
+                                let handle = checksum.ka.key().key_handle();
+                                let usable =
+                                    now.keys().key_handle(handle).alive().revoked(false).for_signing().next().is_some();
+                                if !usable {
+                                    return Err(anyhow_like(
+                                        "the signing key has expired, was revoked or cannot sign".into(),
+                                    ));
+                                }
+                                good += 1;
                                 let ids: Vec<String> = cert
                                     .userids()
                                     .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
