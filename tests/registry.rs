@@ -5,6 +5,7 @@ mod common;
 
 use common::oci::*;
 use common::registry::Registry;
+use common::web::Web;
 use common::*;
 
 fn layer(files: &[(&str, &str)]) -> Vec<u8> {
@@ -212,4 +213,58 @@ fn a_manifest_list_gives_the_host_platform() {
     env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
     let expected = if std::env::consts::ARCH == "aarch64" { "arm64" } else { "amd64" };
     assert_eq!(std::fs::read_to_string(rendered.join("etc/arch")).unwrap(), expected);
+}
+
+/// hostile-inputs row 13: the registry sends blob downloads to another server, which must never
+/// see the registry's credentials.
+#[test]
+fn blob_redirects_to_another_host_carry_no_credentials() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let Some(registry) = Registry::start_redirecting(&env.path("registry"), "alice", "s3cret", &web.url("/")) else {
+        return;
+    };
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(layer(&[("etc/x", "redirected")]), TGZ, gzip)], serde_json::json!({}));
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/demo:v1", Some("alice:s3cret"));
+    // The web server serves the registry's own blob files, where the redirects point.
+    let storage = registry.dir.join("data");
+    let mut stack = vec![storage.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "data") {
+                let rel = path.strip_prefix(&storage).unwrap().to_string_lossy().into_owned();
+                web.route(&format!("/{rel}"), serde_json::json!({"file": path}));
+            }
+        }
+    }
+    let config = env.path("config");
+    std::fs::create_dir_all(config.join("auth.d")).unwrap();
+    std::fs::write(
+        config.join("auth.d/docker.json"),
+        format!(r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["{}"],"credentials":{{"user":"alice","password":"s3cret"}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let image = format!("docker://{}/priv/demo:v1", registry.addr);
+    let out = env.rkt(&[
+        "--local-config",
+        config.to_str().unwrap(),
+        "--insecure-options=image,http",
+        "fetch",
+        "--full",
+        &image,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = web.requests();
+    assert!(!requests.is_empty(), "the blobs came through the redirect");
+    for request in &requests {
+        assert_eq!(request["authorization"], serde_json::Value::Null, "credentials followed a redirect: {request}");
+    }
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rendered = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "redirected");
 }

@@ -22,7 +22,17 @@ impl Registry {
         Self::start_with(dir, Some((user, password)))
     }
 
+    /// Starts a registry behind basic auth that redirects blob downloads to `blob_host`
+    /// (docker-registry's redirect middleware).
+    pub fn start_redirecting(dir: &Path, user: &str, password: &str, blob_host: &str) -> Option<Registry> {
+        Self::start_full(dir, Some((user, password)), Some(blob_host))
+    }
+
     fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Option<Registry> {
+        Self::start_full(dir, basic, None)
+    }
+
+    fn start_full(dir: &Path, basic: Option<(&str, &str)>, redirect: Option<&str>) -> Option<Registry> {
         if Command::new("docker-registry").arg("--version").output().is_err()
             || Command::new("skopeo").arg("--version").output().is_err()
         {
@@ -44,6 +54,11 @@ impl Registry {
             text.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
                 dir.join("htpasswd").display()
+            ));
+        }
+        if let Some(base) = redirect {
+            text.push_str(&format!(
+                "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {base}\n"
             ));
         }
         std::fs::write(&config, text).unwrap();
