@@ -25,6 +25,16 @@ fn busybox_layer() -> Vec<u8> {
     t.finish()
 }
 
+/// A configuration directory whose auth.d gives `registry` these credentials.
+fn docker_auth(env: &Env, registry: &str, user: &str, password: &str) -> std::path::PathBuf {
+    let config = env.path("config");
+    std::fs::create_dir_all(config.join("auth.d")).unwrap();
+    let json = serde_json::json!({"rktKind": "dockerAuth", "rktVersion": "v1", "registries": [registry],
+        "credentials": {"user": user, "password": password}});
+    std::fs::write(config.join("auth.d/docker.json"), json.to_string()).unwrap();
+    config
+}
+
 fn flags() -> [&'static str; 1] {
     ["--insecure-options=image,http"]
 }
@@ -146,20 +156,10 @@ fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
     let err = env.fails(&["--insecure-options=image,http", "fetch", &image]);
     assert!(err.contains("401") && err.contains("UNAUTHORIZED"), "{err}");
     assert_eq!(env.snapshot(), before);
-    let config = env.path("config");
-    std::fs::create_dir_all(config.join("auth.d")).unwrap();
-    std::fs::write(
-        config.join("auth.d/docker.json"),
-        format!(r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["{}"],"credentials":{{"user":"alice","password":"s3cret"}}}}"#, registry.addr),
-    )
-    .unwrap();
+    let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
     let out = env.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::write(
-        config.join("auth.d/docker.json"),
-        format!(r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["{}"],"credentials":{{"user":"alice","password":"wrong"}}}}"#, registry.addr),
-    )
-    .unwrap();
+    let config = docker_auth(&env, &registry.addr, "alice", "wrong");
     let fresh = Env::new();
     let out =
         fresh.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
@@ -241,13 +241,7 @@ fn blob_redirects_to_another_host_carry_no_credentials() {
             }
         }
     }
-    let config = env.path("config");
-    std::fs::create_dir_all(config.join("auth.d")).unwrap();
-    std::fs::write(
-        config.join("auth.d/docker.json"),
-        format!(r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["{}"],"credentials":{{"user":"alice","password":"s3cret"}}}}"#, registry.addr),
-    )
-    .unwrap();
+    let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
     let image = format!("docker://{}/priv/demo:v1", registry.addr);
     let out = env.rkt(&[
         "--local-config",

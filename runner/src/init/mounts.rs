@@ -100,9 +100,7 @@ pub fn mount_app_root(target: &Path, lower: &Path, upper: &Path, work: &Path) ->
 }
 
 pub fn mount_proc(root: &Path) -> io::Result<()> {
-    let dir = dir_in(root, "proc")?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    ctx("mounting /proc", mount(Some("proc"), fd_path(dir.as_fd()).as_str(), Some("proc"), flags, NONE))?;
+    mount_in(root, "proc", "proc", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
     // The kernel knobs stay readable but not writable.
     let proc_fd = dir_in(root, "proc")?;
     for name in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
@@ -126,25 +124,26 @@ fn read_only_bind(dir: BorrowedFd, name: &str) -> io::Result<()> {
         .or_else(|_| ctx(&what, mount(NONE, path.as_str(), NONE, flags, NONE)))
 }
 
+/// Mounts a filesystem of `fstype` on the directory `rel` inside `root`.
+fn mount_in(root: &Path, rel: &str, fstype: &str, flags: MsFlags, data: Option<&str>) -> io::Result<()> {
+    let dir = dir_in(root, rel)?;
+    let what = format!("mounting /{rel}");
+    ctx(&what, mount(Some(fstype), fd_path(dir.as_fd()).as_str(), Some(fstype), flags, data))
+}
+
 pub fn mount_sys(root: &Path) -> io::Result<()> {
-    let dir = dir_in(root, "sys")?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-    ctx("mounting /sys", mount(Some("sysfs"), fd_path(dir.as_fd()).as_str(), Some("sysfs"), flags, NONE))
+    mount_in(
+        root,
+        "sys",
+        "sysfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+        None,
+    )
 }
 
 /// `/dev` as a tmpfs with the devices the ACE requires, `pts`, `shm` and the usual links.
 pub fn mount_dev(root: &Path, console: Option<&Path>) -> io::Result<()> {
-    let dir = dir_in(root, "dev")?;
-    ctx(
-        "mounting /dev",
-        mount(
-            Some("tmpfs"),
-            fd_path(dir.as_fd()).as_str(),
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-            Some("mode=0755"),
-        ),
-    )?;
+    mount_in(root, "dev", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=0755"))?;
     let dev = dir_in(root, "dev")?;
     for (name, major, minor) in
         [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
@@ -178,28 +177,9 @@ pub fn mount_dev(root: &Path, console: Option<&Path>) -> io::Result<()> {
     ] {
         symlinkat(target, &dev, name)?;
     }
-    let pts = dir_in(root, "dev/pts")?;
-    ctx(
-        "mounting /dev/pts",
-        mount(
-            Some("devpts"),
-            fd_path(pts.as_fd()).as_str(),
-            Some("devpts"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
-        ),
-    )?;
-    let shm = dir_in(root, "dev/shm")?;
-    ctx(
-        "mounting /dev/shm",
-        mount(
-            Some("shm"),
-            fd_path(shm.as_fd()).as_str(),
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=1777"),
-        ),
-    )?;
+    let pts_options = Some("newinstance,ptmxmode=0666,mode=0620");
+    mount_in(root, "dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, pts_options)?;
+    mount_in(root, "dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
     let target = file_in(root, "dev/console")?;
     let source = console.unwrap_or(Path::new("/dev/null"));
     let src = CString::new(source.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
