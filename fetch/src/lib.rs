@@ -78,8 +78,6 @@ pub enum FetchError {
     Untrusted { name: String, source: rkt_trust::TrustError },
     #[error("{0}")]
     Trust(#[from] rkt_trust::TrustError),
-    #[error("fetching {kind} images ({image}) is not available in this build yet")]
-    Unsupported { kind: &'static str, image: String },
     #[error(transparent)]
     Oci(#[from] oci::OciError),
     #[error("{0}")]

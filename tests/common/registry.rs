@@ -98,18 +98,22 @@ impl Registry {
 
     /// How many blob requests rkt has made so far.
     pub fn blob_requests(&self) -> usize {
-        let log = std::fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(&log)
-            .lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/") && l.contains("rkt/"))
-            .count()
+        self.rkt_requests("blobs")
     }
 
     pub fn manifest_requests(&self) -> usize {
+        self.rkt_requests("manifests")
+    }
+
+    /// Lines of the registry's access log for rkt's GETs of `/v2/…/<kind>/…`.
+    fn rkt_requests(&self, kind: &str) -> usize {
         let log = std::fs::read(&self.log).unwrap_or_default();
+        let part = format!("/{kind}/");
         String::from_utf8_lossy(&log)
             .lines()
-            .filter(|l| l.contains("/manifests/") && l.contains("rkt/") && l.starts_with("127.0.0.1"))
+            .filter(|l| {
+                l.starts_with("127.0.0.1") && l.contains("\"GET /v2/") && l.contains(&part) && l.contains("rkt/")
+            })
             .count()
     }
 }
