@@ -1,8 +1,9 @@
 //! The store: blobs under `cas/blob`, their SQLite index, rendered trees under `cas/tree`.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -21,10 +22,16 @@ use crate::tmp_area::{lock_file, unique_name};
 /// What may follow an archive's end-of-archive marker (tar pads to 10 KiB records).
 const MAX_TRAILING: u64 = 1 << 20;
 
+/// A handle on a store; clones share one index connection, so that tasks of their own (one per
+/// layer of a Docker image, say) can import at the same time.
+#[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
     cas: PathBuf,
-    index: Mutex<Index>,
+    index: Arc<Mutex<Index>>,
+    /// Blobs this handle (or a clone) hashed as it wrote them: rendering them right after the
+    /// import need not hash them again.
+    hashed: Arc<Mutex<HashSet<ImageId>>>,
 }
 
 /// How an image enters the store.
@@ -50,6 +57,11 @@ pub struct Imported {
 pub struct StoreLock(#[allow(dead_code)] Flock<File>);
 
 impl Store {
+    /// Whether this process wrote the blob of `id` itself, hashing it on the way.
+    pub(crate) fn hashed_here(&self, id: &ImageId) -> bool {
+        self.hashed.lock().expect("not poisoned").contains(id)
+    }
+
     /// Opens the store at `dir` (rkt's `--dir`), creating it if needed, and sweeps what an
     /// interrupted run left in the temp area.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -59,7 +71,7 @@ impl Store {
             std::fs::create_dir_all(&path).at(&path)?;
         }
         let index = Index::open(&cas.join("db").join("index.sqlite"))?;
-        let store = Store { dir: dir.to_path_buf(), cas, index: Mutex::new(index) };
+        let store = Store { dir: dir.to_path_buf(), cas, index: Arc::new(Mutex::new(index)), hashed: Arc::default() };
         store.sweep_tmp();
         Ok(store)
     }
@@ -153,6 +165,7 @@ impl Store {
         let parent = dest.parent().expect("blob paths have a parent");
         std::fs::create_dir_all(parent).at(parent)?;
         temp.persist(&dest).at(&dest)?;
+        self.hashed.lock().expect("not poisoned").insert(id.clone());
         let now = now_ns();
         let already_stored = self.index().image(&id)?.is_some();
         self.index().insert_image(&ImageRecord {

@@ -7,7 +7,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::{IoContext, Result};
 use crate::image_id::ImageId;
@@ -70,7 +70,7 @@ impl Store {
         std::fs::create_dir(&staging).at(&staging)?;
         let result = async {
             self.render_layers(&layers, &staging, false).await?;
-            let (hash, size) = hash_tree(&staging.join("rootfs"))?;
+            let (hash, size) = hash_tree(&staging.join("rootfs"), TreeHash::Sha256)?;
             for (name, content) in [("hash", hash.as_str()), ("image", &top.to_string()), ("rendered", "")] {
                 let file = staging.join(name);
                 std::fs::write(&file, content).at(&file)?;
@@ -102,7 +102,8 @@ impl Store {
         if !rootfs.is_dir() {
             return Ok(false);
         }
-        let (hash, _) = hash_tree(&rootfs)?;
+        let kind = if record.hash.starts_with("sha512-") { TreeHash::Sha512 } else { TreeHash::Sha256 };
+        let (hash, _) = hash_tree(&rootfs, kind)?;
         Ok(hash == record.hash)
     }
 
@@ -119,9 +120,24 @@ pub(crate) fn remove_dir_atomically(store: &Store, path: &Path) -> Result<()> {
 
 /// The hash of a tree: for every entry in sorted path order its path, type, mode, owner, size,
 /// link target, device and extended attributes, then a regular file's bytes. Times are left out.
-/// Returns the hash (`sha512-` and 64 hex digits) and the bytes the files hold.
-pub fn hash_tree(root: &Path) -> Result<(String, u64)> {
-    let mut hasher = Sha512::new();
+/// Returns the hash (`sha256-` and 64 hex digits) and the bytes the files hold.
+pub fn hash_tree(root: &Path, kind: TreeHash) -> Result<(String, u64)> {
+    match kind {
+        TreeHash::Sha256 => hash_tree_with(root, Sha256::new(), "sha256"),
+        TreeHash::Sha512 => hash_tree_with(root, Sha512::new(), "sha512"),
+    }
+}
+
+/// The digest a tree's hash uses. Trees are hashed with SHA-256, which this machine's CPUs
+/// compute in hardware (3x SHA-512 here); trees rendered by earlier versions keep SHA-512
+/// (rkt's choice) until they are rendered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeHash {
+    Sha256,
+    Sha512,
+}
+
+fn hash_tree_with<D: Digest>(root: &Path, mut hasher: D, prefix: &str) -> Result<(String, u64)> {
     let mut total = 0u64;
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     let mut buffer = vec![0u8; 256 * 1024];
@@ -194,7 +210,7 @@ pub fn hash_tree(root: &Path) -> Result<(String, u64)> {
     }
     let digest = hasher.finalize();
     let hex: String = digest[..32].iter().map(|b| format!("{b:02x}")).collect();
-    Ok((format!("sha512-{hex}"), total))
+    Ok((format!("{prefix}-{hex}"), total))
 }
 
 /// A file's extended attributes, sorted by name; none where the filesystem has none.

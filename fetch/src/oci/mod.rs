@@ -328,6 +328,16 @@ async fn join_bounded(mut jobs: Vec<LayerJob<'_>>, limit: usize) -> Result<(), O
     .await
 }
 
+/// A spawned task that is cancelled when the future waiting for it is dropped (another layer
+/// failed): no orphan keeps downloading.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Imports the layers that are not in the store yet, then the image on top of them.
 pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) -> Result<ImageId, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
@@ -356,8 +366,14 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
         if i > 0 {
             manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
         }
+        let (store, diff_id) = (store.clone(), diff_id.clone());
+        // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
+        // slowest stage) run on every core; spawned only once admitted, to keep the bound.
         pending.push(Box::pin(async move {
-            import_layer(store, blob, digest.as_deref(), diff_id, manifest.to_string().as_bytes()).await.map(drop)
+            let mut task = AbortOnDrop(tokio::spawn(async move {
+                import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.to_string().as_bytes()).await
+            }));
+            (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))?.map(drop)
         }));
     }
     join_bounded(pending, PARALLEL_LAYERS).await?;
