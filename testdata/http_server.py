@@ -4,20 +4,26 @@
 Usage: http_server.py ROUTES LOG PORTFILE [CERT KEY]   (PORT in the environment: that port)
 Each route: {"status": 200, "headers": {...}, "file": PATH, "etag": "...",
              "mode": "normal" | "truncate" | "endless" | "cut", "cut": BYTES, "ranges": true,
-             "location": URL}
-"cut" sends the full Content-Length but only the first BYTES, then closes; "ranges" answers
+             "location": URL, "first_status": 202, "delay": SECONDS}
+"cut" sends the full Content-Length but only the first BYTES of a request without Range, then
+closes; "first_status" answers the first request for the path with that status and no body;
+"delay" waits before the body; "ranges" answers
 `Range: bytes=N-` (when If-Range, if any, is the etag) with 206 and the rest.
 A request whose If-None-Match equals the route's etag gets 304. Every request is appended to LOG
-as one JSON line (method, path, if-none-match, authorization). The chosen port goes to PORTFILE.
+as one JSON line (time, method, path, if-none-match, authorization, range, if-range). The chosen port goes to PORTFILE.
 """
 import http.server
 import json
 import os
 import ssl
 import sys
+import threading
+import time
 
 ROUTES, LOG, PORTFILE = sys.argv[1:4]
 TLS = sys.argv[4:6]
+SEEN = set()
+SEEN_LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -29,7 +35,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         with open(LOG, "a") as log:
             log.write(json.dumps({
-                "method": "GET", "path": self.path,
+                "time": time.time(), "method": "GET", "path": self.path,
                 "if-none-match": self.headers.get("If-None-Match"),
                 "authorization": self.headers.get("Authorization"),
                 "range": self.headers.get("Range"),
@@ -44,6 +50,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        with SEEN_LOCK:
+            first = self.path not in SEEN
+            SEEN.add(self.path)
+        if first and route.get("first_status"):
+            self.send_response(route["first_status"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         etag = route.get("etag")
         if etag and self.headers.get("If-None-Match") == etag:
@@ -90,7 +104,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = len(body) * 2 if mode == "truncate" else len(body)
         self.send_header("Content-Length", str(length))
         self.end_headers()
-        if mode == "cut":
+        if route.get("delay"):
+            time.sleep(route["delay"])
+        if mode == "cut" and not start:
             self.wfile.write(body[:route["cut"]])
             self.wfile.flush()
             self.close_connection = True

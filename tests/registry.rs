@@ -215,6 +215,69 @@ fn a_manifest_list_gives_the_host_platform() {
     assert_eq!(std::fs::read_to_string(rendered.join("etc/arch")).unwrap(), expected);
 }
 
+/// Routes the registry's own blob files on `web`, where its redirect middleware points.
+fn serve_blobs(registry: &Registry, web: &Web, route: impl Fn(&std::path::Path) -> serde_json::Value) {
+    let storage = registry.dir.join("data");
+    let mut stack = vec![storage.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "data") {
+                let rel = path.strip_prefix(&storage).unwrap().to_string_lossy().into_owned();
+                web.route(&format!("/{rel}"), route(&path));
+            }
+        }
+    }
+}
+
+/// A layer download that breaks off is resumed with `Range` from where it stopped.
+#[test]
+fn broken_blob_downloads_resume_where_they_stopped() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let Some(registry) = Registry::start_redirecting(&env.path("registry"), "alice", "s3cret", &web.url("/")) else {
+        return;
+    };
+    // Incompressible bytes (xorshift), so that the compressed layer is larger than the cut.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let payload: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut t = Tar::new();
+    t.dir("etc").file("etc/big", &payload);
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(t.finish(), TGZ, gzip)], serde_json::json!({}));
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "big/demo:v1", Some("alice:s3cret"));
+    serve_blobs(
+        &registry,
+        &web,
+        |path| serde_json::json!({"file": path, "mode": "cut", "cut": 100_000, "ranges": true}),
+    );
+    let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
+    let out = env.rkt(&[
+        "--local-config",
+        config.to_str().unwrap(),
+        "--insecure-options=image,http",
+        "fetch",
+        "--full",
+        &format!("docker://{}/big/demo:v1", registry.addr),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ranges: Vec<String> = web.requests().iter().filter_map(|r| r["range"].as_str().map(str::to_string)).collect();
+    assert_eq!(ranges, vec!["bytes=100000-".to_string()], "one resumed request, from the cut on");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rendered = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    assert_eq!(std::fs::read(rendered.join("etc/big")).unwrap(), payload);
+}
+
 /// hostile-inputs row 13: the registry sends blob downloads to another server, which must never
 /// see the registry's credentials.
 #[test]
@@ -227,20 +290,7 @@ fn blob_redirects_to_another_host_carry_no_credentials() {
     let mut layout = Layout::new(env.path("layout"));
     layout.image("v1", &[(layer(&[("etc/x", "redirected")]), TGZ, gzip)], serde_json::json!({}));
     registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/demo:v1", Some("alice:s3cret"));
-    // The web server serves the registry's own blob files, where the redirects point.
-    let storage = registry.dir.join("data");
-    let mut stack = vec![storage.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == "data") {
-                let rel = path.strip_prefix(&storage).unwrap().to_string_lossy().into_owned();
-                web.route(&format!("/{rel}"), serde_json::json!({"file": path}));
-            }
-        }
-    }
+    serve_blobs(&registry, &web, |path| serde_json::json!({"file": path}));
     let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
     let image = format!("docker://{}/priv/demo:v1", registry.addr);
     let out = env.rkt(&[

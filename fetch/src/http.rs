@@ -30,6 +30,8 @@ pub struct HttpOptions {
     pub skip_tls_verify: bool,
     /// `Authorization` values by host[:port], from auth.d; sent only over https.
     pub auth: BTreeMap<String, String>,
+    /// Where downloads report their progress.
+    pub progress: crate::progress::ProgressHandle,
 }
 
 /// How a fetch by URL ended.
@@ -182,19 +184,27 @@ impl AsyncRead for PumpReader {
     }
 }
 
-/// The signature at `url`. A 202 asks to come back later: rkt tries once more, after the image.
-async fn fetch_signature(client: &Client, url: &str, options: &HttpOptions) -> Result<Vec<u8>, FetchError> {
-    for attempt in 0..2 {
-        let resp = get(client, url, HeaderMap::new(), options).await?;
-        match resp.status() {
-            StatusCode::OK => return Ok(resp.bytes().await.map_err(|e| io(format!("{url}: {e}")))?.to_vec()),
-            StatusCode::ACCEPTED if attempt == 0 => tokio::time::sleep(Duration::from_secs(1)).await,
-            status => {
-                return Err(io(format!("error downloading signature {url}: bad HTTP status code: {}", status.as_u16())))
+/// Signatures larger than this are refused.
+const MAX_SIGNATURE: u64 = 1 << 20;
+
+/// The signature at `url`, or `None` when the server answers 202 (come back later).
+async fn signature_attempt(client: &Client, url: &str, options: &HttpOptions) -> Result<Option<Vec<u8>>, FetchError> {
+    let resp = get(client, url, HeaderMap::new(), options).await?;
+    match resp.status() {
+        StatusCode::OK => {
+            let mut out = Vec::new();
+            let mut limited = tokio::io::AsyncReadExt::take(body(resp), MAX_SIGNATURE + 1);
+            tokio::io::AsyncReadExt::read_to_end(&mut limited, &mut out)
+                .await
+                .map_err(|e| io(format!("{url}: {e}")))?;
+            if out.len() as u64 > MAX_SIGNATURE {
+                return Err(io(format!("{url}: the signature is over {MAX_SIGNATURE} bytes")));
             }
+            Ok(Some(out))
         }
+        StatusCode::ACCEPTED => Ok(None),
+        status => Err(io(format!("error downloading signature {url}: bad HTTP status code: {}", status.as_u16()))),
     }
-    Err(io(format!("{url}: the server kept deferring the signature")))
 }
 
 /// Cache-Control's max-age in seconds; `no-cache` and `no-store` mean 0, as in rkt.
@@ -232,7 +242,7 @@ pub async fn fetch_url(
     let client = client(options)?;
     // One download of a URL at a time: a second rkt waits here, then finds the first's work.
     let started = now_ns();
-    let download = Download::lock(store, url)?;
+    let download = Download::lock(store, url).await?;
     let remote = match store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
         Some(r) if r.download_time >= started => return Ok((UrlOutcome::NotModified(r.image_id), Vec::new())),
         other => other,
@@ -268,31 +278,48 @@ pub async fn fetch_url(
     } else {
         resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
     };
-    let (imported, signers) = match verify {
-        // Unsigned: streamed into the store while it is kept for a resume; the import's own
-        // bounds stop an endless or hostile body.
-        None => {
-            let (reader, broken) =
-                download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
-            match store.import(reader, &ImportOptions::default()).await {
-                Ok(imported) => (imported, Vec::new()),
-                Err(e) => {
-                    if !broken.load(std::sync::atomic::Ordering::SeqCst) {
-                        // The body came whole and was refused: nothing to resume.
-                        download.done();
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-        // Signed: received whole first, since nothing may be stored before the check.
-        Some((keystore, sig_url)) => {
-            let mut file = download.receive(resp, resumed, &validator).await.map_err(|e| io(format!("{url}: {e}")))?;
-            let signature = fetch_signature(&client, sig_url, options).await?;
-            let signers = crate::verify_file(keystore, &mut file, &signature).await?;
-            (store.import(tokio::fs::File::from_std(file), &ImportOptions::default()).await?, signers)
+    // The signature downloads while the image does; a 202 asks for it again after the image.
+    let signature = verify.map(|(_, sig_url)| {
+        let (client, sig_url, options) = (client.clone(), sig_url.to_string(), options.clone());
+        crate::task::AbortOnDrop(tokio::spawn(async move { signature_attempt(&client, &sig_url, &options).await }))
+    });
+    let total = resp.content_length().map(|n| n + if resumed { have } else { 0 });
+    let (reader, broken) = download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
+    let reader = options.progress.track(url, total, 0, reader);
+    let signers = Mutex::new(Vec::new());
+    // The image is hashed and checked as it arrives (the import's bounds stop an endless or
+    // hostile body); it gets its name only once the signature over the bytes kept in the
+    // partial file checks out.
+    let gate = |manifest: &rkt_store::appc::ImageManifest| {
+        let name = manifest.name.clone();
+        let (signers, partial) = (&signers, download.partial.clone());
+        async move {
+            let (Some((keystore, sig_url)), Some(mut first)) = (verify, signature) else { return Ok(()) };
+            let bytes = match (&mut first.0).await.map_err(io)?? {
+                Some(bytes) => bytes,
+                None => signature_attempt(&client, sig_url, options)
+                    .await?
+                    .ok_or_else(|| io(format!("{sig_url}: the server kept deferring the signature")))?,
+            };
+            let keys = keystore.keys_for(&name)?;
+            let file = std::fs::File::open(&partial).map_err(io)?;
+            let found = rkt_trust::verify(&keys, file, &bytes)
+                .map_err(|source| FetchError::Untrusted { name: name.clone(), source })?;
+            *signers.lock().expect("not poisoned") = found;
+            Ok::<(), FetchError>(())
         }
     };
+    let imported = match store.import_gated(reader, &ImportOptions::default(), gate).await {
+        Ok(imported) => imported,
+        Err(e) => {
+            if !broken.load(std::sync::atomic::Ordering::SeqCst) {
+                // The body came whole and was refused: nothing to resume.
+                download.done();
+            }
+            return Err(e);
+        }
+    };
+    let signers = signers.into_inner().expect("not poisoned");
     download.done();
     store.set_remote(&RemoteRecord {
         url: url.to_string(),
@@ -336,13 +363,25 @@ struct Download {
 }
 
 impl Download {
-    fn lock(store: &Store, url: &str) -> Result<Download, FetchError> {
+    /// Waits for the URL's lock without blocking the thread: other downloads of this process,
+    /// the one holding it among them, go on meanwhile.
+    async fn lock(store: &Store, url: &str) -> Result<Download, FetchError> {
         let dir = store.downloads_dir();
         std::fs::create_dir_all(&dir).map_err(io)?;
         let key: String = crate::oci::sha256_hex(url.as_bytes())[..32].to_string();
         let lock_path = dir.join(format!("{key}.lock"));
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| io(e))?;
+        let mut file = file;
+        let lock = loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                    file = back;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err((_, e)) => return Err(io(e)),
+            }
+        };
         Ok(Download { partial: dir.join(&key), validator: dir.join(format!("{key}.validator")), _lock: lock })
     }
 
@@ -355,30 +394,6 @@ impl Download {
         } else {
             (size, validator)
         }
-    }
-
-    /// Receives the body into the partial file (appended when resumed); a transport error keeps
-    /// what arrived for the next attempt. Returns the complete file, at its start.
-    async fn receive(&self, resp: Response, resumed: bool, validator: &str) -> std::io::Result<std::fs::File> {
-        use std::io::{Seek, SeekFrom};
-        if !resumed {
-            std::fs::write(&self.validator, validator)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(resumed)
-            .write(true)
-            .truncate(!resumed)
-            .read(true)
-            .open(&self.partial)?;
-        let mut writer = tokio::fs::File::from_std(file.try_clone()?);
-        let copied = tokio::io::copy(&mut body(resp), &mut writer).await;
-        tokio::io::AsyncWriteExt::flush(&mut writer).await?;
-        file.sync_data()?;
-        copied?;
-        let mut file = file;
-        file.seek(SeekFrom::Start(0))?;
-        Ok(file)
     }
 
     /// The whole image as a stream: what an earlier attempt left, then the body, which is

@@ -4,7 +4,9 @@
 pub mod discovery;
 pub mod http;
 pub mod oci;
+pub mod progress;
 pub mod registry;
+pub mod task;
 
 use std::path::{Path, PathBuf};
 

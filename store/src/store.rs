@@ -132,6 +132,24 @@ impl Store {
     /// and checked while it is written to an unnamed temp file; only a complete, valid image is
     /// given its name and then its index row. On any error the store is as it was.
     pub async fn import<R: AsyncRead + Send + Unpin>(&self, src: R, options: &ImportOptions) -> Result<Imported> {
+        self.import_gated(src, options, |_| std::future::ready(Ok(()))).await
+    }
+
+    /// As `import`, with a last check (a signature, say) that sees the manifest once the whole
+    /// image has been read and hashed, and before anything is named: its error leaves the store
+    /// as it was.
+    pub async fn import_gated<R, G, F, E>(
+        &self,
+        src: R,
+        options: &ImportOptions,
+        gate: G,
+    ) -> std::result::Result<Imported, E>
+    where
+        R: AsyncRead + Send + Unpin,
+        G: FnOnce(&ImageManifest) -> F,
+        F: std::future::Future<Output = std::result::Result<(), E>>,
+        E: From<StoreError>,
+    {
         let _lock = self.lock_shared()?;
         let tmp = self.tmp_dir();
         let temp = TempBlob::create(&tmp).at(&tmp)?;
@@ -144,27 +162,28 @@ impl Store {
             tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut tee, MAX_TRAILING + 1), &mut tokio::io::sink())
                 .await;
         if let Some(e) = tee.take_write_error() {
-            return Err(StoreError::Io { path: tmp, source: e });
+            return Err(StoreError::Io { path: tmp, source: e }.into());
         }
         let scan = scanned?;
         let trailing = drained.map_err(|e| archive(format!("unreadable data after the tar: {e}")))?;
         if trailing > MAX_TRAILING {
-            return Err(archive("more than 1 MiB of data after the end of the archive".into()));
+            return Err(archive("more than 1 MiB of data after the end of the archive".into()).into());
         }
         if tee.size() < scan.end + 512 {
-            return Err(archive("truncated tar: the end-of-archive marker is missing".into()));
+            return Err(archive("truncated tar: the end-of-archive marker is missing".into()).into());
         }
         let (hasher, size) = tee.finish();
         let id = ImageId::from_hasher(hasher);
         if let Some(expected) = &options.expected {
             if *expected != id {
-                return Err(StoreError::IdMismatch { expected: expected.clone(), actual: id });
+                return Err(StoreError::IdMismatch { expected: expected.clone(), actual: id }.into());
             }
         }
+        gate(&scan.manifest).await?;
         let dest = self.blob_path(&id);
         let parent = dest.parent().expect("blob paths have a parent");
-        std::fs::create_dir_all(parent).at(parent)?;
-        temp.persist(&dest).at(&dest)?;
+        std::fs::create_dir_all(parent).at(parent).map_err(E::from)?;
+        temp.persist(&dest).at(&dest).map_err(E::from)?;
         self.hashed.lock().expect("not poisoned").insert(id.clone());
         let now = now_ns();
         let already_stored = self.index().image(&id)?.is_some();

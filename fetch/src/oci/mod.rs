@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use rkt_store::appc::{AppString, NameValue};
 use rkt_store::{ImageId, ImportOptions, Store, StoreError};
 
+use crate::task::{try_join_bounded, Job};
 use container::Container;
 pub use container::Reader;
 pub(crate) use convert::{image_aci, import_layer, sha256_hex};
@@ -293,51 +294,6 @@ pub(crate) type LayerBlobs = Vec<(Reader, Option<String>)>;
 /// Layers converted at once: each is a stream from a file or the network through a decoder.
 const PARALLEL_LAYERS: usize = 3;
 
-type LayerJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OciError>> + Send + 'a>>;
-
-/// Runs `jobs`, at most `limit` at a time, until all are done or one fails.
-async fn join_bounded(mut jobs: Vec<LayerJob<'_>>, limit: usize) -> Result<(), OciError> {
-    jobs.reverse();
-    let mut running: Vec<LayerJob<'_>> = Vec::new();
-    std::future::poll_fn(|cx| loop {
-        while running.len() < limit {
-            match jobs.pop() {
-                Some(job) => running.push(job),
-                None => break,
-            }
-        }
-        if running.is_empty() {
-            return std::task::Poll::Ready(Ok(()));
-        }
-        let mut progressed = false;
-        let mut i = 0;
-        while i < running.len() {
-            match running[i].as_mut().poll(cx) {
-                std::task::Poll::Ready(Ok(())) => {
-                    drop(running.swap_remove(i));
-                    progressed = true;
-                }
-                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
-                std::task::Poll::Pending => i += 1,
-            }
-        }
-        if !progressed {
-            return std::task::Poll::Pending;
-        }
-    })
-    .await
-}
-
-/// A spawned task that is cancelled when the future waiting for it is dropped (another layer
-/// failed): no orphan keeps downloading.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Imports the layers that are not in the store yet, then the image on top of them.
 pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) -> Result<ImageId, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
@@ -350,7 +306,7 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
     }
     let (os, arch) = naming::appc_os_arch(&plan.config);
     let chains = chain_ids(diff_ids);
-    let mut pending: Vec<LayerJob<'_>> = Vec::new();
+    let mut pending: Vec<Job<'_, (), OciError>> = Vec::new();
     for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
         let name = layer_name(&chains[i]);
         if store.find(&AppString { name: name.clone(), labels: Vec::new() })?.is_some() {
@@ -370,13 +326,13 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
         // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
         // slowest stage) run on every core; spawned only once admitted, to keep the bound.
         pending.push(Box::pin(async move {
-            let mut task = AbortOnDrop(tokio::spawn(async move {
+            let mut task = crate::task::AbortOnDrop(tokio::spawn(async move {
                 import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.to_string().as_bytes()).await
             }));
             (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))?.map(drop)
         }));
     }
-    join_bounded(pending, PARALLEL_LAYERS).await?;
+    try_join_bounded(pending, PARALLEL_LAYERS).await?;
     let top = chains.last().map(|c| layer_name(c));
     let manifest = naming::image_manifest(
         &plan.name,

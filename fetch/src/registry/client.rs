@@ -5,7 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+};
 use reqwest::{Client, Response, StatusCode, Url};
 
 use crate::oci::OciError;
@@ -181,11 +183,16 @@ impl RegistryClient {
 
     /// GETs `path` of the registry, authenticating when challenged and following redirects.
     async fn get(&self, path: &str, accept: &[&str]) -> Result<Response, OciError> {
+        self.get_with(path, accept, &HeaderMap::new()).await
+    }
+
+    /// As `get`, with `extra` headers (a `Range`) sent to every hop.
+    async fn get_with(&self, path: &str, accept: &[&str], extra: &HeaderMap) -> Result<Response, OciError> {
         let mut url = self.base.join(path).map_err(|e| err(e.to_string()))?;
         let mut authenticated = false;
         let mut basic_tried = false;
         for _ in 0..=MAX_REDIRECTS {
-            let mut headers = HeaderMap::new();
+            let mut headers = extra.clone();
             if !accept.is_empty() {
                 headers.insert(ACCEPT, HeaderValue::from_str(&accept.join(", ")).expect("media types are ASCII"));
             }
@@ -253,6 +260,30 @@ impl RegistryClient {
         let resp = self.get(&format!("v2/{}/blobs/{digest}", self.repo), &[]).await?;
         if !resp.status().is_success() {
             return Err(failure(&format!("blob {digest}"), resp).await);
+        }
+        Ok(crate::http::body(resp))
+    }
+
+    /// A blob from byte `offset` on (`Range`); the registry must answer 206 for the range asked.
+    pub async fn blob_from(&self, digest: &str, offset: u64) -> Result<crate::oci::Reader, OciError> {
+        if offset == 0 {
+            return self.blob(digest).await;
+        }
+        let mut extra = HeaderMap::new();
+        extra.insert(RANGE, HeaderValue::from_str(&format!("bytes={offset}-")).expect("digits are ASCII"));
+        let resp = self.get_with(&format!("v2/{}/blobs/{digest}", self.repo), &[], &extra).await?;
+        let range_start = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if resp.status() != StatusCode::PARTIAL_CONTENT || range_start != Some(offset) {
+            return Err(err(format!(
+                "blob {digest}: the download broke off and the registry cannot resume it (answered {})",
+                resp.status()
+            )));
         }
         Ok(crate::http::body(resp))
     }

@@ -1,6 +1,7 @@
 //! `docker://` images: the registry v2 API, every digest checked, each layer streamed from the
 //! registry through its digests into the store, and a layer already stored never downloaded.
 
+mod blob;
 mod client;
 
 use rkt_store::{now_ns, ImageId, RemoteRecord, Store};
@@ -64,6 +65,8 @@ pub struct RegistryOptions {
     /// `--insecure-options=tls`: no certificate verification.
     pub skip_tls_verify: bool,
     pub credentials: Option<(String, String)>,
+    /// Where layer downloads report their progress.
+    pub progress: crate::progress::ProgressHandle,
 }
 
 /// Credentials for `registry` from `~/.docker/config.json`'s `auths`.
@@ -96,13 +99,13 @@ pub async fn import(
     reference: &DockerRef,
     options: &RegistryOptions,
 ) -> Result<ImageId, OciError> {
-    let client = RegistryClient::new(
+    let client = std::sync::Arc::new(RegistryClient::new(
         &reference.registry,
         &reference.repository,
         options.plain_http,
         options.skip_tls_verify,
         options.credentials.clone(),
-    )?;
+    )?);
     let (bytes, content_type) = client.manifest(reference.reference(), ACCEPT, MAX_DOCUMENT).await?;
     let top_digest = format!("sha256:{}", sha256_hex(&bytes));
     if let Some(wanted) = &reference.digest {
@@ -156,8 +159,12 @@ pub async fn import(
         }
         let stored = store.find(&rkt_store::appc::AppString { name: layer_name(chain), labels: Vec::new() })?.is_some();
         // A stored layer is never downloaded again: an empty stream stands in, never read.
-        let blob: crate::oci::Reader =
-            if stored { Box::pin(tokio::io::empty()) } else { client.blob(&desc.digest).await? };
+        let blob: crate::oci::Reader = if stored {
+            Box::pin(tokio::io::empty())
+        } else {
+            let stream = blob::BlobStream::new(client.clone(), &desc.digest, desc.size);
+            Box::pin(options.progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), 0, stream))
+        };
         blobs.push((blob, Some(desc.digest.clone())));
     }
     let version = if reference.tag.is_empty() {

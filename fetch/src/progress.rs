@@ -1,0 +1,76 @@
+//! Download progress, reported through a callback: the library never draws, the CLI does.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Told of each download as it begins.
+pub trait Progress: Send + Sync {
+    /// A download of `what` begins; `total` is its size when known, `done` what an earlier,
+    /// broken attempt already brought.
+    fn begin(&self, what: &str, total: Option<u64>, done: u64) -> Box<dyn Transfer>;
+}
+
+/// One download under way; dropped when it ends, whichever way.
+pub trait Transfer: Send + Sync {
+    fn advance(&self, bytes: u64);
+    /// The download completed (it is dropped either way).
+    fn complete(&self) {}
+}
+
+/// A shared progress sink, or none (`--quiet`, or a library user who does not care).
+#[derive(Clone, Default)]
+pub struct ProgressHandle(Option<Arc<dyn Progress>>);
+
+impl std::fmt::Debug for ProgressHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ProgressHandle(on)" } else { "ProgressHandle(off)" })
+    }
+}
+
+impl ProgressHandle {
+    pub fn new(sink: Arc<dyn Progress>) -> Self {
+        ProgressHandle(Some(sink))
+    }
+
+    /// `reader` with its bytes counted toward a transfer named `what`.
+    pub fn track<R: AsyncRead + Send + Unpin + 'static>(
+        &self,
+        what: &str,
+        total: Option<u64>,
+        done: u64,
+        reader: R,
+    ) -> Counted<R> {
+        let transfer = self.0.as_ref().map(|sink| sink.begin(what, total, done));
+        Counted { inner: reader, transfer, total, seen: done }
+    }
+}
+
+/// A reader that reports what passes through it; it counts the transfer complete at the end
+/// of its stream when the size matches what was announced (or none was).
+pub struct Counted<R> {
+    inner: R,
+    transfer: Option<Box<dyn Transfer>>,
+    total: Option<u64>,
+    seen: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let n = (buf.filled().len() - before) as u64;
+        self.seen += n;
+        let this = &mut *self;
+        if let Some(transfer) = &this.transfer {
+            if n > 0 {
+                transfer.advance(n);
+            } else if this.total.is_none_or(|t| t == this.seen) {
+                transfer.complete();
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
