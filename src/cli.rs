@@ -43,6 +43,9 @@ pub struct GlobalFlags {
     /// print out more debug information to stderr
     #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
     pub debug: bool,
+    /// no download progress on stderr (bars on a terminal, a line per download otherwise)
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod options;
 mod output;
+mod progress;
 mod run_args;
 
 use std::process::ExitCode;

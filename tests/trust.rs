@@ -137,3 +137,66 @@ fn trusted_prefixes_decide_which_signatures_count() {
     let out = rkt(&["fetch", other.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown entity"), "a masked system key does not count");
 }
+
+/// Signed images by URL: several fetched at once, each signature downloaded while its image
+/// is, a 202 on a signature asked again after the image, progress lines on stderr (none with
+/// --quiet), and an endless signed body refused with nothing stored.
+#[test]
+fn signed_urls_download_side_by_side() {
+    let env = Env::new();
+    let Some(alice) = Gpg::new(env.tmp.path(), "Alice <alice@example.com>") else {
+        eprintln!("skipping: gpg is missing or cannot make keys");
+        return;
+    };
+    let web = common::web::Web::start(&env.path("web"), None);
+    let local = env.path("local");
+    let cfg = ["--local-config", local.to_str().unwrap(), "--insecure-options=http"];
+    let rkt = |args: &[&str]| env.rkt(&[&cfg[..], args].concat());
+    let key = env.path("alice.asc");
+    alice.export(&key);
+    let out = rkt(&["trust", "--prefix=example.com/app", "--skip-fingerprint-review", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut ids = Vec::new();
+    for (name, file) in [("example.com/app", "a.aci"), ("example.com/app/b", "b.aci"), ("example.com/app/c", "c.aci")] {
+        let aci = simple_aci(name, file);
+        ids.push(image_id(&aci));
+        let path = env.write(file, &gzip(&aci));
+        alice.sign(&path);
+        web.route(&format!("/{file}"), serde_json::json!({"file": path}));
+        web.route(&format!("/{file}.asc"), serde_json::json!({"file": format!("{}.asc", path.display())}));
+    }
+    // The first image is slow to come; its signature is deferred once.
+    web.route("/a.aci", serde_json::json!({"file": env.path("a.aci"), "delay": 1.5}));
+    web.route("/a.aci.asc", serde_json::json!({"file": env.path("a.aci.asc"), "first_status": 202}));
+    let out = rkt(&["fetch", "--full", &web.url("/a.aci"), &web.url("/b.aci")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(), ids[..2].to_vec(), "IDs in order");
+    assert!(err.contains(&format!("Downloading {}", web.url("/a.aci"))), "{err}");
+    assert!(err.contains(&format!("Downloaded {}", web.url("/b.aci"))), "{err}");
+    let requests = web.requests();
+    let at = |path: &str| -> Vec<f64> {
+        requests.iter().filter(|r| r["path"] == path).map(|r| r["time"].as_f64().unwrap()).collect()
+    };
+    let (a, a_sig, b) = (at("/a.aci")[0], at("/a.aci.asc"), at("/b.aci")[0]);
+    assert!(b < a + 1.0, "the second image waited for the first: {requests:?}");
+    assert_eq!(a_sig.len(), 2, "the deferred signature was asked for twice: {requests:?}");
+    assert!(a_sig[0] < a + 1.0, "the signature was asked for while the image downloaded");
+    assert!(a_sig[1] >= a + 1.4, "the deferred signature was asked again after the image");
+
+    let out = rkt(&["--quiet", "fetch", &web.url("/c.aci")]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Download"), "--quiet shows no progress");
+
+    // An endless body under a good name: refused at the import's bound, nothing kept.
+    let endless = env.write("e.aci", &simple_aci("example.com/app/e", "e"));
+    alice.sign(&endless);
+    web.route("/e.aci", serde_json::json!({"file": endless, "mode": "endless"}));
+    web.route("/e.aci.asc", serde_json::json!({"file": format!("{}.asc", endless.display())}));
+    let before = env.snapshot();
+    let out = rkt(&["--quiet", "fetch", &web.url("/e.aci")]);
+    assert_eq!(out.status.code(), Some(254));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("more than 1 MiB"), "{err}");
+    assert_eq!(env.snapshot(), before);
+}

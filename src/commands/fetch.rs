@@ -6,67 +6,96 @@ use crate::cli::FetchArgs;
 use crate::commands::Context;
 use crate::{CliError, CliResult};
 
+/// Images fetched at once by one `rkt fetch`, and dependencies looked up at once.
+const PARALLEL_IMAGES: usize = 4;
+
 pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
     if args.signature.len() > args.images.len() {
         return Err(CliError::msg("more --signature flags than images"));
     }
     let store = ctx.open_store()?;
-    for (i, image) in args.images.iter().enumerate() {
-        let id = match ImageString::classify(image)? {
-            ImageString::Id(id) => store.resolve_id(&id)?,
-            ImageString::Path(path) => {
-                let options = FetchOptions {
-                    skip_verify: ctx.flags.insecure_options.image,
-                    signature: args.signature.get(i).cloned(),
-                    keystore: Some(&ctx.keystore),
-                };
-                let (imported, signers) = fetch_file(&store, &path, &options).await?;
-                report_signers(&signers);
-                let checked = match fetch_dependencies(ctx, &store, &imported.id, &args.pull_policy).await {
-                    Ok(()) => render_if_root(&store, &imported.id).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = checked {
-                    if !imported.already_stored {
-                        // An image whose dependencies cannot be had, or that cannot be rendered, is
-                        // bad input: the store stays as it was.
-                        store.remove_image(&imported.id)?;
-                    }
-                    return Err(e);
-                }
-                imported.id
+    // Downloads run side by side; rendering (CPU and disk bound) and the IDs follow in the
+    // order given, up to the first failure, as rkt printed them.
+    let jobs: Vec<rkt_fetch::task::Job<'_, Fetched, CliError>> = args
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let (store, args) = (&store, &args);
+            Box::pin(
+                async move { fetch_one(ctx, store, image, args.signature.get(i).cloned(), &args.pull_policy).await },
+            ) as rkt_fetch::task::Job<'_, Fetched, CliError>
+        })
+        .collect();
+    for result in rkt_fetch::task::join_bounded(jobs, PARALLEL_IMAGES).await {
+        let fetched = result?;
+        if let Err(e) = render_if_root(&store, &fetched.id).await {
+            if fetched.new_file_image {
+                // An image that cannot be rendered is bad input: the store stays as it was.
+                store.remove_image(&fetched.id)?;
             }
-            ImageString::Name(app) => {
-                let id = name_image(ctx, &store, &app, &args.pull_policy).await?;
-                fetch_dependencies(ctx, &store, &id, &args.pull_policy).await?;
-                render_if_root(&store, &id).await?;
-                id
-            }
-            ImageString::Oci(source) => {
-                if !ctx.flags.insecure_options.image {
-                    return Err(CliError::msg(format!(
-                        "{image}: Docker and OCI images are unsigned; fetch them with --insecure-options=image"
-                    )));
-                }
-                let id = rkt_fetch::oci::import(&store, &source).await?;
-                render_if_root(&store, &id).await?;
-                id
-            }
-            ImageString::Url(url) => {
-                let id = url_image(ctx, &store, &url, &args.pull_policy).await?;
-                fetch_dependencies(ctx, &store, &id, &args.pull_policy).await?;
-                render_if_root(&store, &id).await?;
-                id
-            }
-            ImageString::Docker(reference) => {
-                let id = docker_image(ctx, &store, image, &reference, &args.pull_policy).await?;
-                render_if_root(&store, &id).await?;
-                id
-            }
-        };
-        println!("{}", if args.full { id.to_string() } else { id.short(32) });
+            return Err(e);
+        }
+        println!("{}", if args.full { fetched.id.to_string() } else { fetched.id.short(32) });
     }
     Ok(())
+}
+
+/// An image brought into the store by `fetch_one`.
+struct Fetched {
+    id: rkt_store::ImageId,
+    /// A local ACI file imported now: removed again if it cannot be rendered.
+    new_file_image: bool,
+}
+
+async fn fetch_one(
+    ctx: &Context,
+    store: &rkt_store::Store,
+    image: &str,
+    signature: Option<std::path::PathBuf>,
+    policy: &str,
+) -> Result<Fetched, CliError> {
+    let id = match ImageString::classify(image)? {
+        ImageString::Id(id) => store.resolve_id(&id)?,
+        ImageString::Path(path) => {
+            let options = FetchOptions {
+                skip_verify: ctx.flags.insecure_options.image,
+                signature,
+                keystore: Some(&ctx.keystore),
+            };
+            let (imported, signers) = fetch_file(store, &path, &options).await?;
+            report_signers(&signers);
+            if let Err(e) = fetch_dependencies(ctx, store, &imported.id, policy).await {
+                if !imported.already_stored {
+                    // An image whose dependencies cannot be had is bad input: the store stays
+                    // as it was.
+                    store.remove_image(&imported.id)?;
+                }
+                return Err(e);
+            }
+            return Ok(Fetched { id: imported.id, new_file_image: !imported.already_stored });
+        }
+        ImageString::Name(app) => {
+            let id = name_image(ctx, store, &app, policy).await?;
+            fetch_dependencies(ctx, store, &id, policy).await?;
+            id
+        }
+        ImageString::Oci(source) => {
+            if !ctx.flags.insecure_options.image {
+                return Err(CliError::msg(format!(
+                    "{image}: Docker and OCI images are unsigned; fetch them with --insecure-options=image"
+                )));
+            }
+            rkt_fetch::oci::import(store, &source).await?
+        }
+        ImageString::Url(url) => {
+            let id = url_image(ctx, store, &url, policy).await?;
+            fetch_dependencies(ctx, store, &id, policy).await?;
+            id
+        }
+        ImageString::Docker(reference) => docker_image(ctx, store, image, &reference, policy).await?,
+    };
+    Ok(Fetched { id, new_file_image: false })
 }
 
 /// Fetches the appc dependencies of `top` (`--pull-policy=never`: from the store only), breadth first, each by its name and labels (a stored
@@ -81,32 +110,45 @@ pub async fn fetch_dependencies(
     // Dependencies are taken from the store when there; `never` forbids looking further.
     let policy = if policy == "never" { "never" } else { "new" };
     const MAX_IMAGES: usize = 1024;
-    let mut queue = std::collections::VecDeque::new();
-    queue.push_back((top.clone(), vec![store.manifest(top)?.name]));
+    let mut level = vec![(top.clone(), vec![store.manifest(top)?.name])];
     let mut seen = std::collections::HashSet::new();
-    while let Some((id, path)) = queue.pop_front() {
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        if seen.len() > MAX_IMAGES {
-            return Err(CliError::msg(format!("{} has more than {MAX_IMAGES} dependencies", path[0])));
-        }
-        for dep in store.manifest(&id)?.dependencies {
-            if path.contains(&dep.image_name) {
-                return Err(CliError::msg(format!("dependency cycle: {} -> {}", path.join(" -> "), dep.image_name)));
+    while !level.is_empty() {
+        // The dependencies of one level are looked up (and downloaded) side by side.
+        let mut wanted = Vec::new();
+        for (id, path) in level {
+            if !seen.insert(id.clone()) {
+                continue;
             }
-            let stored = dep.image_id.as_deref().and_then(|i| store.resolve_id(i).ok());
-            let dep_id = match stored {
-                Some(i) => i,
-                None => {
-                    let app = rkt_store::appc::AppString { name: dep.image_name.clone(), labels: dep.labels.clone() };
-                    name_image(ctx, store, &app, policy).await?
+            if seen.len() > MAX_IMAGES {
+                return Err(CliError::msg(format!("{} has more than {MAX_IMAGES} dependencies", path[0])));
+            }
+            for dep in store.manifest(&id)?.dependencies {
+                if path.contains(&dep.image_name) {
+                    return Err(CliError::msg(format!(
+                        "dependency cycle: {} -> {}",
+                        path.join(" -> "),
+                        dep.image_name
+                    )));
                 }
-            };
-            let mut next = path.clone();
-            next.push(dep.image_name.clone());
-            queue.push_back((dep_id, next));
+                let mut next = path.clone();
+                next.push(dep.image_name.clone());
+                wanted.push((dep, next));
+            }
         }
+        let jobs: Vec<rkt_fetch::task::Job<'_, rkt_store::ImageId, CliError>> = wanted
+            .iter()
+            .map(|(dep, _)| {
+                Box::pin(async move {
+                    if let Some(id) = dep.image_id.as_deref().and_then(|i| store.resolve_id(i).ok()) {
+                        return Ok(id);
+                    }
+                    let app = rkt_store::appc::AppString { name: dep.image_name.clone(), labels: dep.labels.clone() };
+                    name_image(ctx, store, &app, policy).await
+                }) as rkt_fetch::task::Job<'_, rkt_store::ImageId, CliError>
+            })
+            .collect();
+        let ids = rkt_fetch::task::try_join_bounded(jobs, PARALLEL_IMAGES).await?;
+        level = ids.into_iter().zip(wanted).map(|(id, (_, path))| (id, path)).collect();
     }
     Ok(())
 }
@@ -149,6 +191,7 @@ pub async fn docker_image(
         plain_http: ctx.flags.insecure_options.http,
         skip_tls_verify: ctx.flags.insecure_options.tls,
         credentials,
+        progress: ctx.progress.clone(),
     };
     Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
 }
@@ -219,6 +262,7 @@ pub fn http_options(ctx: &Context) -> rkt_fetch::http::HttpOptions {
         plain_http: ctx.flags.insecure_options.http,
         skip_tls_verify: ctx.flags.insecure_options.tls,
         auth,
+        progress: ctx.progress.clone(),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Context {
     pub flags: GlobalFlags,
     pub config: Config,
     pub keystore: rkt_trust::Keystore,
+    /// Where downloads show their progress.
+    pub progress: rkt_fetch::progress::ProgressHandle,
 }
 
 impl Context {
@@ -27,7 +29,8 @@ impl Context {
         dirs.extend(user.as_deref());
         let config = Config::load(&dirs)?;
         let keystore = rkt_trust::Keystore::new(&flags.system_config, &flags.local_config);
-        Ok(Context { flags, config, keystore })
+        let progress = crate::progress::handle(flags.quiet);
+        Ok(Context { flags, config, keystore, progress })
     }
 
     /// `--dir`, else `data` from paths.d, else rkt's default.

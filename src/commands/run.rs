@@ -177,7 +177,7 @@ pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResul
             flags.insecure_options = insecure;
         }
         let keystore = rkt_trust::Keystore::new(&flags.system_config, &flags.local_config);
-        let ctx = Context { flags, config: ctx.config.clone(), keystore };
+        let ctx = Context { flags, config: ctx.config.clone(), keystore, progress: ctx.progress.clone() };
         return run_with(&ctx, req, prepare_only).await;
     }
     run_with(ctx, req, prepare_only).await

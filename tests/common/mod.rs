@@ -250,13 +250,16 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Runs rkt and insists that it fails as rkt fails: exit 254 and one line on stderr.
+    /// Runs rkt and insists that it fails as rkt fails: exit 254 and one line on stderr
+    /// besides the progress lines of downloads (`Downloading …`, `Downloaded …`).
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.rkt(args);
         assert_eq!(out.status.code(), Some(254), "rkt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-        err
+        let message: Vec<&str> =
+            err.lines().filter(|l| !l.starts_with("Downloading ") && !l.starts_with("Downloaded ")).collect();
+        assert_eq!(message.len(), 1, "one line expected: {err}");
+        message[0].to_string() + "\n"
     }
 
     pub fn fetch(&self, bytes: &[u8], name: &str) -> String {
