@@ -28,14 +28,14 @@ for i in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sl
 skopeo copy -q --dest-tls-verify=false "oci:$work/layout:v1" "docker://127.0.0.1:$port/bench/image:v1"
 image="127.0.0.1:$port/bench/image:v1"
 podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs)
-/usr/bin/time -f "%M" -o "$work/rss" "$rkt" --dir "$work/rss-store" --insecure-options=image,http fetch "docker://$image" >/dev/null
+/usr/bin/time -f "%M" -o "$work/rss" "$rkt" --dir "$work/rss-store" --insecure-options=image,http --quiet fetch "docker://$image" >/dev/null
 hyperfine -r "$RUNS" --export-json "$work/cold.json" \
-  -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http fetch docker://$image" \
+  -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman cold" -p "${podman[*]} rmi -af >/dev/null 2>&1 || true" "${podman[*]} pull -q --tls-verify=false $image" \
   -n "skopeo copy" -p "rm -rf $work/oci" "skopeo copy -q --src-tls-verify=false docker://$image oci:$work/oci:v1" >/dev/null
 "${podman[@]}" pull -q --tls-verify=false "$image" >/dev/null
 hyperfine -r "$((RUNS * 3))" --export-json "$work/warm.json" \
-  -n "rkt warm" "$rkt --dir $work/store --insecure-options=image,http fetch docker://$image" \
+  -n "rkt warm" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman warm" "${podman[*]} pull -q --tls-verify=false $image" >/dev/null
 python3 - "$work/cold.json" "$work/warm.json" "$(cat "$work/rss")" <<'PY'
 import json, sys

@@ -40,7 +40,30 @@ fn fetch_by_name_through_discovery() {
     let mut wrong = Tar::new();
     wrong.manifest(&manifest_json("example.com/other", labels)).dir("rootfs");
     let wrong_aci = env.write("wrong.aci", &wrong.finish());
-    let html = r#"<html><head><meta name="ac-discovery" content="example.com https://example.com/images/{name}-{version}-{os}-{arch}.{ext}"></head></html>"#;
+    // A signed image under a prefix whose key rkt trust finds by discovery.
+    let mut signed = Tar::new();
+    signed.manifest(&manifest_json("example.com/app/signed", labels)).dir("rootfs").file("rootfs/s", b"signed");
+    let signed_aci = env.write("signed.aci", &gzip(&signed.finish()));
+    let gpg_home = env.path("gnupg");
+    std::fs::create_dir_all(&gpg_home).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&gpg_home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg (Debian's gnupg) is installed by test.sh");
+        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    gpg(&["--quick-gen-key", "Dave <dave@example.com>", "ed25519", "sign", "never"]);
+    let pubkeys = env.write("pubkeys.gpg", &gpg(&["--armor", "--export"]));
+    let signature = env.path("signed.aci.asc");
+    gpg(&["--armor", "--detach-sign", "--output", signature.to_str().unwrap(), signed_aci.to_str().unwrap()]);
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&gpg_home).args(["--kill", "gpg-agent"]).output();
+    let html = r#"<html><head><meta name="ac-discovery" content="example.com https://example.com/images/{name}-{version}-{os}-{arch}.{ext}">
+<meta name="ac-discovery-pubkeys" content="example.com https://example.com/pubkeys.gpg"></head></html>"#;
     let routes = serde_json::json!({
         "/?ac-discovery=1": {"body": html},
         "/app?ac-discovery=1": {"status": 404, "body": "no"},
@@ -49,6 +72,9 @@ fn fetch_by_name_through_discovery() {
         "/images/example.com/base-1.0.0-linux-amd64.aci": {"file": base_aci},
         "/images/example.com/loop-a-1.0.0-linux-amd64.aci": {"file": loop_a},
         "/images/example.com/loop-b-1.0.0-linux-amd64.aci": {"file": loop_b},
+        "/images/example.com/app/signed-1.0.0-linux-amd64.aci": {"file": signed_aci},
+        "/images/example.com/app/signed-1.0.0-linux-amd64.aci.asc": {"file": signature},
+        "/pubkeys.gpg": {"file": pubkeys},
     });
     std::fs::write(site.join("routes.json"), routes.to_string()).unwrap();
     std::fs::write(site.join("hosts"), "127.0.0.1 localhost example.com\n").unwrap();
@@ -67,6 +93,10 @@ $rkt image render --rootfs-only example.com/app:1.0.0 {rendered}
 if $rkt fetch example.com/app:2.0.0 2> {err}; then echo unexpected; exit 1; fi
 if $rkt fetch example.com/loop-a:1.0.0 2> {cycle}; then echo unexpected; exit 1; fi
 $rkt image list --no-legend --fields=name > {list}
+signed="{rkt} --dir {store} --local-config {config} --quiet"
+if $signed fetch example.com/app/signed:1.0.0 2> {untrusted}; then echo unexpected; exit 1; fi
+$signed trust --prefix example.com/app --skip-fingerprint-review > {trusted}
+$signed fetch example.com/app/signed:1.0.0 2> {verified}
 "#,
         hosts = site.join("hosts").display(),
         server = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/http_server.py"),
@@ -83,6 +113,10 @@ $rkt image list --no-legend --fields=name > {list}
         err = env.path("err").display(),
         list = env.path("list").display(),
         cycle = env.path("cycle").display(),
+        config = env.path("config").display(),
+        untrusted = env.path("untrusted").display(),
+        trusted = env.path("trusted").display(),
+        verified = env.path("verified").display(),
     );
     let out = Command::new("unshare").args(["--net", "--mount", "sh", "-c", &script]).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -108,4 +142,10 @@ $rkt image list --no-legend --fields=name > {list}
         requests.contains("/app?ac-discovery=1") && requests.contains("\"/?ac-discovery=1\""),
         "walked up from the full name: {requests}"
     );
+    let untrusted = std::fs::read_to_string(env.path("untrusted")).unwrap();
+    assert!(untrusted.contains("trust its signer with rkt trust --prefix"), "{untrusted}");
+    let trusted = std::fs::read_to_string(env.path("trusted")).unwrap();
+    assert!(trusted.contains("Added key for prefix \"example.com/app\""), "the key was discovered: {trusted}");
+    let verified = std::fs::read_to_string(env.path("verified")).unwrap();
+    assert!(verified.contains("signature verified:") && verified.contains("Dave <dave@example.com>"), "{verified}");
 }
