@@ -312,3 +312,59 @@ fn blob_redirects_to_another_host_carry_no_credentials() {
     env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "redirected");
 }
+
+/// hostile-inputs: replies no honest registry sends, from a server that answers the registry
+/// API with what the test says: a Content-Type that contradicts the document, a manifest over
+/// 4 MiB, a document that is both an index and a manifest, an error body shown to the user.
+#[test]
+fn hostile_registry_replies_are_refused() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let addr = web.url("/").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "a".repeat(64)), "size": 2},
+        "layers": [],
+    });
+    let huge = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "annotations": {"padding": "x".repeat(5 << 20)},
+    });
+    let both = serde_json::json!({"schemaVersion": 2, "manifests": [], "layers": []});
+    let routes = [
+        (
+            "liar",
+            serde_json::json!({"body": manifest.to_string(),
+            "headers": {"Content-Type": "application/vnd.oci.image.index.v1+json"}}),
+            "says it is",
+        ),
+        (
+            "huge",
+            serde_json::json!({"body": huge.to_string(),
+            "headers": {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}}),
+            "4194304-byte limit",
+        ),
+        (
+            "both",
+            serde_json::json!({"body": both.to_string(),
+            "headers": {"Content-Type": "application/json"}}),
+            "ambiguous",
+        ),
+        (
+            "denied",
+            serde_json::json!({"status": 403,
+            "body": r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#}),
+            "DENIED: requested access to the resource is denied",
+        ),
+    ];
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    for (name, route, why) in routes {
+        web.route(&format!("/v2/bad/{name}/manifests/v1"), route);
+        let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{addr}/bad/{name}:v1")]);
+        assert!(err.contains(why), "{name}: expected {why:?} in {err}");
+        assert_eq!(env.snapshot(), before, "{name} changed the store");
+    }
+}
