@@ -177,3 +177,32 @@ fn a_broken_download_is_resumed() {
         0
     );
 }
+
+/// `rkt fetch A B C…`: the images download side by side, at most four at once from one host,
+/// while another host's images do not wait; the IDs come out in the order given.
+#[test]
+fn several_images_download_at_once_bounded_per_host() {
+    let env = Env::new();
+    let (busy, other) = (Web::start(&env.path("busy"), None), Web::start(&env.path("other"), None));
+    let mut urls = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let aci = simple_aci(&format!("example.com/app{i}"), "x");
+        ids.push(image_id(&aci));
+        let file = env.write(&format!("app{i}.aci"), &gzip(&aci));
+        let web = if i < 6 { &busy } else { &other };
+        web.route(&format!("/app{i}.aci"), serde_json::json!({"file": file, "delay": 1.0}));
+        urls.push(web.url(&format!("/app{i}.aci")));
+    }
+    let mut args = vec!["--insecure-options=image,http", "fetch", "--full"];
+    args.extend(urls.iter().map(String::as_str));
+    let out = env.ok(&args);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ids, "IDs in the order given");
+    let mut busy_times: Vec<f64> = busy.requests().iter().map(|r| r["time"].as_f64().unwrap()).collect();
+    busy_times.sort_by(f64::total_cmp);
+    let first = busy_times[0];
+    assert!(busy_times[3] - first < 0.5, "four downloads from one host at once: {busy_times:?}");
+    assert!(busy_times[4] - first >= 0.9, "the fifth waited for a free slot: {busy_times:?}");
+    let other_time = other.requests()[0]["time"].as_f64().unwrap();
+    assert!(other_time - first < 0.5, "another host's image did not wait: {other_time} against {first}");
+}

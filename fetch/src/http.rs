@@ -32,6 +32,8 @@ pub struct HttpOptions {
     pub auth: BTreeMap<String, String>,
     /// Where downloads report their progress.
     pub progress: crate::progress::ProgressHandle,
+    /// Downloads at once per host.
+    pub slots: crate::task::HostSlots,
 }
 
 /// How a fetch by URL ended.
@@ -256,6 +258,8 @@ pub async fn fetch_url(
         headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={have}-")).map_err(io)?);
         headers.insert(IF_RANGE, HeaderValue::from_str(&validator).map_err(io)?);
     }
+    let parsed = Url::parse(url).map_err(|e| io(format!("{url}: {e}")))?;
+    let slot = options.slots.acquire(&host_key(&parsed)).await;
     let resp = get(&client, url, headers, options).await?;
     let status = resp.status();
     let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -285,7 +289,7 @@ pub async fn fetch_url(
     });
     let total = resp.content_length().map(|n| n + if resumed { have } else { 0 });
     let (reader, broken) = download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
-    let reader = options.progress.track(url, total, 0, reader);
+    let reader = options.progress.track(url, total, 0, crate::task::Slotted::new(reader, slot));
     let signers = Mutex::new(Vec::new());
     // The image is hashed and checked as it arrives (the import's bounds stop an endless or
     // hostile body); it gets its name only once the signature over the bytes kept in the

@@ -1,8 +1,13 @@
 //! Running downloads side by side without spawning them all at once.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One unit of work for `join_bounded`.
 pub type Job<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
@@ -72,6 +77,64 @@ pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Large transfers (image bodies, layer blobs) at once to one host.
+pub const PER_HOST: usize = 4;
+
+/// The download slots of each host, shared by every fetch of one command. Signatures and
+/// discovery documents are small and take no slot: a signed image's import waits for its
+/// signature, and that wait must never be behind the slots of other images.
+#[derive(Clone, Default)]
+pub struct HostSlots(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
+
+impl std::fmt::Debug for HostSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostSlots")
+    }
+}
+
+impl HostSlots {
+    /// Waits for a free slot for `host` (`host[:port]`); the slot is free again when the
+    /// permit is dropped.
+    pub async fn acquire(&self, host: &str) -> OwnedSemaphorePermit {
+        let semaphore = self
+            .0
+            .lock()
+            .expect("not poisoned")
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_HOST)))
+            .clone();
+        semaphore.acquire_owned().await.expect("the semaphore is never closed")
+    }
+}
+
+/// A body that gives its host slot back as soon as it ends or fails, not when its reader is
+/// dropped (which may be much later, after a signature check).
+pub struct Slotted<R> {
+    inner: R,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<R> Slotted<R> {
+    pub fn new(inner: R, slot: OwnedSemaphorePermit) -> Self {
+        Slotted { inner, slot: Some(slot) }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Slotted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        if result.is_err() || buf.filled().len() == before {
+            self.slot = None;
+        }
+        Poll::Ready(result)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::commands::Context;
 use crate::{CliError, CliResult};
 
 /// Images fetched at once by one `rkt fetch`, and dependencies looked up at once.
-const PARALLEL_IMAGES: usize = 4;
+const PARALLEL_IMAGES: usize = 8;
 
 pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
     if args.signature.len() > args.images.len() {
@@ -192,6 +192,7 @@ pub async fn docker_image(
         skip_tls_verify: ctx.flags.insecure_options.tls,
         credentials,
         progress: ctx.progress.clone(),
+        slots: ctx.slots.clone(),
     };
     Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
 }
@@ -263,6 +264,7 @@ pub fn http_options(ctx: &Context) -> rkt_fetch::http::HttpOptions {
         skip_tls_verify: ctx.flags.insecure_options.tls,
         auth,
         progress: ctx.progress.clone(),
+        slots: ctx.slots.clone(),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Context {
     pub keystore: rkt_trust::Keystore,
     /// Where downloads show their progress.
     pub progress: rkt_fetch::progress::ProgressHandle,
+    /// Downloads at once per host, across every image of the command.
+    pub slots: rkt_fetch::task::HostSlots,
 }
 
 impl Context {
@@ -30,7 +32,7 @@ impl Context {
         let config = Config::load(&dirs)?;
         let keystore = rkt_trust::Keystore::new(&flags.system_config, &flags.local_config);
         let progress = crate::progress::handle(flags.quiet);
-        Ok(Context { flags, config, keystore, progress })
+        Ok(Context { flags, config, keystore, progress, slots: Default::default() })
     }
 
     /// `--dir`, else `data` from paths.d, else rkt's default.

@@ -177,7 +177,13 @@ pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResul
             flags.insecure_options = insecure;
         }
         let keystore = rkt_trust::Keystore::new(&flags.system_config, &flags.local_config);
-        let ctx = Context { flags, config: ctx.config.clone(), keystore, progress: ctx.progress.clone() };
+        let ctx = Context {
+            flags,
+            config: ctx.config.clone(),
+            keystore,
+            progress: ctx.progress.clone(),
+            slots: ctx.slots.clone(),
+        };
         return run_with(&ctx, req, prepare_only).await;
     }
     run_with(ctx, req, prepare_only).await

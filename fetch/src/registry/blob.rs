@@ -11,16 +11,17 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::client::RegistryClient;
 use crate::oci::{OciError, Reader};
+use crate::task::{HostSlots, Slotted};
 
 /// Broken transfers resumed per blob before giving up.
 const RESUMES: u32 = 3;
 
-type Opening = Pin<Box<dyn Future<Output = Result<Reader, OciError>> + Send>>;
+type Opening = Pin<Box<dyn Future<Output = Result<Slotted<Reader>, OciError>> + Send>>;
 
 enum State {
     Idle,
     Opening(Opening),
-    Reading(Reader),
+    Reading(Slotted<Reader>),
 }
 
 pub struct BlobStream {
@@ -31,16 +32,30 @@ pub struct BlobStream {
     received: u64,
     resumes_left: u32,
     state: State,
+    /// The registry's download slots and its name in them.
+    slots: (HostSlots, String),
 }
 
 impl BlobStream {
-    pub fn new(client: Arc<RegistryClient>, digest: &str, size: u64) -> Self {
-        BlobStream { client, digest: digest.to_string(), size, received: 0, resumes_left: RESUMES, state: State::Idle }
+    pub fn new(client: Arc<RegistryClient>, digest: &str, size: u64, slots: (HostSlots, String)) -> Self {
+        BlobStream {
+            client,
+            digest: digest.to_string(),
+            size,
+            received: 0,
+            resumes_left: RESUMES,
+            state: State::Idle,
+            slots,
+        }
     }
 
     fn open(&self) -> Opening {
         let (client, digest, offset) = (self.client.clone(), self.digest.clone(), self.received);
-        Box::pin(async move { client.blob_from(&digest, offset).await })
+        let (slots, host) = self.slots.clone();
+        Box::pin(async move {
+            let slot = slots.acquire(&host).await;
+            Ok(Slotted::new(client.blob_from(&digest, offset).await?, slot))
+        })
     }
 }
 
@@ -55,7 +70,7 @@ impl AsyncRead for BlobStream {
                 },
                 State::Reading(reader) => {
                     let before = buf.filled().len();
-                    let result = ready!(reader.as_mut().poll_read(cx, buf));
+                    let result = ready!(Pin::new(reader).poll_read(cx, buf));
                     let n = (buf.filled().len() - before) as u64;
                     self.received += n;
                     let short = n == 0 && self.size > 0 && self.received < self.size;

@@ -67,6 +67,8 @@ pub struct RegistryOptions {
     pub credentials: Option<(String, String)>,
     /// Where layer downloads report their progress.
     pub progress: crate::progress::ProgressHandle,
+    /// Layer downloads at once per registry.
+    pub slots: crate::task::HostSlots,
 }
 
 /// Credentials for `registry` from `~/.docker/config.json`'s `auths`.
@@ -162,7 +164,12 @@ pub async fn import(
         let blob: crate::oci::Reader = if stored {
             Box::pin(tokio::io::empty())
         } else {
-            let stream = blob::BlobStream::new(client.clone(), &desc.digest, desc.size);
+            let stream = blob::BlobStream::new(
+                client.clone(),
+                &desc.digest,
+                desc.size,
+                (options.slots.clone(), reference.registry.clone()),
+            );
             Box::pin(options.progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), 0, stream))
         };
         blobs.push((blob, Some(desc.digest.clone())));
