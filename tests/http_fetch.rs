@@ -206,3 +206,28 @@ fn several_images_download_at_once_bounded_per_host() {
     let other_time = other.requests()[0]["time"].as_f64().unwrap();
     assert!(other_time - first < 0.5, "another host's image did not wait: {other_time} against {first}");
 }
+
+/// Two rkt processes fetching one URL at the same time download it once: the second waits for
+/// the first and takes what it stored.
+#[test]
+fn two_processes_download_one_url_once() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let aci = simple_aci("example.com/shared", "x");
+    let file = env.write("shared.aci", &gzip(&aci));
+    web.route("/shared.aci", serde_json::json!({"file": file, "etag": "\"s1\"", "delay": 1.0}));
+    let url = web.url("/shared.aci");
+    env.ok(&["image", "list"]);
+    let spawn = || env.cmd(&["--insecure-options=image,http", "--quiet", "fetch", "--full", &url]).output();
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for out in [&first, &second] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image_id(&aci));
+    }
+    assert_eq!(web.requests().len(), 1, "one download: {:?}", web.requests());
+}
