@@ -86,7 +86,7 @@ async fn fetch_one(
                     "{image}: Docker and OCI images are unsigned; fetch them with --insecure-options=image"
                 )));
             }
-            rkt_fetch::oci::import(store, &source).await?
+            rkt_fetch::oci::import(store, &source, nix::unistd::geteuid().is_root()).await?
         }
         ImageString::Url(url) => {
             let id = url_image(ctx, store, &url, policy).await?;
@@ -193,6 +193,7 @@ pub async fn docker_image(
         credentials,
         progress: ctx.progress.clone(),
         slots: ctx.slots.clone(),
+        render: nix::unistd::geteuid().is_root(),
     };
     Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
 }

@@ -210,7 +210,7 @@ async fn extract(store: &Store, args: &ExtractArgs, with_dependencies: bool) -> 
     }
     let layers = if with_dependencies { store.dependency_layers(&id)? } else { vec![store.single_layer(&id)?] };
     std::fs::create_dir_all(out).map_err(|e| CliError::msg(format!("creating {}: {e}", out.display())))?;
-    if let Err(e) = store.render_layers(&layers, out, args.rootfs_only).await {
+    if let Err(e) = store.render_layers(&layers, out, args.rootfs_only, false).await {
         let _ = std::fs::remove_dir_all(out);
         return Err(e.into());
     }

@@ -51,7 +51,7 @@ async fn image_for(
                     "{image}: Docker and OCI images are unsigned; run them with --insecure-options=image"
                 )));
             }
-            Ok(rkt_fetch::oci::import(store, &source).await?)
+            Ok(rkt_fetch::oci::import(store, &source, true).await?)
         }
         ImageString::Url(url) => crate::commands::fetch::url_image(ctx, store, &url, policy).await,
         ImageString::Docker(r) => crate::commands::fetch::docker_image(ctx, store, image, &r, policy).await,

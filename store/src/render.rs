@@ -12,7 +12,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
 use crate::store::Store;
 use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
-use crate::tree_writer::TreeWriter;
+use crate::tree_writer::{FileDigests, TreeWriter};
 
 /// A dependency tree deeper or wider than this is refused rather than walked.
 const MAX_LAYERS: usize = 1024;
@@ -76,8 +76,15 @@ impl Store {
 
     /// Renders `layers` (from `dependency_layers`) into the existing, empty directory `dest`:
     /// the root filesystem in `dest/rootfs` beside the top image's `manifest`, or, with
-    /// `rootfs_only`, the root filesystem in `dest` itself.
-    pub async fn render_layers(&self, layers: &[Layer], dest: &Path, rootfs_only: bool) -> Result<()> {
+    /// `rootfs_only`, the root filesystem in `dest` itself. With `digest`, returns the digests
+    /// of the files written (for the tree hash).
+    pub async fn render_layers(
+        &self,
+        layers: &[Layer],
+        dest: &Path,
+        rootfs_only: bool,
+        digest: bool,
+    ) -> Result<FileDigests> {
         let root = if rootfs_only { dest.to_path_buf() } else { dest.join("rootfs") };
         if !rootfs_only {
             std::fs::create_dir(&root).at(&root)?;
@@ -86,15 +93,17 @@ impl Store {
             std::fs::write(&manifest, json).at(&manifest)?;
         }
         let mut writer = TreeWriter::new(&root).at(&root)?;
+        if digest {
+            writer = writer.digesting();
+        }
         if is_plain_chain(layers) {
             // Layered images (a chain without path whitelists, as converted Docker images are):
             // each layer is written over the ones below it, its whiteouts removing what they
             // hide, in one pass per layer.
             for layer in layers.iter().rev() {
-                self.read_layer(layer, |path, _| Ok(overwrite_action(path)), &mut writer, true).await?;
+                self.overwrite_with_layer(layer, &mut writer).await?;
             }
-            writer.finish().at(&root)?;
-            return Ok(());
+            return writer.finish().at(&root);
         }
         let mut selector = Selector::default();
         let filters: Vec<LayerFilter> = (0..layers.len()).map(|i| LayerFilter::new(layers, i)).collect();
@@ -137,8 +146,12 @@ impl Store {
             )
             .await?;
         }
-        writer.finish().at(&root)?;
-        Ok(())
+        writer.finish().at(&root)
+    }
+
+    /// Writes one layer over what `writer` holds, its whiteouts removing what they hide.
+    pub(crate) async fn overwrite_with_layer(&self, layer: &Layer, writer: &mut TreeWriter) -> Result<()> {
+        self.read_layer(layer, |path, _| Ok(overwrite_action(path)), writer, true).await
     }
 
     /// Streams one image's blob, doing with each entry what `action` says; with `verify`, checks
@@ -214,7 +227,7 @@ fn in_rootfs(path: &[u8]) -> Option<&[u8]> {
 }
 
 /// A dependency chain in which every image depends on the next and none has a path whitelist.
-fn is_plain_chain(layers: &[Layer]) -> bool {
+pub(crate) fn is_plain_chain(layers: &[Layer]) -> bool {
     layers.iter().enumerate().all(|(i, l)| l.manifest.path_whitelist.is_empty() && l.parent == i.checked_sub(1))
 }
 

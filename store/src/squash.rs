@@ -29,7 +29,7 @@ impl Store {
         let tmp = self.tmp_dir();
         let claim = Claim::new(&tmp, "squash-").at(&tmp)?;
         std::fs::create_dir(&claim.path).at(&claim.path)?;
-        self.render_layers(&layers, &claim.path, true).await?;
+        self.render_layers(&layers, &claim.path, true, false).await?;
         let squashed = ImageManifest { dependencies: Vec::new(), path_whitelist: Vec::new(), ..manifest };
         let json = serde_json::to_vec(&squashed).map_err(|e| StoreError::Invalid(e.to_string()))?;
         write_replacing(out, |mut file, temp| async move {

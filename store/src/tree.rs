@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::error::StoreError;
 use crate::error::{IoContext, Result};
 use crate::image_id::ImageId;
 use crate::index::TreeRecord;
-use crate::render::Layer;
+use crate::render::{is_plain_chain, Layer};
 use crate::store::Store;
 use crate::tmp_area::{discard, lock_file, Claim};
+use crate::tree_writer::{FileDigests, TreeWriter};
 
 /// rkt's tree store ID: `deps-` and the key of the comma-joined IDs of the flattened layers.
 pub fn tree_id(layers: &[Layer]) -> String {
@@ -22,6 +24,14 @@ pub fn tree_id(layers: &[Layer]) -> String {
     let mut hasher = Sha512::new();
     hasher.update(joined.join(",").as_bytes());
     format!("deps-{}", ImageId::from_hasher(hasher))
+}
+
+/// A tree being rendered layer by layer (`Store::start_chain_render`); dropped unfinished, it
+/// leaves nothing.
+pub struct ChainRender {
+    claim: Claim,
+    writer: TreeWriter,
+    applied: Vec<ImageId>,
 }
 
 /// A rendered tree ready for use.
@@ -47,53 +57,118 @@ impl Store {
         let _lock = self.lock_shared()?;
         let layers = self.dependency_layers(top)?;
         let id = tree_id(&layers);
-        let path = self.tree_path(&id);
         // One render of a tree at a time; the others wait and then find it done.
-        let locks = self.cas_dir().join("treelocks");
-        std::fs::create_dir_all(&locks).at(&locks)?;
-        let lock_path = locks.join(&id);
-        let lock_file_handle =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
-        let _tree_lock = lock_file(lock_file_handle, nix::fcntl::FlockArg::LockExclusive).at(&lock_path)?;
-        let existing = self.index().tree(&id)?;
-        if let Some(record) = existing {
-            if path.join("rendered").exists() {
-                // A run uses the image: `image gc` counts from here (rkt did not, rkt#3387).
-                self.index().touch(top)?;
-                return Ok(Tree { record, path });
-            }
+        let _tree_lock = self.lock_tree(&id)?;
+        if let Some(tree) = self.rendered_tree(&id, top)? {
+            return Ok(tree);
         }
         let tmp = self.tmp_dir();
         // Held while rendering, so that the sweep of another run leaves the directory alone.
         let claim = Claim::new(&tmp, "render-").at(&tmp)?;
-        let staging = claim.path.clone();
-        std::fs::create_dir(&staging).at(&staging)?;
-        let result = async {
-            self.render_layers(&layers, &staging, false).await?;
-            let (hash, size) = hash_tree(&staging.join("rootfs"), TreeHash::Sha256)?;
-            for (name, content) in [("hash", hash.as_str()), ("image", &top.to_string()), ("rendered", "")] {
-                let file = staging.join(name);
-                std::fs::write(&file, content).at(&file)?;
-            }
-            let dir = std::fs::File::open(&staging).at(&staging)?;
-            nix::unistd::syncfs(&dir).at(&staging)?;
-            // Under the tree lock, a directory already there was left by a render whose index
-            // row was lost, or was found damaged.
-            discard(&tmp, &path).at(&path)?;
-            std::fs::rename(&staging, &path).at(&path)?;
-            let record = TreeRecord {
-                id: id.clone(),
-                image_id: top.clone(),
-                hash,
-                size,
-                images: layers.iter().map(|l| l.id.clone()).collect(),
-            };
-            self.index().insert_tree(&record)?;
-            Ok(Tree { record, path: path.clone() })
+        std::fs::create_dir(&claim.path).at(&claim.path)?;
+        let digests = self.render_layers(&layers, &claim.path, false, true).await?;
+        self.commit_tree(&claim.path, &id, top, &layers, &digests)
+    }
+
+    /// Starts rendering a chain of layers (each depending on the one below, no path
+    /// whitelists: a converted Docker image) from the bottom, while the layers above are still
+    /// being imported.
+    pub fn start_chain_render(&self) -> Result<ChainRender> {
+        let tmp = self.tmp_dir();
+        let claim = Claim::new(&tmp, "render-").at(&tmp)?;
+        let rootfs = claim.path.join("rootfs");
+        std::fs::create_dir_all(&rootfs).at(&rootfs)?;
+        let writer = TreeWriter::new(&rootfs).at(&rootfs)?.digesting();
+        Ok(ChainRender { claim, writer, applied: Vec::new() })
+    }
+
+    /// Writes the next layer up over what is rendered so far.
+    pub async fn render_next_layer(&self, render: &mut ChainRender, id: &ImageId) -> Result<()> {
+        let layer = self.single_layer(id)?;
+        self.overwrite_with_layer(&layer, &mut render.writer).await?;
+        render.applied.push(id.clone());
+        Ok(())
+    }
+
+    /// Adds `top` (the image above the chain) and puts the tree in the tree store, unless it
+    /// is there already. Fails, leaving nothing, when the layers rendered are not `top`'s.
+    pub async fn finish_chain_render(&self, mut render: ChainRender, top: &ImageId) -> Result<Tree> {
+        let _lock = self.lock_shared()?;
+        let layers = self.dependency_layers(top)?;
+        let below: Vec<&ImageId> = layers[1..].iter().rev().map(|l| &l.id).collect();
+        if !is_plain_chain(&layers) || below != render.applied.iter().collect::<Vec<_>>() {
+            return Err(StoreError::Invalid(format!("the layers rendered are not those of {}", top.short(32))));
         }
-        .await;
-        drop(claim);
-        result
+        self.overwrite_with_layer(&layers[0], &mut render.writer).await?;
+        let staging = render.claim.path.clone();
+        let rootfs = staging.join("rootfs");
+        let digests = render.writer.finish().at(&rootfs)?;
+        let manifest = staging.join("manifest");
+        std::fs::write(&manifest, self.image(top)?.manifest).at(&manifest)?;
+        let id = tree_id(&layers);
+        let _tree_lock = self.lock_tree(&id)?;
+        if let Some(tree) = self.rendered_tree(&id, top)? {
+            return Ok(tree);
+        }
+        self.commit_tree(&staging, &id, top, &layers, &digests)
+    }
+
+    fn lock_tree(&self, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        let locks = self.cas_dir().join("treelocks");
+        std::fs::create_dir_all(&locks).at(&locks)?;
+        let lock_path = locks.join(id);
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
+        lock_file(file, nix::fcntl::FlockArg::LockExclusive).at(&lock_path)
+    }
+
+    /// The tree `id` when it is rendered and recorded (under its lock).
+    fn rendered_tree(&self, id: &str, top: &ImageId) -> Result<Option<Tree>> {
+        let path = self.tree_path(id);
+        // The index's guard must be gone before `touch` takes it again.
+        let record = self.index().tree(id)?;
+        match record {
+            Some(record) if path.join("rendered").exists() => {
+                // A run uses the image: `image gc` counts from here (rkt did not, rkt#3387).
+                self.index().touch(top)?;
+                Ok(Some(Tree { record, path }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Hashes a rendered staging directory, syncs it, moves it into the tree store and
+    /// records it (under the tree's lock).
+    fn commit_tree(
+        &self,
+        staging: &Path,
+        id: &str,
+        top: &ImageId,
+        layers: &[Layer],
+        digests: &FileDigests,
+    ) -> Result<Tree> {
+        let path = self.tree_path(id);
+        let (hash, size) = hash_tree(&staging.join("rootfs"), TreeHash::Sha256, digests)?;
+        for (name, content) in [("hash", hash.as_str()), ("image", &top.to_string()), ("rendered", "")] {
+            let file = staging.join(name);
+            std::fs::write(&file, content).at(&file)?;
+        }
+        let dir = std::fs::File::open(staging).at(staging)?;
+        nix::unistd::syncfs(&dir).at(staging)?;
+        // Under the tree lock, a directory already there was left by a render whose index row
+        // was lost, or was found damaged.
+        let tmp = self.tmp_dir();
+        discard(&tmp, &path).at(&path)?;
+        std::fs::rename(staging, &path).at(&path)?;
+        let record = TreeRecord {
+            id: id.to_string(),
+            image_id: top.clone(),
+            hash,
+            size,
+            images: layers.iter().map(|l| l.id.clone()).collect(),
+        };
+        self.index().insert_tree(&record)?;
+        Ok(Tree { record, path })
     }
 
     /// Recomputes a rendered tree's hash; `Ok(false)` when it no longer matches the record.
@@ -103,7 +178,7 @@ impl Store {
             return Ok(false);
         }
         let kind = if record.hash.starts_with("sha512-") { TreeHash::Sha512 } else { TreeHash::Sha256 };
-        let (hash, _) = hash_tree(&rootfs, kind)?;
+        let (hash, _) = hash_tree(&rootfs, kind, &FileDigests::new())?;
         Ok(hash == record.hash)
     }
 
@@ -119,12 +194,14 @@ pub(crate) fn remove_dir_atomically(store: &Store, path: &Path) -> Result<()> {
 }
 
 /// The hash of a tree: for every entry in sorted path order its path, type, mode, owner, size,
-/// link target, device and extended attributes, then a regular file's bytes. Times are left out.
-/// Returns the hash (`sha256-` and 64 hex digits) and the bytes the files hold.
-pub fn hash_tree(root: &Path, kind: TreeHash) -> Result<(String, u64)> {
+/// link target, device and extended attributes, then for a regular file the SHA-256 of its
+/// bytes (taken from `known` when the writer recorded it, so that a fresh render is not read
+/// again). Times are left out. Returns the hash (`sha256-` and 64 hex digits) and the bytes the
+/// files hold. SHA-512 trees (rkt's, and earlier versions') hash the bytes themselves.
+pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(String, u64)> {
     match kind {
-        TreeHash::Sha256 => hash_tree_with(root, Sha256::new(), "sha256"),
-        TreeHash::Sha512 => hash_tree_with(root, Sha512::new(), "sha512"),
+        TreeHash::Sha256 => hash_tree_with(root, Sha256::new(), "sha256", Some(known)),
+        TreeHash::Sha512 => hash_tree_with(root, Sha512::new(), "sha512", None),
     }
 }
 
@@ -137,7 +214,13 @@ pub enum TreeHash {
     Sha512,
 }
 
-fn hash_tree_with<D: Digest>(root: &Path, mut hasher: D, prefix: &str) -> Result<(String, u64)> {
+/// With `known` (the SHA-256 format), each file's own SHA-256 stands for its bytes.
+fn hash_tree_with<D: Digest>(
+    root: &Path,
+    mut hasher: D,
+    prefix: &str,
+    known: Option<&FileDigests>,
+) -> Result<(String, u64)> {
     let mut total = 0u64;
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     let mut buffer = vec![0u8; 256 * 1024];
@@ -193,13 +276,16 @@ fn hash_tree_with<D: Digest>(root: &Path, mut hasher: D, prefix: &str) -> Result
             hasher.update(b"\n");
             if ft.is_file() {
                 total += size;
-                let mut file = std::fs::File::open(&path).at(&path)?;
-                loop {
-                    let n = file.read(&mut buffer).at(&path)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
+                match known {
+                    None => read_into(&path, &mut buffer, |chunk| hasher.update(chunk))?,
+                    Some(known) => match known.get(&(meta.dev(), meta.ino())) {
+                        Some(digest) => hasher.update(digest),
+                        None => {
+                            let mut file_hasher = Sha256::new();
+                            read_into(&path, &mut buffer, |chunk| file_hasher.update(chunk))?;
+                            hasher.update(file_hasher.finalize());
+                        }
+                    },
                 }
             } else if ft.is_dir() {
                 subdirs.push(rel_child);
@@ -211,6 +297,17 @@ fn hash_tree_with<D: Digest>(root: &Path, mut hasher: D, prefix: &str) -> Result
     let digest = hasher.finalize();
     let hex: String = digest[..32].iter().map(|b| format!("{b:02x}")).collect();
     Ok((format!("{prefix}-{hex}"), total))
+}
+
+fn read_into(path: &Path, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> Result<()> {
+    let mut file = std::fs::File::open(path).at(path)?;
+    loop {
+        let n = file.read(buffer).at(path)?;
+        if n == 0 {
+            return Ok(());
+        }
+        consume(&buffer[..n]);
+    }
 }
 
 /// A file's extended attributes, sorted by name; none where the filesystem has none.

@@ -16,6 +16,7 @@ use nix::sys::stat::{
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The owner, mode, time and extended attributes an entry gets.
@@ -44,7 +45,13 @@ pub struct TreeWriter {
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     pending_dirs: Vec<(Vec<u8>, Meta)>,
     buffer: Vec<u8>,
+    /// With `digesting`, the SHA-256 of every file written, by inode: the tree hash then need
+    /// not read the files again.
+    digests: Option<FileDigests>,
 }
+
+/// The SHA-256 of files' contents by (device, inode).
+pub type FileDigests = std::collections::HashMap<(u64, u64), [u8; 32]>;
 
 fn os(name: &[u8]) -> &OsStr {
     OsStr::from_bytes(name)
@@ -156,7 +163,14 @@ impl TreeWriter {
             parent_cache: None,
             pending_dirs: Vec::new(),
             buffer: vec![0; 256 * 1024],
+            digests: None,
         })
+    }
+
+    /// Records the digest of every file it writes (see `FileDigests`).
+    pub fn digesting(mut self) -> Self {
+        self.digests = Some(FileDigests::new());
+        self
     }
 
     pub fn root_path(&self) -> &Path {
@@ -223,6 +237,7 @@ impl TreeWriter {
         let fd = openat(dir, os(&name), flags, Mode::from_bits_truncate(0o600))?;
         let mut file = File::from(fd);
         let mut buffer = std::mem::take(&mut self.buffer);
+        let mut hasher = self.digests.as_ref().map(|_| Sha256::new());
         let copied = async {
             loop {
                 let n = data.read(&mut buffer).await?;
@@ -230,12 +245,20 @@ impl TreeWriter {
                     return Ok::<(), io::Error>(());
                 }
                 file.write_all(&buffer[..n])?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buffer[..n]);
+                }
             }
         }
         .await;
         self.buffer = buffer;
         copied?;
-        self.apply(file.as_fd(), meta)
+        self.apply(file.as_fd(), meta)?;
+        if let (Some(digests), Some(h)) = (self.digests.as_mut(), hasher) {
+            let st = nix::sys::stat::fstat(file.as_fd())?;
+            digests.insert((st.st_dev, st.st_ino), h.finalize().into());
+        }
+        Ok(())
     }
 
     pub fn symlink(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
@@ -332,7 +355,7 @@ impl TreeWriter {
 
     /// Gives directories their modes, owners and times, deepest first, once nothing more is
     /// written into them.
-    pub fn finish(mut self) -> io::Result<()> {
+    pub fn finish(mut self) -> io::Result<FileDigests> {
         self.parent_cache = None;
         let mut dirs = std::mem::take(&mut self.pending_dirs);
         dirs.sort_by_key(|(path, _)| {
@@ -347,6 +370,6 @@ impl TreeWriter {
             };
             self.apply(fd.as_fd(), meta)?;
         }
-        Ok(())
+        Ok(self.digests.take().unwrap_or_default())
     }
 }

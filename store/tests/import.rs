@@ -3,7 +3,11 @@
 use rkt_store::{ImportOptions, Store, StoreError};
 
 fn tar_with(content: &[u8]) -> Vec<u8> {
-    // A tiny ACI written by hand: manifest, rootfs/, one file, end marker.
+    aci(r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/x"}"#, &[("rootfs/f", content)])
+}
+
+/// A tiny ACI written by hand: manifest, rootfs/, these files, end marker.
+fn aci(manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     fn header(name: &str, kind: u8, size: usize) -> [u8; 512] {
         let mut b = [0u8; 512];
         b[..name.len()].copy_from_slice(name.as_bytes());
@@ -20,9 +24,10 @@ fn tar_with(content: &[u8]) -> Vec<u8> {
         b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         b
     }
-    let manifest = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/x"}"#;
+    let mut entries: Vec<(&str, u8, &[u8])> = vec![("manifest", b'0', manifest.as_bytes()), ("rootfs", b'5', b"")];
+    entries.extend(files.iter().map(|(name, data)| (*name, b'0', *data)));
     let mut out = Vec::new();
-    for (name, kind, data) in [("manifest", b'0', &manifest[..]), ("rootfs", b'5', b""), ("rootfs/f", b'0', content)] {
+    for (name, kind, data) in entries {
         out.extend_from_slice(&header(name, kind, data.len()));
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
@@ -67,4 +72,46 @@ fn lookup_by_name_prefers_latest_then_newest() {
     assert_eq!(store.find(&app).unwrap(), Some(second.id));
     let none = rkt_store::appc::AppString::parse("example.com/x,os=linux").unwrap();
     assert_eq!(store.find(&none).unwrap(), None);
+}
+
+#[test]
+fn a_chain_rendered_layer_by_layer_equals_the_ordinary_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let manifest = |name: &str, dep: Option<&str>| {
+        let deps = dep.map(|d| format!(r#","dependencies":[{{"imageName":"{d}"}}]"#)).unwrap_or_default();
+        format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"{deps}}}"#)
+    };
+    let base = aci(&manifest("example.com/l0", None), &[("rootfs/a", b"base"), ("rootfs/gone", b"x")]);
+    let mid =
+        aci(&manifest("example.com/l1", Some("example.com/l0")), &[("rootfs/a", b"mid"), ("rootfs/.wh.gone", b"")]);
+    let top = aci(&manifest("example.com/top", Some("example.com/l1")), &[]);
+    rt().block_on(async {
+        let mut ids = Vec::new();
+        for image in [&base, &mid, &top] {
+            ids.push(store.import(&image[..], &ImportOptions::default()).await.unwrap().id);
+        }
+        let mut chain = store.start_chain_render().unwrap();
+        store.render_next_layer(&mut chain, &ids[0]).await.unwrap();
+        store.render_next_layer(&mut chain, &ids[1]).await.unwrap();
+        let tree = store.finish_chain_render(chain, &ids[2]).await.unwrap();
+        assert!(store.check_tree(&tree.record).unwrap(), "the recorded hash is what the files hash to");
+        assert_eq!(std::fs::read(tree.rootfs().join("a")).unwrap(), b"mid");
+        assert!(!tree.rootfs().join("gone").exists(), "the whiteout hid the lower file");
+        let hash = tree.record.hash.clone();
+        store.remove_tree(&tree.record.id).unwrap();
+        assert_eq!(store.render_tree(&ids[2]).await.unwrap().record.hash, hash, "same as the ordinary render");
+
+        // Layers in the wrong order are not the image's: refused, nothing left behind.
+        let mut chain = store.start_chain_render().unwrap();
+        store.render_next_layer(&mut chain, &ids[1]).await.unwrap();
+        store.render_next_layer(&mut chain, &ids[0]).await.unwrap();
+        assert!(store.finish_chain_render(chain, &ids[2]).await.is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("cas/tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("render-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    });
 }

@@ -6,6 +6,7 @@
 mod container;
 mod convert;
 pub mod naming;
+mod progressive;
 mod types;
 
 use std::path::PathBuf;
@@ -259,7 +260,8 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 /// Imports a Docker or OCI image from a file or directory; returns the ID of the image's ACI.
-pub async fn import(store: &Store, source: &OciSource) -> Result<ImageId, OciError> {
+/// Imports an image from a file or directory; with `render`, its tree is rendered too.
+pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<ImageId, OciError> {
     let (container, plan) = match source {
         OciSource::Layout { path, reference } => {
             let container = Container::dir(path);
@@ -285,7 +287,7 @@ pub async fn import(store: &Store, source: &OciSource) -> Result<ImageId, OciErr
         let (blob, _) = container.open(file).await?;
         layers.push((blob, digest.clone()));
     }
-    store_image(store, &plan, layers).await
+    store_image(store, &plan, layers, render).await
 }
 
 /// The layers of an image, bottom first: a way to open each blob, and its expected digest.
@@ -295,7 +297,13 @@ pub(crate) type LayerBlobs = Vec<(Reader, Option<String>)>;
 const PARALLEL_LAYERS: usize = 3;
 
 /// Imports the layers that are not in the store yet, then the image on top of them.
-pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) -> Result<ImageId, OciError> {
+/// With `render`, the image's tree is rendered while the layers are imported.
+pub(crate) async fn store_image(
+    store: &Store,
+    plan: &Plan,
+    layers: LayerBlobs,
+    render: bool,
+) -> Result<ImageId, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
     if diff_ids.len() != layers.len() {
         return Err(OciError::Invalid(format!(
@@ -306,10 +314,24 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
     }
     let (os, arch) = naming::appc_os_arch(&plan.config);
     let chains = chain_ids(diff_ids);
+    let stored: Vec<Option<ImageId>> = chains
+        .iter()
+        .map(|c| store.find(&AppString { name: layer_name(c), labels: Vec::new() }))
+        .collect::<Result<_, _>>()?;
+    // Only worth it when something is imported: a tree of stored layers may well exist already.
+    let progressive = if render && stored.iter().any(Option::is_none) {
+        progressive::ProgressiveRender::start(store, chains.len()).ok()
+    } else {
+        None
+    };
+    let order = progressive.as_ref().map(|p| p.order());
     let mut pending: Vec<Job<'_, (), OciError>> = Vec::new();
     for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
         let name = layer_name(&chains[i]);
-        if store.find(&AppString { name: name.clone(), labels: Vec::new() })?.is_some() {
+        if let Some(id) = &stored[i] {
+            if let Some(order) = &order {
+                order.stored(i, id.clone());
+            }
             continue;
         }
         let mut manifest = serde_json::json!({
@@ -322,14 +344,18 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
         if i > 0 {
             manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
         }
-        let (store, diff_id) = (store.clone(), diff_id.clone());
+        let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
         // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
         // slowest stage) run on every core; spawned only once admitted, to keep the bound.
         pending.push(Box::pin(async move {
             let mut task = crate::task::AbortOnDrop(tokio::spawn(async move {
                 import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.to_string().as_bytes()).await
             }));
-            (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))?.map(drop)
+            let id = (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))??;
+            if let Some(order) = &order {
+                order.stored(i, id);
+            }
+            Ok(())
         }));
     }
     try_join_bounded(pending, PARALLEL_LAYERS).await?;
@@ -350,6 +376,10 @@ pub(crate) async fn store_image(store: &Store, plan: &Plan, layers: LayerBlobs) 
     let aci = image_aci(manifest.as_bytes()).await?;
     let latest = plan.version == "latest";
     let imported = store.import(&aci[..], &ImportOptions { expected: None, latest }).await?;
+    if let Some(progressive) = progressive {
+        // A render that failed is done again, the ordinary way, by whoever needs the tree.
+        let _ = progressive.finish(store, &imported.id).await;
+    }
     Ok(imported.id)
 }
 

@@ -69,6 +69,8 @@ pub struct RegistryOptions {
     pub progress: crate::progress::ProgressHandle,
     /// Layer downloads at once per registry.
     pub slots: crate::task::HostSlots,
+    /// Render the image's tree while its layers are imported.
+    pub render: bool,
 }
 
 /// Credentials for `registry` from `~/.docker/config.json`'s `auths`.
@@ -191,7 +193,7 @@ pub async fn import(
         layers: Vec::new(),
         original: typed.trim_start_matches("docker://").trim_start_matches("docker:").to_string(),
     };
-    let id = store_image(store, &plan, blobs).await?;
+    let id = store_image(store, &plan, blobs, options.render).await?;
     store.set_remote(&RemoteRecord {
         url,
         sig_url: String::new(),
