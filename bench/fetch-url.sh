@@ -19,18 +19,7 @@ rkt=$PWD/target/release/rkt
 work=$(mktemp -d /dev/shm/rkt-url-bench.XXXXXX)
 cleanup() { kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-mkdir -p "$work/src/rootfs/data"
-files=$((SIZE_MB / 8))
-for i in $(seq 1 "$files"); do
-  if [ $((i % 2)) = 0 ]; then
-    head -c 8M /dev/urandom >"$work/src/rootfs/data/random-$i"
-  else
-    yes "line $i of a compressible file in the benchmark image" | head -c 8M >"$work/src/rootfs/data/text-$i" || true
-  fi
-done
-printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"bench.local/big"}' >"$work/src/manifest"
-tar -C "$work/src" -cf - manifest rootfs | pigz -6 >"$work/image.aci"
-rm -rf "$work/src"
+bash bench/make-aci.sh "$work/image.aci" "$SIZE_MB"
 cat >"$work/routes.json" <<JSON
 {"/image.aci": {"file": "$work/image.aci", "etag": "\"v1\"", "headers": {"Cache-Control": "max-age=3600"}},
  "/revalidate.aci": {"file": "$work/image.aci", "etag": "\"v1\"", "headers": {"Cache-Control": "no-cache"}}}

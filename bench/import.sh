@@ -19,21 +19,10 @@ cargo build --release --quiet --bin rkt --example import
 rkt=$PWD/target/release/rkt
 import=$PWD/target/release/examples/import
 rm -rf "$BENCH_DIR"
-mkdir -p "$BENCH_DIR/src/rootfs/data" "$BENCH_DIR/out"
+mkdir -p "$BENCH_DIR/out"
 aci=$BENCH_DIR/image.aci
 echo "building a ${SIZE_MB} MiB ACI..." >&2
-files=$((SIZE_MB / 8))
-for i in $(seq 1 "$files"); do
-  if [ $((i % 2)) = 0 ]; then
-    head -c 8M /dev/urandom >"$BENCH_DIR/src/rootfs/data/random-$i"
-  else
-    # yes ends by SIGPIPE when head has enough, which pipefail reports as a failure.
-    yes "line $i of a compressible file in the benchmark image" | head -c 8M >"$BENCH_DIR/src/rootfs/data/text-$i" || true
-  fi
-done
-printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"bench.local/big"}' >"$BENCH_DIR/src/manifest"
-tar -C "$BENCH_DIR/src" -cf - manifest rootfs | pigz -6 >"$aci"
-rm -rf "$BENCH_DIR/src"
+bash bench/make-aci.sh "$aci" "$SIZE_MB"
 echo "ACI: $(du -h "$aci" | cut -f1) compressed, filesystem: $(df -T "$BENCH_DIR" | awk 'NR==2{print $2}')" >&2
 
 # time_cmd NAME CMD...: appends "NAME seconds maxrss_kib" to $BENCH_DIR/results

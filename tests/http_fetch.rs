@@ -135,15 +135,7 @@ fn a_broken_download_is_resumed() {
     let env = Env::new();
     let web = Web::start(&env.path("web"), None);
     // Incompressible bytes (xorshift), so that the gzip file is larger than the cut.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let payload: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let payload = incompressible(300_000, 0x9e37_79b9_7f4a_7c15);
     let mut t = Tar::new();
     t.manifest(&manifest_json("example.com/big", "")).dir("rootfs").file("rootfs/data", &payload);
     let tar = t.finish();

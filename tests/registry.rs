@@ -215,6 +215,20 @@ fn a_manifest_list_gives_the_host_platform() {
     assert_eq!(std::fs::read_to_string(rendered.join("etc/arch")).unwrap(), expected);
 }
 
+/// A registry behind basic auth (alice:s3cret) whose blob downloads redirect to a web server.
+fn redirecting_registry(env: &Env) -> Option<(Web, Registry)> {
+    let web = Web::start(&env.path("web"), None);
+    let registry = Registry::start_redirecting(&env.path("registry"), "alice", "s3cret", &web.url("/"))?;
+    Some((web, registry))
+}
+
+/// `rkt fetch --full docker://REGISTRY/REPO_TAG` with alice's credentials in auth.d.
+fn fetch_as_alice(env: &Env, registry: &Registry, repo_tag: &str) -> std::process::Output {
+    let config = docker_auth(env, &registry.addr, "alice", "s3cret");
+    let image = format!("docker://{}/{repo_tag}", registry.addr);
+    env.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", "--full", &image])
+}
+
 /// Routes the registry's own blob files on `web`, where its redirect middleware points.
 fn serve_blobs(registry: &Registry, web: &Web, route: impl Fn(&std::path::Path) -> serde_json::Value) {
     let storage = registry.dir.join("data");
@@ -236,20 +250,9 @@ fn serve_blobs(registry: &Registry, web: &Web, route: impl Fn(&std::path::Path) 
 #[test]
 fn broken_blob_downloads_resume_where_they_stopped() {
     let env = Env::new();
-    let web = Web::start(&env.path("web"), None);
-    let Some(registry) = Registry::start_redirecting(&env.path("registry"), "alice", "s3cret", &web.url("/")) else {
-        return;
-    };
+    let Some((web, registry)) = redirecting_registry(&env) else { return };
     // Incompressible bytes (xorshift), so that the compressed layer is larger than the cut.
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let payload: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let payload = incompressible(300_000, 0x2545_f491_4f6c_dd1d);
     let mut t = Tar::new();
     t.dir("etc").file("etc/big", &payload);
     let mut layout = Layout::new(env.path("layout"));
@@ -260,15 +263,7 @@ fn broken_blob_downloads_resume_where_they_stopped() {
         &web,
         |path| serde_json::json!({"file": path, "mode": "cut", "cut": 100_000, "ranges": true}),
     );
-    let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
-    let out = env.rkt(&[
-        "--local-config",
-        config.to_str().unwrap(),
-        "--insecure-options=image,http",
-        "fetch",
-        "--full",
-        &format!("docker://{}/big/demo:v1", registry.addr),
-    ]);
+    let out = fetch_as_alice(&env, &registry, "big/demo:v1");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ranges: Vec<String> = web.requests().iter().filter_map(|r| r["range"].as_str().map(str::to_string)).collect();
     assert_eq!(ranges, vec!["bytes=100000-".to_string()], "one resumed request, from the cut on");
@@ -283,24 +278,12 @@ fn broken_blob_downloads_resume_where_they_stopped() {
 #[test]
 fn blob_redirects_to_another_host_carry_no_credentials() {
     let env = Env::new();
-    let web = Web::start(&env.path("web"), None);
-    let Some(registry) = Registry::start_redirecting(&env.path("registry"), "alice", "s3cret", &web.url("/")) else {
-        return;
-    };
+    let Some((web, registry)) = redirecting_registry(&env) else { return };
     let mut layout = Layout::new(env.path("layout"));
     layout.image("v1", &[(layer(&[("etc/x", "redirected")]), TGZ, gzip)], serde_json::json!({}));
     registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/demo:v1", Some("alice:s3cret"));
     serve_blobs(&registry, &web, |path| serde_json::json!({"file": path}));
-    let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
-    let image = format!("docker://{}/priv/demo:v1", registry.addr);
-    let out = env.rkt(&[
-        "--local-config",
-        config.to_str().unwrap(),
-        "--insecure-options=image,http",
-        "fetch",
-        "--full",
-        &image,
-    ]);
+    let out = fetch_as_alice(&env, &registry, "priv/demo:v1");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let requests = web.requests();
     assert!(!requests.is_empty(), "the blobs came through the redirect");

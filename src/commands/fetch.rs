@@ -42,13 +42,14 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
 }
 
 /// An image brought into the store by `fetch_one`.
-struct Fetched {
-    id: rkt_store::ImageId,
+pub struct Fetched {
+    pub id: rkt_store::ImageId,
     /// A local ACI file imported now: removed again if it cannot be rendered.
     new_file_image: bool,
 }
 
-async fn fetch_one(
+/// Finds or fetches one image and its dependencies, by pull policy (rkt fetch's, rkt run's).
+pub async fn fetch_one(
     ctx: &Context,
     store: &rkt_store::Store,
     image: &str,
@@ -83,9 +84,10 @@ async fn fetch_one(
         ImageString::Oci(source) => {
             if !ctx.flags.insecure_options.image {
                 return Err(CliError::msg(format!(
-                    "{image}: Docker and OCI images are unsigned; fetch them with --insecure-options=image"
+                    "{image}: Docker and OCI images are unsigned; use them with --insecure-options=image"
                 )));
             }
+            // Rendered at once only as root (rkt run is root only).
             rkt_fetch::oci::import(store, &source, nix::unistd::geteuid().is_root()).await?
         }
         ImageString::Url(url) => {

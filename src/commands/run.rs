@@ -1,17 +1,16 @@
 //! `rkt run`, `rkt prepare` and `rkt run-prepared`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rkt_fetch::{fetch_file, FetchOptions, ImageString};
 use rkt_runner::cgroups::PodCgroups;
 use rkt_runner::plan::{self, ResolvedApp};
 use rkt_runner::pod::{PodLock, Pods};
 use rkt_runner::spec::{NetMode, PodPaths, PodSpec};
 use rkt_runner::{launch, network};
 use rkt_store::appc::pod::{PodManifest, RuntimeApp, RuntimeImage, Volume};
-use rkt_store::{ImageId, Store};
 
 use crate::cli::RunPreparedArgs;
+use crate::commands::fetch::fetch_one;
 use crate::commands::Context;
 use crate::run_args::{self, RunRequest};
 use crate::{CliError, CliResult};
@@ -21,40 +20,6 @@ pub fn require_root() -> CliResult {
         Ok(())
     } else {
         Err(CliError::msg("cannot run as unprivileged user"))
-    }
-}
-
-/// Finds or fetches the image of one app, as pull policy `new` does for `rkt run`.
-async fn image_for(
-    ctx: &Context,
-    store: &Store,
-    image: &str,
-    signature: Option<PathBuf>,
-    policy: &str,
-) -> Result<ImageId, CliError> {
-    match ImageString::classify(image)? {
-        ImageString::Id(id) => Ok(store.resolve_id(&id)?),
-        ImageString::Path(path) => {
-            let options = FetchOptions {
-                skip_verify: ctx.flags.insecure_options.image,
-                signature,
-                keystore: Some(&ctx.keystore),
-            };
-            let (imported, signers) = fetch_file(store, &path, &options).await?;
-            crate::commands::fetch::report_signers(&signers);
-            Ok(imported.id)
-        }
-        ImageString::Name(app) => crate::commands::fetch::name_image(ctx, store, &app, policy).await,
-        ImageString::Oci(source) => {
-            if !ctx.flags.insecure_options.image {
-                return Err(CliError::msg(format!(
-                    "{image}: Docker and OCI images are unsigned; run them with --insecure-options=image"
-                )));
-            }
-            Ok(rkt_fetch::oci::import(store, &source, true).await?)
-        }
-        ImageString::Url(url) => crate::commands::fetch::url_image(ctx, store, &url, policy).await,
-        ImageString::Docker(r) => crate::commands::fetch::docker_image(ctx, store, image, &r, policy).await,
     }
 }
 
@@ -69,7 +34,7 @@ async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpe
     let mut resolved = Vec::new();
     let mut runtime_apps = Vec::new();
     for (app, signature) in req.apps.iter().zip(&req.signatures) {
-        let id = image_for(ctx, &store, &app.image, signature.clone(), &req.pull_policy).await?;
+        let id = fetch_one(ctx, &store, &app.image, signature.clone(), &req.pull_policy).await?.id;
         let tree = store.render_tree(&id).await?;
         let manifest = store.manifest(&id)?;
         runtime_apps.push((id, manifest.clone()));

@@ -176,6 +176,19 @@ pub fn simple_aci(name: &str, content: &str) -> Vec<u8> {
     t.finish()
 }
 
+/// Bytes no compressor can shrink (xorshift), so that compressed files stay as large as this.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
