@@ -149,6 +149,36 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     }
 }
 
+/// The same image pushed by skopeo into Debian's docker-registry, its top layer zstd, fetched
+/// with docker:// (rendered while its layers arrive) gives the tree umoci unpacks from a gzip
+/// twin of the layout.
+#[test]
+fn through_a_registry_it_renders_as_umoci_unpacks_it() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let Some(registry) = common::registry::Registry::start(&env.path("registry")) else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TZST, zstd)], config());
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "rich/demo:v1");
+    let image = format!("docker://{}/rich/demo:v1", registry.addr);
+    let id = env.ok(&["--insecure-options=image,http", "fetch", "--full", &image]).trim().to_string();
+    let ours = env.path("ours");
+    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    let mut gzip_layout = Layout::new(env.path("layout-gzip"));
+    gzip_layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TGZ, gzip)], config());
+    let bundle = env.path("bundle");
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:v1", gzip_layout.dir.display()), bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(describe(&ours), describe(&bundle.join("rootfs")));
+    let verified = env.ok(&["image", "verify", &id]);
+    assert!(verified.contains("ok (1 tree(s) checked)"), "the tree rendered during the pull: {verified}");
+}
+
 #[test]
 fn docker_archive_and_oci_archive_from_skopeo() {
     if !tools() {
