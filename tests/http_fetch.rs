@@ -223,3 +223,27 @@ fn two_processes_download_one_url_once() {
     }
     assert_eq!(web.requests().len(), 1, "one download: {:?}", web.requests());
 }
+
+/// On a terminal each download draws an indicatif bar (here through script(1)'s pseudo-terminal).
+#[test]
+fn a_terminal_gets_progress_bars() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping: needs script(1) (bsdutils)");
+        return;
+    }
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let file = env.write("bar.aci", &gzip(&simple_aci("example.com/bar", "x")));
+    web.route("/bar.aci", serde_json::json!({"file": file}));
+    let command = format!(
+        "{} --dir {} --insecure-options=image,http fetch {}",
+        env!("CARGO_BIN_EXE_rkt"),
+        env.store().display(),
+        web.url("/bar.aci")
+    );
+    let out = std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains(&format!("Downloading {} [", web.url("/bar.aci"))), "a bar: {screen}");
+    assert!(!screen.contains("Downloaded "), "no log lines on a terminal: {screen}");
+}
