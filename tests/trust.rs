@@ -188,6 +188,18 @@ fn signed_urls_download_side_by_side() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Download"), "--quiet shows no progress");
 
+    // A missing signature stops the download at once, not after the (slow) image.
+    let slow = env.write("s.aci", &gzip(&simple_aci("example.com/app/s", "s")));
+    web.route("/s.aci", serde_json::json!({"file": slow, "delay": 3.0}));
+    let before = env.snapshot();
+    let started = std::time::Instant::now();
+    let out = rkt(&["--quiet", "fetch", &web.url("/s.aci")]);
+    assert_eq!(out.status.code(), Some(254));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad HTTP status code: 404"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "it waited for the image");
+    assert_eq!(env.snapshot(), before);
+
     // An endless body under a good name: refused at the import's bound, nothing kept.
     let endless = env.write("e.aci", &simple_aci("example.com/app/e", "e"));
     alice.sign(&endless);

@@ -283,9 +283,15 @@ pub async fn fetch_url(
         resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
     };
     // The signature downloads while the image does; a 202 asks for it again after the image.
-    let signature = verify.map(|(_, sig_url)| {
+    // Its answer (`None` until there is one) is awaited by the check before the image is
+    // named, and watched meanwhile: a missing signature stops the download at once.
+    let (answer_sender, answer) = tokio::sync::watch::channel::<Option<Result<Option<Vec<u8>>, String>>>(None);
+    let _signature_task = verify.map(|(_, sig_url)| {
         let (client, sig_url, options) = (client.clone(), sig_url.to_string(), options.clone());
-        crate::task::AbortOnDrop(tokio::spawn(async move { signature_attempt(&client, &sig_url, &options).await }))
+        crate::task::AbortOnDrop(tokio::spawn(async move {
+            let got = signature_attempt(&client, &sig_url, &options).await.map_err(|e| e.to_string());
+            let _ = answer_sender.send(Some(got));
+        }))
     });
     let total = resp.content_length().map(|n| n + if resumed { have } else { 0 });
     let (reader, broken) = download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
@@ -296,10 +302,12 @@ pub async fn fetch_url(
     // partial file checks out.
     let gate = |manifest: &rkt_store::appc::ImageManifest| {
         let name = manifest.name.clone();
-        let (signers, partial) = (&signers, download.partial.clone());
+        let (signers, partial, mut answer) = (&signers, download.partial.clone(), answer.clone());
         async move {
-            let (Some((keystore, sig_url)), Some(mut first)) = (verify, signature) else { return Ok(()) };
-            let bytes = match (&mut first.0).await.map_err(io)?? {
+            let Some((keystore, sig_url)) = verify else { return Ok(()) };
+            let first = answer.wait_for(Option::is_some).await.map(|a| a.clone());
+            let first = first.map_err(|_| io("the signature download stopped"))?.expect("waited for an answer");
+            let bytes = match first.map_err(FetchError::Http)? {
                 Some(bytes) => bytes,
                 None => signature_attempt(&client, sig_url, options)
                     .await?
@@ -313,7 +321,22 @@ pub async fn fetch_url(
             Ok::<(), FetchError>(())
         }
     };
-    let imported = match store.import_gated(reader, &ImportOptions::default(), gate).await {
+    let signature_failed = async {
+        let mut answer = answer.clone();
+        let failed = answer.wait_for(|a| matches!(a, Some(Err(_)))).await.map(|a| a.clone());
+        match failed {
+            Ok(Some(Err(e))) => FetchError::Http(e),
+            // Unsigned, or the signature came: nothing to stop for.
+            _ => std::future::pending().await,
+        }
+    };
+    let options_for_import = ImportOptions::default();
+    let imported = tokio::select! {
+        imported = store.import_gated(reader, &options_for_import, gate) => imported,
+        // What arrived stays in the partial file for the next attempt to resume.
+        failure = signature_failed => return Err(failure),
+    };
+    let imported = match imported {
         Ok(imported) => imported,
         Err(e) => {
             if !broken.load(std::sync::atomic::Ordering::SeqCst) {
