@@ -209,6 +209,51 @@ async fn signature_attempt(client: &Client, url: &str, options: &HttpOptions) ->
     }
 }
 
+/// An image's signature, downloaded while the image is. Its answer (`None` until there is one)
+/// is awaited by the check before the image is named, and watched meanwhile, so that a missing
+/// signature stops the image's download at once.
+struct SignatureDownload {
+    url: String,
+    answer: tokio::sync::watch::Receiver<Option<Result<Option<Vec<u8>>, String>>>,
+    _task: crate::task::AbortOnDrop<()>,
+}
+
+impl SignatureDownload {
+    fn start(client: &Client, url: &str, options: &HttpOptions) -> Self {
+        let (sender, answer) = tokio::sync::watch::channel(None);
+        let (client, sig_url, options) = (client.clone(), url.to_string(), options.clone());
+        let task = crate::task::AbortOnDrop(tokio::spawn(async move {
+            let got = signature_attempt(&client, &sig_url, &options).await.map_err(|e| e.to_string());
+            let _ = sender.send(Some(got));
+        }));
+        SignatureDownload { url: url.to_string(), answer, _task: task }
+    }
+
+    /// The signature; after a 202 it is asked for once more (the image is in by now).
+    async fn bytes(&self, client: &Client, options: &HttpOptions) -> Result<Vec<u8>, FetchError> {
+        let mut answer = self.answer.clone();
+        let first = answer.wait_for(Option::is_some).await.map(|a| a.clone());
+        let first = first.map_err(|_| io("the signature download stopped"))?.expect("waited for an answer");
+        match first.map_err(FetchError::Http)? {
+            Some(bytes) => Ok(bytes),
+            None => signature_attempt(client, &self.url, options)
+                .await?
+                .ok_or_else(|| io(format!("{}: the server kept deferring the signature", self.url))),
+        }
+    }
+
+    /// Resolves only when the download failed.
+    async fn failed(&self) -> FetchError {
+        let mut answer = self.answer.clone();
+        let failed = answer.wait_for(|a| matches!(a, Some(Err(_)))).await.map(|a| a.clone());
+        match failed {
+            Ok(Some(Err(e))) => FetchError::Http(e),
+            // The signature came: nothing to stop for.
+            _ => std::future::pending().await,
+        }
+    }
+}
+
 /// Cache-Control's max-age in seconds; `no-cache` and `no-store` mean 0, as in rkt.
 fn max_age(headers: &HeaderMap) -> i64 {
     let Some(value) = headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()) else { return 0 };
@@ -282,17 +327,7 @@ pub async fn fetch_url(
     } else {
         resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
     };
-    // The signature downloads while the image does; a 202 asks for it again after the image.
-    // Its answer (`None` until there is one) is awaited by the check before the image is
-    // named, and watched meanwhile: a missing signature stops the download at once.
-    let (answer_sender, answer) = tokio::sync::watch::channel::<Option<Result<Option<Vec<u8>>, String>>>(None);
-    let _signature_task = verify.map(|(_, sig_url)| {
-        let (client, sig_url, options) = (client.clone(), sig_url.to_string(), options.clone());
-        crate::task::AbortOnDrop(tokio::spawn(async move {
-            let got = signature_attempt(&client, &sig_url, &options).await.map_err(|e| e.to_string());
-            let _ = answer_sender.send(Some(got));
-        }))
-    });
+    let signature = verify.map(|(_, sig_url)| SignatureDownload::start(&client, sig_url, options));
     let total = resp.content_length().map(|n| n + if resumed { have } else { 0 });
     let (reader, broken) = download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
     let reader = options.progress.track(url, total, 0, crate::task::Slotted::new(reader, slot));
@@ -302,17 +337,10 @@ pub async fn fetch_url(
     // partial file checks out.
     let gate = |manifest: &rkt_store::appc::ImageManifest| {
         let name = manifest.name.clone();
-        let (signers, partial, mut answer) = (&signers, download.partial.clone(), answer.clone());
+        let (signers, partial, signature) = (&signers, download.partial.clone(), signature.as_ref());
         async move {
-            let Some((keystore, sig_url)) = verify else { return Ok(()) };
-            let first = answer.wait_for(Option::is_some).await.map(|a| a.clone());
-            let first = first.map_err(|_| io("the signature download stopped"))?.expect("waited for an answer");
-            let bytes = match first.map_err(FetchError::Http)? {
-                Some(bytes) => bytes,
-                None => signature_attempt(&client, sig_url, options)
-                    .await?
-                    .ok_or_else(|| io(format!("{sig_url}: the server kept deferring the signature")))?,
-            };
+            let (Some((keystore, _)), Some(signature)) = (verify, signature) else { return Ok(()) };
+            let bytes = signature.bytes(&client, options).await?;
             let keys = keystore.keys_for(&name)?;
             let file = std::fs::File::open(&partial).map_err(io)?;
             let found = rkt_trust::verify(&keys, file, &bytes)
@@ -322,12 +350,9 @@ pub async fn fetch_url(
         }
     };
     let signature_failed = async {
-        let mut answer = answer.clone();
-        let failed = answer.wait_for(|a| matches!(a, Some(Err(_)))).await.map(|a| a.clone());
-        match failed {
-            Ok(Some(Err(e))) => FetchError::Http(e),
-            // Unsigned, or the signature came: nothing to stop for.
-            _ => std::future::pending().await,
+        match &signature {
+            Some(signature) => signature.failed().await,
+            None => std::future::pending().await,
         }
     };
     let options_for_import = ImportOptions::default();
