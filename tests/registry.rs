@@ -350,4 +350,14 @@ fn hostile_registry_replies_are_refused() {
         assert!(err.contains(why), "{name}: expected {why:?} in {err}");
         assert_eq!(env.snapshot(), before, "{name} changed the store");
     }
+    // A 503 is tried again: the second answer is the one judged.
+    web.route(
+        "/v2/bad/flaky/manifests/v1",
+        serde_json::json!({"first_status": 503, "body": manifest.to_string(),
+            "headers": {"Content-Type": "application/vnd.oci.image.index.v1+json"}}),
+    );
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{addr}/bad/flaky:v1")]);
+    assert!(err.contains("says it is"), "{err}");
+    let tries = web.requests().iter().filter(|r| r["path"] == "/v2/bad/flaky/manifests/v1").count();
+    assert_eq!(tries, 2, "one retry after the 503");
 }

@@ -106,7 +106,7 @@ pub async fn get(client: &Client, url: &str, extra: HeaderMap, options: &HttpOpt
                 headers.insert(AUTHORIZATION, HeaderValue::from_str(auth).map_err(io)?);
             }
         }
-        let resp = send_with_retries(client, &url, headers).await?;
+        let resp = send_with_retries(client, &url, headers).await.map_err(|e| io(format!("{url}: {e}")))?;
         if resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
             let next = redirect_target(&url, &resp).map_err(io)?;
             url = next;
@@ -117,7 +117,13 @@ pub async fn get(client: &Client, url: &str, extra: HeaderMap, options: &HttpOpt
     Err(io(format!("{url}: more than {MAX_REDIRECTS} redirects")))
 }
 
-async fn send_with_retries(client: &Client, url: &Url, headers: HeaderMap) -> Result<Response, FetchError> {
+/// One GET, tried up to three times with backoff on connection failures, timeouts, 429 and
+/// 5xx, honouring `Retry-After` (up to 10 s); the last answer or error is returned as it is.
+pub(crate) async fn send_with_retries(
+    client: &Client,
+    url: &Url,
+    headers: HeaderMap,
+) -> Result<Response, reqwest::Error> {
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
         let result = client.get(url.clone()).headers(headers.clone()).send().await;
@@ -136,7 +142,7 @@ async fn send_with_retries(client: &Client, url: &Url, headers: HeaderMap) -> Re
                 tokio::time::sleep(wait).await;
                 delay *= 2;
             }
-            _ => return result.map_err(|e| io(format!("{url}: {e}"))),
+            _ => return result,
         }
     }
     unreachable!("the last attempt returns")

@@ -208,8 +208,9 @@ impl RegistryClient {
                     }
                 }
             }
-            let resp =
-                self.http.get(url.clone()).headers(headers).send().await.map_err(|e| err(format!("{url}: {e}")))?;
+            let resp = crate::http::send_with_retries(&self.http, &url, headers)
+                .await
+                .map_err(|e| err(format!("{url}: {e}")))?;
             match resp.status() {
                 StatusCode::UNAUTHORIZED if !authenticated && self.may_authenticate(&url) => {
                     authenticated = true;
