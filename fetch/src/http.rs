@@ -429,17 +429,7 @@ impl Download {
         let key: String = crate::oci::sha256_hex(url.as_bytes())[..32].to_string();
         let lock_path = dir.join(format!("{key}.lock"));
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
-        let mut file = file;
-        let lock = loop {
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => break lock,
-                Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
-                    file = back;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err((_, e)) => return Err(io(e)),
-            }
-        };
+        let lock = rkt_store::lock_exclusive_waiting(file).await.map_err(io)?;
         Ok(Download { partial: dir.join(&key), validator: dir.join(format!("{key}.validator")), _lock: lock })
     }
 

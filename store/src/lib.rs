@@ -23,4 +23,5 @@ pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::Layer;
 pub use store::{read_manifest, ImportOptions, Imported, Store, StoreLock};
+pub use tmp_area::lock_exclusive_waiting;
 pub use tree::Tree;

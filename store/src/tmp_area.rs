@@ -25,6 +25,22 @@ pub fn lock_file(file: File, arg: FlockArg) -> io::Result<Flock<File>> {
     Flock::lock(file, arg).map_err(|(_, errno)| io::Error::from(errno))
 }
 
+/// Takes an exclusive flock on `file`, waiting for it without blocking the thread, so that other
+/// tasks of this process (the one holding the lock among them) go on meanwhile.
+pub async fn lock_exclusive_waiting(file: File) -> io::Result<Flock<File>> {
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                file = back;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err((_, errno)) => return Err(io::Error::from(errno)),
+        }
+    }
+}
+
 const LOCK_SUFFIX: &str = ".lock";
 
 /// A name in the temp area owned by this process until dropped, when the file or directory

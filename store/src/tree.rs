@@ -15,7 +15,7 @@ use crate::image_id::ImageId;
 use crate::index::TreeRecord;
 use crate::render::{is_plain_chain, Layer};
 use crate::store::Store;
-use crate::tmp_area::{discard, lock_file, Claim};
+use crate::tmp_area::{discard, lock_exclusive_waiting, Claim};
 use crate::tree_writer::{FileDigests, TreeWriter};
 
 /// rkt's tree store ID: `deps-` and the key of the comma-joined IDs of the flattened layers.
@@ -58,7 +58,7 @@ impl Store {
         let layers = self.dependency_layers(top)?;
         let id = tree_id(&layers);
         // One render of a tree at a time; the others wait and then find it done.
-        let _tree_lock = self.lock_tree(&id)?;
+        let _tree_lock = self.lock_tree(&id).await?;
         if let Some(tree) = self.rendered_tree(&id, top)? {
             return Ok(tree);
         }
@@ -106,20 +106,21 @@ impl Store {
         let manifest = staging.join("manifest");
         std::fs::write(&manifest, self.image(top)?.manifest).at(&manifest)?;
         let id = tree_id(&layers);
-        let _tree_lock = self.lock_tree(&id)?;
+        let _tree_lock = self.lock_tree(&id).await?;
         if let Some(tree) = self.rendered_tree(&id, top)? {
             return Ok(tree);
         }
         self.commit_tree(&staging, &id, top, &layers, &digests)
     }
 
-    fn lock_tree(&self, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    /// One render of a tree at a time, across processes and tasks.
+    async fn lock_tree(&self, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
         let locks = self.cas_dir().join("treelocks");
         std::fs::create_dir_all(&locks).at(&locks)?;
         let lock_path = locks.join(id);
         let file =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
-        lock_file(file, nix::fcntl::FlockArg::LockExclusive).at(&lock_path)
+        lock_exclusive_waiting(file).await.at(&lock_path)
     }
 
     /// The tree `id` when it is rendered and recorded (under its lock).
