@@ -36,6 +36,15 @@ pub struct HttpOptions {
     pub slots: crate::task::HostSlots,
 }
 
+/// What a downloaded image must pass before it is named.
+#[derive(Default, Clone, Copy)]
+pub struct UrlChecks<'a> {
+    /// The keys to check its signature against, and the signature's URL.
+    pub verify: Option<(&'a rkt_trust::Keystore, &'a str)>,
+    /// The name and labels it must carry (an image found by discovery).
+    pub expected: Option<&'a rkt_store::appc::AppString>,
+}
+
 /// How a fetch by URL ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlOutcome {
@@ -283,8 +292,9 @@ pub async fn fetch_url(
     store: &Store,
     url: &str,
     options: &HttpOptions,
-    verify: Option<(&rkt_trust::Keystore, &str)>,
+    checks: UrlChecks<'_>,
 ) -> Result<(UrlOutcome, Vec<String>), FetchError> {
+    let UrlChecks { verify, expected } = checks;
     let remote = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok());
     if let Some(r) = &remote {
         let age_ns = now_ns() - r.download_time;
@@ -344,7 +354,11 @@ pub async fn fetch_url(
     let gate = |manifest: &rkt_store::appc::ImageManifest| {
         let name = manifest.name.clone();
         let (signers, partial, signature) = (&signers, download.partial.clone(), signature.as_ref());
+        let problem = expected.and_then(|app| crate::mismatch(manifest, app, url));
         async move {
+            if let Some(problem) = problem {
+                return Err(FetchError::Mismatch(problem));
+            }
             let (Some((keystore, _)), Some(signature)) = (verify, signature) else { return Ok(()) };
             let bytes = signature.bytes(&client, options).await?;
             let keys = keystore.keys_for(&name)?;

@@ -154,28 +154,29 @@ pub async fn fetch_name(
     let app = with_default_os_arch(app)?;
     let endpoints = discovery::discover(&app, options).await?;
     let (aci, asc) = &endpoints.aci[0];
-    let (outcome, signers) = http::fetch_url(store, aci, options, keystore.map(|k| (k, asc.as_str()))).await?;
+    let checks = http::UrlChecks { verify: keystore.map(|k| (k, asc.as_str())), expected: Some(&app) };
+    let (outcome, signers) = http::fetch_url(store, aci, options, checks).await?;
     let id = outcome.id().clone();
-    let manifest = store.manifest(&id)?;
-    let mismatch = if manifest.name != app.name {
-        Some(format!("the image at {aci} is named {:?}, not {:?}", manifest.name, app.name))
-    } else {
-        app.labels.iter().find_map(|want| match manifest.label(&want.name) {
-            None => Some(format!("requested label {:?} not provided by the image manifest", want.name)),
-            Some(v) if v != want.value => Some(format!(
-                "requested value for label {:?}: {:?} differs from fetched aci label value: {v:?}",
-                want.name, want.value
-            )),
-            _ => None,
-        })
-    };
-    if let Some(problem) = mismatch {
-        if let http::UrlOutcome::Downloaded { new: true, .. } = outcome {
-            store.remove_image(&id)?;
-        }
+    // A download was checked before it was named; an image the URL cache gave is checked here.
+    if let Some(problem) = mismatch(&store.manifest(&id)?, &app, aci) {
         return Err(FetchError::Mismatch(problem));
     }
     Ok((id, signers))
+}
+
+/// How the image fetched from `aci` differs from the name and labels asked for, if it does.
+pub(crate) fn mismatch(manifest: &rkt_store::appc::ImageManifest, app: &AppString, aci: &str) -> Option<String> {
+    if manifest.name != app.name {
+        return Some(format!("the image at {aci} is named {:?}, not {:?}", manifest.name, app.name));
+    }
+    app.labels.iter().find_map(|want| match manifest.label(&want.name) {
+        None => Some(format!("requested label {:?} not provided by the image manifest", want.name)),
+        Some(v) if v != want.value => Some(format!(
+            "requested value for label {:?}: {:?} differs from fetched aci label value: {v:?}",
+            want.name, want.value
+        )),
+        _ => None,
+    })
 }
 
 /// The signature file rkt expects beside a local image: `PATH.aci.asc` for `PATH.aci`.

@@ -292,7 +292,8 @@ pub async fn url_image(
     }
     let sig_url = signature_url(url);
     let verify = (!ctx.flags.insecure_options.image).then_some((&ctx.keystore, sig_url.as_str()));
-    let (outcome, signers) = rkt_fetch::http::fetch_url(store, url, &http_options(ctx), verify).await?;
+    let checks = rkt_fetch::http::UrlChecks { verify, expected: None };
+    let (outcome, signers) = rkt_fetch::http::fetch_url(store, url, &http_options(ctx), checks).await?;
     report_signers(&signers);
     if let rkt_fetch::http::UrlOutcome::Fresh(_) = outcome {
         eprintln!("image: image for {url} isn't expired, not fetching.");
