@@ -160,13 +160,16 @@ impl RegistryClient {
             }
             q.append_pair("scope", &get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo)));
         }
-        let mut req = self.http.get(url.clone());
+        let mut headers = HeaderMap::new();
         if let Some((user, password)) = &self.basic {
             if url.scheme() == "https" || self.base.scheme() == "http" {
-                req = req.header(AUTHORIZATION, basic_header(user, password));
+                let value = HeaderValue::from_str(&basic_header(user, password)).map_err(|e| err(e.to_string()))?;
+                headers.insert(AUTHORIZATION, value);
             }
         }
-        let resp = req.send().await.map_err(|e| err(format!("token from {realm}: {e}")))?;
+        let resp = crate::http::send_with_retries(&self.http, &url, headers)
+            .await
+            .map_err(|e| err(format!("token from {realm}: {e}")))?;
         if !resp.status().is_success() {
             return Err(failure("getting a registry token", resp).await);
         }
