@@ -4,9 +4,10 @@
 Usage: http_server.py ROUTES LOG PORTFILE [CERT KEY]   (PORT in the environment: that port)
 Each route: {"status": 200, "headers": {...}, "file": PATH, "etag": "...",
              "mode": "normal" | "truncate" | "endless" | "cut", "cut": BYTES, "ranges": true,
-             "location": URL, "first_status": 202, "delay": SECONDS}
+             "location": URL, "first_status": 202, "first_headers": {...}, "delay": SECONDS}
 "cut" sends the full Content-Length but only the first BYTES of a request without Range, then
-closes; "first_status" answers the first request for the path with that status and no body;
+closes; "first_status" answers the first request for the path with that status, "first_headers" and
+no body;
 "delay" waits before the body; "ranges" answers
 `Range: bytes=N-` (when If-Range, if any, is the etag) with 206 and the rest.
 A request whose If-None-Match equals the route's etag gets 304. Every request is appended to LOG
@@ -56,6 +57,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             SEEN.add(self.path)
         if first and route.get("first_status"):
             self.send_response(route["first_status"])
+            for k, v in route.get("first_headers", {}).items():
+                self.send_header(k, v)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return

@@ -299,8 +299,10 @@ fn blob_redirects_to_another_host_carry_no_credentials() {
 /// hostile-inputs: replies no honest registry sends, from a server that answers the registry
 /// API with what the test says: a Content-Type that contradicts the document, a manifest over
 /// 4 MiB, a document that is both an index and a manifest, an error body shown to the user.
+/// The same server also scripts what Debian's registry here cannot: a bearer-token challenge
+/// and a 503.
 #[test]
-fn hostile_registry_replies_are_refused() {
+fn hostile_and_unusual_registry_replies() {
     let env = Env::new();
     let web = Web::start(&env.path("web"), None);
     let addr = web.url("/").trim_start_matches("http://").trim_end_matches('/').to_string();
@@ -350,6 +352,26 @@ fn hostile_registry_replies_are_refused() {
         assert!(err.contains(why), "{name}: expected {why:?} in {err}");
         assert_eq!(env.snapshot(), before, "{name} changed the store");
     }
+    // A bearer-token challenge: the token comes from the realm, with the service and the
+    // repository's pull scope, and goes with the request asked again.
+    web.route(
+        "/token?service=test.registry&scope=repository%3Abad%2Ftok%3Apull",
+        serde_json::json!({
+        "body": r#"{"token":"t0k3n"}"#}),
+    );
+    let challenge = format!(r#"Bearer realm="{}",service="test.registry""#, web.url("/token"));
+    web.route(
+        "/v2/bad/tok/manifests/v1",
+        serde_json::json!({"first_status": 401, "first_headers": {"WWW-Authenticate": challenge},
+            "body": manifest.to_string(), "headers": {"Content-Type": "application/vnd.oci.image.index.v1+json"}}),
+    );
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{addr}/bad/tok:v1")]);
+    assert!(err.contains("says it is"), "the manifest came after the token: {err}");
+    let asked: Vec<serde_json::Value> =
+        web.requests().into_iter().filter(|r| r["path"] == "/v2/bad/tok/manifests/v1").collect();
+    assert_eq!(asked.len(), 2);
+    assert_eq!(asked[1]["authorization"], "Bearer t0k3n");
+
     // A 503 is tried again: the second answer is the one judged.
     web.route(
         "/v2/bad/flaky/manifests/v1",
