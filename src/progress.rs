@@ -33,7 +33,7 @@ struct Bars {
 }
 
 impl Progress for Bars {
-    fn begin(&self, what: &str, total: Option<u64>, done: u64) -> Box<dyn Transfer> {
+    fn begin(&self, what: &str, total: Option<u64>) -> Box<dyn Transfer> {
         let bar = match total {
             Some(total) => ProgressBar::new(total).with_style(
                 ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
@@ -46,7 +46,6 @@ impl Progress for Bars {
         };
         let bar = self.multi.add(bar);
         bar.set_message(format!("Downloading {}", label(what)));
-        bar.set_position(done);
         Box::new(Bar(bar))
     }
 }
@@ -78,10 +77,10 @@ impl Drop for Bar {
 struct Lines;
 
 impl Progress for Lines {
-    fn begin(&self, what: &str, total: Option<u64>, done: u64) -> Box<dyn Transfer> {
+    fn begin(&self, what: &str, total: Option<u64>) -> Box<dyn Transfer> {
         let size = total.map(|t| format!(" ({})", human_bytes(t))).unwrap_or_default();
         eprintln!("Downloading {}{size}", label(what));
-        Box::new(Line { what: label(what), bytes: AtomicU64::new(done), reported: AtomicBool::new(false) })
+        Box::new(Line { what: label(what), bytes: AtomicU64::new(0), reported: AtomicBool::new(false) })
     }
 }
 

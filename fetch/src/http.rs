@@ -346,7 +346,7 @@ pub async fn fetch_url(
     let signature = verify.map(|(_, sig_url)| SignatureDownload::start(&client, sig_url, options));
     let total = resp.content_length().map(|n| n + if resumed { have } else { 0 });
     let (reader, broken) = download.streaming(resp, resumed, &validator).map_err(|e| io(format!("{url}: {e}")))?;
-    let reader = options.progress.track(url, total, 0, crate::task::Slotted::new(reader, slot));
+    let reader = options.progress.track(url, total, crate::task::Slotted::new(reader, slot));
     let signers = Mutex::new(Vec::new());
     // The image is hashed and checked as it arrives (the import's bounds stop an endless or
     // hostile body); it gets its name only once the signature over the bytes kept in the

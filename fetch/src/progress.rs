@@ -8,9 +8,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 /// Told of each download as it begins.
 pub trait Progress: Send + Sync {
-    /// A download of `what` begins; `total` is its size when known, `done` what an earlier,
-    /// broken attempt already brought.
-    fn begin(&self, what: &str, total: Option<u64>, done: u64) -> Box<dyn Transfer>;
+    /// A download of `what` begins; `total` is its size when known.
+    fn begin(&self, what: &str, total: Option<u64>) -> Box<dyn Transfer>;
 }
 
 /// One download under way; dropped when it ends, whichever way.
@@ -35,36 +34,48 @@ impl ProgressHandle {
         ProgressHandle(Some(sink))
     }
 
-    /// `reader` with its bytes counted toward a transfer named `what`.
+    /// `reader` with its bytes counted toward a transfer named `what`, which begins when the
+    /// reader is first read: a stream that is never read (a layer already stored) shows nothing.
     pub fn track<R: AsyncRead + Send + Unpin + 'static>(
         &self,
         what: &str,
         total: Option<u64>,
-        done: u64,
         reader: R,
     ) -> Counted<R> {
-        let transfer = self.0.as_ref().map(|sink| sink.begin(what, total, done));
-        Counted { inner: reader, transfer, total, seen: done }
+        let transfer = match &self.0 {
+            Some(sink) => TransferState::Waiting(sink.clone(), what.to_string()),
+            None => TransferState::Off,
+        };
+        Counted { inner: reader, transfer, total, seen: 0 }
     }
+}
+
+enum TransferState {
+    Off,
+    Waiting(Arc<dyn Progress>, String),
+    Running(Box<dyn Transfer>),
 }
 
 /// A reader that reports what passes through it; it counts the transfer complete at the end
 /// of its stream when the size matches what was announced (or none was).
 pub struct Counted<R> {
     inner: R,
-    transfer: Option<Box<dyn Transfer>>,
+    transfer: TransferState,
     total: Option<u64>,
     seen: u64,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        let n = (buf.filled().len() - before) as u64;
-        self.seen += n;
         let this = &mut *self;
-        if let Some(transfer) = &this.transfer {
+        if let TransferState::Waiting(sink, what) = &this.transfer {
+            this.transfer = TransferState::Running(sink.begin(what, this.total));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let n = (buf.filled().len() - before) as u64;
+        this.seen += n;
+        if let TransferState::Running(transfer) = &this.transfer {
             if n > 0 {
                 transfer.advance(n);
             } else if this.total.is_none_or(|t| t == this.seen) {

@@ -10,8 +10,8 @@ pub use client::{base64, base64_decode, RegistryClient};
 
 use crate::oci::naming::{parse_docker_ref, DEFAULT_REGISTRY};
 use crate::oci::{
-    chain_ids, check_document, layer_name, parse_json, pick_platform, sha256_hex, store_image, Document,
-    ImageConfigFile, OciError, Plan, MAX_DOCUMENT,
+    check_document, parse_json, pick_platform, sha256_hex, store_image, Document, ImageConfigFile, OciError, Plan,
+    MAX_DOCUMENT,
 };
 
 const ACCEPT: &[&str] = &[
@@ -150,9 +150,8 @@ pub async fn import(
     if config.rootfs.diff_ids.len() != layer_descs.len() {
         return Err(OciError::Invalid("the config and the manifest list different numbers of layers".into()));
     }
-    let chains = chain_ids(&config.rootfs.diff_ids);
     let mut blobs = Vec::new();
-    for (desc, chain) in layer_descs.iter().zip(&chains) {
+    for desc in &layer_descs {
         if !desc.media_type.is_empty()
             && !["tar", "tar+gzip", "tar+zstd", "tar.gzip"].iter().any(|k| desc.media_type.ends_with(k))
         {
@@ -161,19 +160,16 @@ pub async fn import(
                 desc.digest, desc.media_type
             )));
         }
-        let stored = store.find(&rkt_store::appc::AppString { name: layer_name(chain), labels: Vec::new() })?.is_some();
-        // A stored layer is never downloaded again: an empty stream stands in, never read.
-        let blob: crate::oci::Reader = if stored {
-            Box::pin(tokio::io::empty())
-        } else {
-            let stream = blob::BlobStream::new(
-                client.clone(),
-                &desc.digest,
-                desc.size,
-                (options.slots.clone(), reference.registry.clone()),
-            );
-            Box::pin(options.progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), 0, stream))
-        };
+        // The stream asks the registry only when read; store_image never reads a stored layer's,
+        // so a layer once stored is never downloaded again.
+        let stream = blob::BlobStream::new(
+            client.clone(),
+            &desc.digest,
+            desc.size,
+            (options.slots.clone(), reference.registry.clone()),
+        );
+        let blob: crate::oci::Reader =
+            Box::pin(options.progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), stream));
         blobs.push((blob, Some(desc.digest.clone())));
     }
     let version = if reference.tag.is_empty() {
