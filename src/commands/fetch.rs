@@ -87,8 +87,7 @@ pub async fn fetch_one(
                     "{image}: Docker and OCI images are unsigned; use them with --insecure-options=image"
                 )));
             }
-            // Rendered at once only as root (rkt run is root only).
-            rkt_fetch::oci::import(store, &source, nix::unistd::geteuid().is_root()).await?
+            rkt_fetch::oci::import(store, &source, renders_at_fetch()).await?
         }
         ImageString::Url(url) => {
             let id = url_image(ctx, store, &url, policy).await?;
@@ -195,7 +194,7 @@ pub async fn docker_image(
         credentials,
         progress: ctx.progress.clone(),
         slots: ctx.slots.clone(),
-        render: nix::unistd::geteuid().is_root(),
+        render: renders_at_fetch(),
     };
     Ok(rkt_fetch::registry::import(store, typed, &parsed, &options).await?)
 }
@@ -301,9 +300,14 @@ pub async fn url_image(
     Ok(outcome.id().clone())
 }
 
-/// rkt renders at fetch time when it can (as root), so that a later run starts at once.
+/// rkt renders at fetch time when it can (as root: owners need it), so that a later run
+/// starts at once.
+fn renders_at_fetch() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 async fn render_if_root(store: &rkt_store::Store, id: &rkt_store::ImageId) -> CliResult {
-    if !nix::unistd::geteuid().is_root() {
+    if !renders_at_fetch() {
         return Ok(());
     }
     match store.render_tree(id).await {

@@ -260,7 +260,7 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 /// Imports a Docker or OCI image from a file or directory; returns the ID of the image's ACI.
-/// Imports an image from a file or directory; with `render`, its tree is rendered too.
+/// With `render`, its tree is rendered while the layers are imported.
 pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<ImageId, OciError> {
     let (container, plan) = match source {
         OciSource::Layout { path, reference } => {
