@@ -29,15 +29,6 @@ impl TempBlob {
         Ok(TempBlob { file, claim: Some(claim) })
     }
 
-    /// The file alone, for scratch use: unnamed, or named and removed at once.
-    pub fn into_file(mut self) -> File {
-        let file = self.file.try_clone().expect("dup of an open file");
-        if let Some(claim) = self.claim.take() {
-            drop(claim);
-        }
-        file
-    }
-
     /// Syncs the data and gives it the name `dest`. When `dest` exists already it holds the same
     /// bytes (names are content hashes), and this copy is dropped.
     pub fn persist(self, dest: &Path) -> io::Result<()> {

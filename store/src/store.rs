@@ -199,13 +199,6 @@ impl Store {
         Ok(Imported { id, manifest: scan.manifest, size, compression, already_stored })
     }
 
-    /// An unnamed file in the store's temp area (gone at close or crash), for a download that
-    /// must be checked before it is imported.
-    pub fn scratch_file(&self) -> Result<File> {
-        let tmp = self.tmp_dir();
-        Ok(TempBlob::create(&tmp).at(&tmp)?.into_file())
-    }
-
     /// Resolves an ID as typed (`sha512-` and at least two hex digits) as rkt's `ResolveKey` does.
     pub fn resolve_id(&self, input: &str) -> Result<ImageId> {
         match IdQuery::parse(input) {
