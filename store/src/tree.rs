@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::error::StoreError;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
 use crate::index::TreeRecord;
 use crate::render::{is_plain_chain, Layer};
