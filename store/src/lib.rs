@@ -15,6 +15,7 @@ mod tar_entry;
 pub mod tar_out;
 mod tmp_area;
 pub mod tree;
+pub mod tree_hash;
 pub mod tree_writer;
 
 pub use error::{Result, StoreError};

@@ -12,7 +12,7 @@ use crate::image_id::ImageId;
 use crate::store::{write_replacing, Store};
 use crate::tar_out::{finish, write_entry, OutEntry};
 use crate::tmp_area::Claim;
-use crate::tree::xattrs;
+use crate::tree_hash::xattrs;
 
 impl Store {
     /// Writes `id` to `out` as a single ACI: its own bytes when it has no dependencies (they then

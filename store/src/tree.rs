@@ -1,13 +1,9 @@
 //! The tree store: each image rendered once with its dependencies into `cas/tree/<tree id>`,
 //! with a hash of the rendered tree that `image verify` recomputes.
 
-use std::ffi::OsStr;
-use std::io::{self, Read};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha512};
 
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
@@ -15,6 +11,7 @@ use crate::index::TreeRecord;
 use crate::render::{is_plain_chain, Layer};
 use crate::store::Store;
 use crate::tmp_area::{discard, lock_exclusive_waiting, Claim};
+use crate::tree_hash::{hash_tree, TreeHash};
 use crate::tree_writer::{FileDigests, TreeWriter};
 
 /// rkt's tree store ID: `deps-` and the key of the comma-joined IDs of the flattened layers.
@@ -148,7 +145,7 @@ impl Store {
         digests: &FileDigests,
     ) -> Result<Tree> {
         let path = self.tree_path(id);
-        let (hash, size) = hash_tree(&staging.join("rootfs"), TreeHash::Sha256, digests)?;
+        let (hash, size) = hash_tree(&staging.join("rootfs"), TreeHash::CURRENT, digests)?;
         for (name, content) in [("hash", hash.as_str()), ("image", &top.to_string()), ("rendered", "")] {
             let file = staging.join(name);
             std::fs::write(&file, content).at(&file)?;
@@ -177,7 +174,9 @@ impl Store {
         if !rootfs.is_dir() {
             return Ok(false);
         }
-        let kind = if record.hash.starts_with("sha512-") { TreeHash::Sha512 } else { TreeHash::Sha256 };
+        let Some(kind) = TreeHash::of_recorded(&record.hash) else {
+            return Ok(false);
+        };
         let (hash, _) = hash_tree(&rootfs, kind, &FileDigests::new())?;
         Ok(hash == record.hash)
     }
@@ -191,146 +190,4 @@ impl Store {
 
 pub(crate) fn remove_dir_atomically(store: &Store, path: &Path) -> Result<()> {
     discard(&store.tmp_dir(), path).at(path)
-}
-
-/// The hash of a tree: for every entry in sorted path order its path, type, mode, owner, size,
-/// link target, device and extended attributes, then for a regular file the SHA-256 of its
-/// bytes (taken from `known` when the writer recorded it, so that a fresh render is not read
-/// again). Times are left out. Returns the hash (`sha256-` and 64 hex digits) and the bytes the
-/// files hold. SHA-512 trees (rkt's, and earlier versions') hash the bytes themselves.
-pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(String, u64)> {
-    match kind {
-        TreeHash::Sha256 => hash_tree_with(root, Sha256::new(), "sha256", Some(known)),
-        TreeHash::Sha512 => hash_tree_with(root, Sha512::new(), "sha512", None),
-    }
-}
-
-/// The digest a tree's hash uses. Trees are hashed with SHA-256, which this machine's CPUs
-/// compute in hardware (3x SHA-512 here); trees rendered by earlier versions keep SHA-512
-/// (rkt's choice) until they are rendered again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TreeHash {
-    Sha256,
-    Sha512,
-}
-
-/// With `known` (the SHA-256 format), each file's own SHA-256 stands for its bytes.
-fn hash_tree_with<D: Digest>(
-    root: &Path,
-    mut hasher: D,
-    prefix: &str,
-    known: Option<&FileDigests>,
-) -> Result<(String, u64)> {
-    let mut total = 0u64;
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    let mut buffer = vec![0u8; 256 * 1024];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .at(&dir)?
-            .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-            .collect::<io::Result<_>>()
-            .at(&dir)?;
-        names.sort();
-        let mut subdirs = Vec::new();
-        for name in names {
-            let rel_child = rel.join(OsStr::from_bytes(&name));
-            let path = root.join(&rel_child);
-            let meta = path.symlink_metadata().at(&path)?;
-            let ft = meta.file_type();
-            let kind = if ft.is_dir() {
-                'd'
-            } else if ft.is_symlink() {
-                'l'
-            } else if ft.is_file() {
-                'f'
-            } else if ft.is_char_device() {
-                'c'
-            } else if ft.is_block_device() {
-                'b'
-            } else if ft.is_fifo() {
-                'p'
-            } else {
-                continue;
-            };
-            let link = if ft.is_symlink() {
-                std::fs::read_link(&path).at(&path)?.into_os_string().into_vec()
-            } else {
-                Vec::new()
-            };
-            let size = if ft.is_file() { meta.len() } else { 0 };
-            hasher.update(rel_child.as_os_str().as_bytes());
-            hasher.update(
-                format!("\0{kind}\0{:o}\0{}\0{}\0{size}\0", meta.mode() & 0o7777, meta.uid(), meta.gid()).as_bytes(),
-            );
-            hasher.update(&link);
-            hasher.update(
-                format!("\0{}\0", if ft.is_char_device() || ft.is_block_device() { meta.rdev() } else { 0 }).as_bytes(),
-            );
-            for (key, value) in xattrs(&path) {
-                hasher.update(&key);
-                hasher.update(b"=");
-                hasher.update(&value);
-                hasher.update(b"\0");
-            }
-            hasher.update(b"\n");
-            if ft.is_file() {
-                total += size;
-                match known {
-                    None => read_into(&path, &mut buffer, |chunk| hasher.update(chunk))?,
-                    Some(known) => match known.get(&(meta.dev(), meta.ino())) {
-                        Some(digest) => hasher.update(digest),
-                        None => {
-                            let mut file_hasher = Sha256::new();
-                            read_into(&path, &mut buffer, |chunk| file_hasher.update(chunk))?;
-                            hasher.update(file_hasher.finalize());
-                        }
-                    },
-                }
-            } else if ft.is_dir() {
-                subdirs.push(rel_child);
-            }
-        }
-        // Reversed so that the stack yields them in sorted order.
-        stack.extend(subdirs.into_iter().rev());
-    }
-    let digest = hasher.finalize();
-    let hex: String = digest[..32].iter().map(|b| format!("{b:02x}")).collect();
-    Ok((format!("{prefix}-{hex}"), total))
-}
-
-fn read_into(path: &Path, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> Result<()> {
-    let mut file = std::fs::File::open(path).at(path)?;
-    loop {
-        let n = file.read(buffer).at(path)?;
-        if n == 0 {
-            return Ok(());
-        }
-        consume(&buffer[..n]);
-    }
-}
-
-/// A file's extended attributes, sorted by name; none where the filesystem has none.
-pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
-    let mut names = vec![0u8; 4096];
-    // SAFETY: the buffer is valid for its length; the path is NUL-terminated.
-    let n = unsafe { libc::llistxattr(cpath.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    names.truncate(n as usize);
-    let mut out = Vec::new();
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = std::ffi::CString::new(name) else { continue };
-        let mut value = vec![0u8; 65536];
-        // SAFETY: as above.
-        let len = unsafe { libc::lgetxattr(cpath.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-        if len >= 0 {
-            value.truncate(len as usize);
-            out.push((name.to_vec(), value));
-        }
-    }
-    out.sort();
-    out
 }

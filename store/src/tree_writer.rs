@@ -16,8 +16,9 @@ use nix::sys::stat::{
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::tree_hash::FileHasher;
 
 /// The owner, mode, time and extended attributes an entry gets.
 #[derive(Debug, Clone, Default)]
@@ -45,12 +46,12 @@ pub struct TreeWriter {
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     pending_dirs: Vec<(Vec<u8>, Meta)>,
     buffer: Vec<u8>,
-    /// With `digesting`, the SHA-256 of every file written, by inode: the tree hash then need
+    /// With `digesting`, the digest of every file written, by inode: the tree hash then need
     /// not read the files again.
     digests: Option<FileDigests>,
 }
 
-/// The SHA-256 of files' contents by (device, inode).
+/// The BLAKE3 digests of files' contents by (device, inode), as `tree_hash` uses them.
 pub type FileDigests = std::collections::HashMap<(u64, u64), [u8; 32]>;
 
 fn os(name: &[u8]) -> &OsStr {
@@ -237,7 +238,7 @@ impl TreeWriter {
         let fd = openat(dir, os(&name), flags, Mode::from_bits_truncate(0o600))?;
         let mut file = File::from(fd);
         let mut buffer = std::mem::take(&mut self.buffer);
-        let mut hasher = self.digests.as_ref().map(|_| Sha256::new());
+        let mut hasher = self.digests.as_ref().map(|_| FileHasher::new());
         let copied = async {
             loop {
                 let n = data.read(&mut buffer).await?;
@@ -256,7 +257,7 @@ impl TreeWriter {
         self.apply(file.as_fd(), meta)?;
         if let (Some(digests), Some(h)) = (self.digests.as_mut(), hasher) {
             let st = nix::sys::stat::fstat(file.as_fd())?;
-            digests.insert((st.st_dev, st.st_ino), h.finalize().into());
+            digests.insert((st.st_dev, st.st_ino), h.finish());
         }
         Ok(())
     }

@@ -1,0 +1,293 @@
+//! The hash of a rendered tree, which `image verify` recomputes to find a damaged tree.
+//!
+//! For every entry, in sorted path order: its path, type, mode, owner, size, link target,
+//! device and extended attributes; then, for a regular file, its bytes or their digest. Times
+//! are left out. The digest is named by the hash's prefix:
+//! - `blake3-`: BLAKE3 over the entries and each file's own BLAKE3 digest. Trees are hashed this
+//!   way: the renderer takes each file's digest while writing it (`FileDigests`), so a fresh
+//!   render is never read again, and BLAKE3 is the cheapest of the three by far (4.8 GB/s on one
+//!   core here, against 1.4 GB/s for SHA-256 in hardware and 0.5 GB/s for SHA-512).
+//! - `sha256-`: the same with SHA-256, as earlier versions recorded it.
+//! - `sha512-`: SHA-512 over the entries and the files' bytes themselves, rkt's choice.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::error::{IoContext, Result};
+use crate::tree_writer::FileDigests;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeHash {
+    Blake3,
+    Sha256,
+    Sha512,
+}
+
+impl TreeHash {
+    /// What a tree is hashed with when it is rendered.
+    pub const CURRENT: TreeHash = TreeHash::Blake3;
+
+    /// The kind a recorded hash was made with; `None` for a prefix this version does not know.
+    pub fn of_recorded(hash: &str) -> Option<TreeHash> {
+        let (prefix, _) = hash.split_once('-')?;
+        [TreeHash::Blake3, TreeHash::Sha256, TreeHash::Sha512].into_iter().find(|k| k.prefix() == prefix)
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            TreeHash::Blake3 => "blake3",
+            TreeHash::Sha256 => "sha256",
+            TreeHash::Sha512 => "sha512",
+        }
+    }
+
+    fn hasher(self) -> Running {
+        match self {
+            TreeHash::Blake3 => Running::Blake3(Box::new(blake3::Hasher::new())),
+            TreeHash::Sha256 => Running::Sha256(Sha256::new()),
+            TreeHash::Sha512 => Running::Sha512(Sha512::new()),
+        }
+    }
+}
+
+/// A digest being computed, of any of the kinds.
+enum Running {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Running {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Running::Blake3(h) => {
+                h.update(bytes);
+            }
+            Running::Sha256(h) => h.update(bytes),
+            Running::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The first 32 bytes of the digest (all of it, but for SHA-512).
+    fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        match self {
+            Running::Blake3(h) => out.copy_from_slice(h.finalize().as_bytes()),
+            Running::Sha256(h) => out.copy_from_slice(&h.finalize()),
+            Running::Sha512(h) => out.copy_from_slice(&h.finalize()[..32]),
+        }
+        out
+    }
+}
+
+/// A file's digest as the renderer records it in `FileDigests`.
+pub(crate) struct FileHasher(blake3::Hasher);
+
+impl FileHasher {
+    pub fn new() -> Self {
+        FileHasher(blake3::Hasher::new())
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+/// Hashes the tree under `root`; returns the hash (the kind's prefix, `-` and 64 hex digits) and
+/// the bytes its files hold. `known` gives the BLAKE3 digests the renderer took of the files it
+/// wrote, by (device, inode); files not in it are read.
+pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(String, u64)> {
+    let mut hasher = kind.hasher();
+    let mut total = 0u64;
+    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    let mut buffer = vec![0u8; 256 * 1024];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .at(&dir)?
+            .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+            .collect::<std::io::Result<_>>()
+            .at(&dir)?;
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
+            let rel_child = rel.join(OsStr::from_bytes(&name));
+            let path = root.join(&rel_child);
+            let meta = path.symlink_metadata().at(&path)?;
+            let ft = meta.file_type();
+            let Some(type_char) = type_char(&ft) else { continue };
+            hash_entry(&mut hasher, &rel_child, &path, &meta, type_char)?;
+            if ft.is_file() {
+                total += meta.len();
+                match kind {
+                    TreeHash::Sha512 => read_into(&path, &mut buffer, |chunk| hasher.update(chunk))?,
+                    TreeHash::Blake3 => match known.get(&(meta.dev(), meta.ino())) {
+                        Some(digest) => hasher.update(digest),
+                        None => hasher.update(&file_digest(&path, &mut buffer, TreeHash::Blake3)?),
+                    },
+                    TreeHash::Sha256 => hasher.update(&file_digest(&path, &mut buffer, TreeHash::Sha256)?),
+                }
+            } else if ft.is_dir() {
+                subdirs.push(rel_child);
+            }
+        }
+        // Reversed so that the stack yields them in sorted order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    let hex: String = hasher.finish().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("{}-{hex}", kind.prefix()), total))
+}
+
+fn type_char(ft: &std::fs::FileType) -> Option<char> {
+    Some(if ft.is_dir() {
+        'd'
+    } else if ft.is_symlink() {
+        'l'
+    } else if ft.is_file() {
+        'f'
+    } else if ft.is_char_device() {
+        'c'
+    } else if ft.is_block_device() {
+        'b'
+    } else if ft.is_fifo() {
+        'p'
+    } else {
+        return None;
+    })
+}
+
+/// Everything about an entry but a file's bytes.
+fn hash_entry(hasher: &mut Running, rel: &Path, path: &Path, meta: &std::fs::Metadata, kind: char) -> Result<()> {
+    let ft = meta.file_type();
+    let link =
+        if ft.is_symlink() { std::fs::read_link(path).at(path)?.into_os_string().into_vec() } else { Vec::new() };
+    let size = if ft.is_file() { meta.len() } else { 0 };
+    hasher.update(rel.as_os_str().as_bytes());
+    hasher.update(format!("\0{kind}\0{:o}\0{}\0{}\0{size}\0", meta.mode() & 0o7777, meta.uid(), meta.gid()).as_bytes());
+    hasher.update(&link);
+    let rdev = if ft.is_char_device() || ft.is_block_device() { meta.rdev() } else { 0 };
+    hasher.update(format!("\0{rdev}\0").as_bytes());
+    for (key, value) in xattrs(path) {
+        hasher.update(&key);
+        hasher.update(b"=");
+        hasher.update(&value);
+        hasher.update(b"\0");
+    }
+    hasher.update(b"\n");
+    Ok(())
+}
+
+fn file_digest(path: &Path, buffer: &mut [u8], kind: TreeHash) -> Result<[u8; 32]> {
+    let mut hasher = kind.hasher();
+    read_into(path, buffer, |chunk| hasher.update(chunk))?;
+    Ok(hasher.finish())
+}
+
+fn read_into(path: &Path, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> Result<()> {
+    let mut file = std::fs::File::open(path).at(path)?;
+    loop {
+        let n = file.read(buffer).at(path)?;
+        if n == 0 {
+            return Ok(());
+        }
+        consume(&buffer[..n]);
+    }
+}
+
+/// A file's extended attributes, sorted by name; none where the filesystem has none.
+pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
+    let mut names = vec![0u8; 4096];
+    // SAFETY: the buffer is valid for its length; the path is NUL-terminated.
+    let n = unsafe { libc::llistxattr(cpath.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(cname) = std::ffi::CString::new(name) else { continue };
+        let mut value = vec![0u8; 65536];
+        // SAFETY: as above.
+        let len = unsafe { libc::lgetxattr(cpath.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        if len >= 0 {
+            value.truncate(len as usize);
+            out.push((name.to_vec(), value));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(dir.path().join("big"), vec![7u8; 300 * 1024]).unwrap();
+        std::os::unix::fs::symlink("etc/passwd", dir.path().join("link")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn each_kind_names_itself_and_is_found_again_from_its_prefix() {
+        let tree = sample_tree();
+        for kind in [TreeHash::Blake3, TreeHash::Sha256, TreeHash::Sha512] {
+            let (hash, size) = hash_tree(tree.path(), kind, &FileDigests::new()).unwrap();
+            assert_eq!(TreeHash::of_recorded(&hash), Some(kind), "{hash}");
+            assert_eq!(hash.len(), kind.prefix().len() + 1 + 64);
+            assert_eq!(size, 300 * 1024 + 26);
+        }
+        assert_eq!(TreeHash::of_recorded("md5-00"), None);
+    }
+
+    #[test]
+    fn digests_taken_while_writing_give_the_hash_of_reading_the_files() {
+        let tree = sample_tree();
+        let mut known = FileDigests::new();
+        for name in ["etc/passwd", "big"] {
+            let path = tree.path().join(name);
+            let mut h = FileHasher::new();
+            h.update(&std::fs::read(&path).unwrap());
+            let meta = path.metadata().unwrap();
+            known.insert((meta.dev(), meta.ino()), h.finish());
+        }
+        let read = hash_tree(tree.path(), TreeHash::Blake3, &FileDigests::new()).unwrap();
+        assert_eq!(hash_tree(tree.path(), TreeHash::Blake3, &known).unwrap(), read);
+    }
+
+    #[test]
+    fn a_changed_byte_mode_or_link_changes_every_kind_of_hash() {
+        let changes: [&dyn Fn(&Path); 3] = [
+            &|p| std::fs::write(p.join("big"), [&vec![7u8; 300 * 1024 - 1][..], &[8]].concat()).unwrap(),
+            &|p| std::fs::set_permissions(p.join("etc"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap(),
+            &|p| {
+                std::fs::remove_file(p.join("link")).unwrap();
+                std::os::unix::fs::symlink("etc/other", p.join("link")).unwrap()
+            },
+        ];
+        for change in changes {
+            let tree = sample_tree();
+            let before: Vec<String> = [TreeHash::Blake3, TreeHash::Sha256, TreeHash::Sha512]
+                .iter()
+                .map(|k| hash_tree(tree.path(), *k, &FileDigests::new()).unwrap().0)
+                .collect();
+            change(tree.path());
+            for (kind, old) in [TreeHash::Blake3, TreeHash::Sha256, TreeHash::Sha512].iter().zip(before) {
+                assert_ne!(hash_tree(tree.path(), *kind, &FileDigests::new()).unwrap().0, old, "{kind:?}");
+            }
+        }
+    }
+}
