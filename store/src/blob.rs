@@ -7,9 +7,9 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use sha2::{Digest, Sha512};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::image_id::ImageHasher;
 use crate::tmp_area::{link_into_place, unnamed_file, Claim};
 
 /// A file being written in `cas/tmp`. With `O_TMPFILE` it has no name until `persist`, so a
@@ -53,7 +53,7 @@ impl TempBlob {
 pub struct Tee<R> {
     inner: R,
     hashing: bool,
-    hasher: Sha512,
+    hasher: ImageHasher,
     size: u64,
     out: Option<File>,
     write_error: Option<io::Error>,
@@ -61,12 +61,12 @@ pub struct Tee<R> {
 
 impl<R> Tee<R> {
     pub fn new(inner: R, out: Option<File>) -> Self {
-        Tee { inner, hashing: true, hasher: Sha512::new(), size: 0, out, write_error: None }
+        Tee { inner, hashing: true, hasher: ImageHasher::new(), size: 0, out, write_error: None }
     }
 
     /// Passes the stream through, counting it, hashing nothing.
     pub fn passthrough(inner: R) -> Self {
-        Tee { inner, hashing: false, hasher: Sha512::new(), size: 0, out: None, write_error: None }
+        Tee { inner, hashing: false, hasher: ImageHasher::new(), size: 0, out: None, write_error: None }
     }
 
     pub fn size(&self) -> u64 {
@@ -78,7 +78,7 @@ impl<R> Tee<R> {
         self.write_error.take()
     }
 
-    pub fn finish(self) -> (Sha512, u64) {
+    pub fn finish(self) -> (ImageHasher, u64) {
         (self.hasher, self.size)
     }
 }

@@ -19,7 +19,7 @@ pub mod tree_hash;
 pub mod tree_writer;
 
 pub use error::{Result, StoreError};
-pub use image_id::ImageId;
+pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::Layer;

@@ -116,7 +116,7 @@ impl Store {
         let file = tokio::fs::File::open(path).await.at(path)?;
         let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
         tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.at(path)?;
-        Ok(ImageId::from_hasher(tee.finish().0))
+        Ok(tee.finish().0.finish())
     }
 
     /// Re-hashes images and their rendered trees, re-rendering trees that no longer match.
@@ -180,7 +180,7 @@ impl Store {
         let scan = scan_aci(&mut tee).await?;
         tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.at(path)?;
         let (hasher, size) = tee.finish();
-        if ImageId::from_hasher(hasher) != *id {
+        if hasher.finish() != *id {
             return Err(StoreError::Invalid(format!("{} does not hash to its name", path.display())));
         }
         let time =

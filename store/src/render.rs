@@ -200,7 +200,7 @@ impl Store {
         if verify {
             tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
             let (hasher, _) = tee.finish();
-            let actual = ImageId::from_hasher(hasher);
+            let actual = hasher.finish();
             if actual != layer.id {
                 return Err(StoreError::Corrupt { id: layer.id.clone(), actual });
             }

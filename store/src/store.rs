@@ -173,7 +173,7 @@ impl Store {
             return Err(archive("truncated tar: the end-of-archive marker is missing".into()).into());
         }
         let (hasher, size) = tee.finish();
-        let id = ImageId::from_hasher(hasher);
+        let id = hasher.finish();
         if let Some(expected) = &options.expected {
             if *expected != id {
                 return Err(StoreError::IdMismatch { expected: expected.clone(), actual: id }.into());
@@ -274,7 +274,7 @@ impl Store {
             let mut tee = Tee::new(&mut src, None);
             tokio::io::copy(&mut tee, &mut dst).await.at(&temp)?;
             let (hasher, _) = tee.finish();
-            let actual = ImageId::from_hasher(hasher);
+            let actual = hasher.finish();
             if actual != *id {
                 return Err(StoreError::Corrupt { id: id.clone(), actual });
             }

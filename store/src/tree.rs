@@ -3,10 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha512};
-
 use crate::error::{IoContext, Result, StoreError};
-use crate::image_id::ImageId;
+use crate::image_id::{ImageHasher, ImageId};
 use crate::index::TreeRecord;
 use crate::render::{is_plain_chain, Layer};
 use crate::store::Store;
@@ -17,9 +15,9 @@ use crate::tree_writer::{FileDigests, TreeWriter};
 /// rkt's tree store ID: `deps-` and the key of the comma-joined IDs of the flattened layers.
 pub fn tree_id(layers: &[Layer]) -> String {
     let joined: Vec<String> = layers.iter().map(|l| l.id.to_string()).collect();
-    let mut hasher = Sha512::new();
+    let mut hasher = ImageHasher::new();
     hasher.update(joined.join(",").as_bytes());
-    format!("deps-{}", ImageId::from_hasher(hasher))
+    format!("deps-{}", hasher.finish())
 }
 
 /// A tree being rendered layer by layer (`Store::start_chain_render`); dropped unfinished, it
