@@ -105,3 +105,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<R> {
         Poll::Ready(Ok(()))
     }
 }
+
+/// A local file read with plain blocking reads, in place. The render reads blobs this way: it
+/// writes its files with blocking calls on the same task anyway, and the blobs it reads were
+/// mostly just written (in the page cache), where a read on tokio's blocking pool would cost a
+/// thread hand-off and a copy for every buffer.
+pub(crate) struct InPlaceFile(pub File);
+
+impl AsyncRead for InPlaceFile {
+    fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let n = io::Read::read(&mut &self.0, buf.initialize_unfilled())?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::aci::{archive, parent, whiteout, EntryClass, Whiteout};
 use crate::appc::{AppString, Dependency, ImageManifest};
-use crate::blob::Tee;
+use crate::blob::{InPlaceFile, Tee};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
 use crate::store::Store;
@@ -163,7 +163,7 @@ impl Store {
         writer: &mut TreeWriter,
         verify: bool,
     ) -> Result<()> {
-        let file = tokio::fs::File::from_std(self.open_blob(&layer.id)?);
+        let file = InPlaceFile(self.open_blob(&layer.id)?);
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
         let verify = verify && !self.hashed_here(&layer.id);
         let mut tee = if verify { Tee::new(reader, None) } else { Tee::passthrough(reader) };
