@@ -160,44 +160,48 @@ pub(crate) async fn send_with_retries(
 /// The body as a stream. A transport error (a connection cut before Content-Length, say) ends
 /// the stream with that error, never with a clean end.
 pub fn body(resp: Response) -> Reader {
-    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
-    let failed = Arc::new(Mutex::new(None));
-    let record = failed.clone();
-    tokio::spawn(async move {
-        let mut resp = resp;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    *record.lock().expect("not poisoned") = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-    });
-    Box::pin(PumpReader { inner: reader, failed })
+    Box::pin(BodyReader { next: Some(next_chunk(resp)), chunk: bytes::Bytes::new() })
 }
 
-struct PumpReader {
-    inner: tokio::io::DuplexStream,
-    failed: Arc<Mutex<Option<String>>>,
+type NextChunk = Pin<Box<dyn std::future::Future<Output = (Response, reqwest::Result<Option<bytes::Bytes>>)> + Send>>;
+
+fn next_chunk(mut resp: Response) -> NextChunk {
+    Box::pin(async move {
+        let chunk = resp.chunk().await;
+        (resp, chunk)
+    })
 }
 
-impl AsyncRead for PumpReader {
+/// Reads the body's chunks as hyper hands them over, copying each once, into the reader's
+/// buffer.
+struct BodyReader {
+    /// `None` once the body has ended.
+    next: Option<NextChunk>,
+    chunk: bytes::Bytes,
+}
+
+impl AsyncRead for BodyReader {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        if buf.filled().len() == before {
-            if let Some(e) = self.failed.lock().expect("not poisoned").clone() {
-                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e)));
+        loop {
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(buf.remaining());
+                buf.put_slice(&self.chunk.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            let Some(next) = self.next.as_mut() else { return Poll::Ready(Ok(())) };
+            let (resp, got) = ready!(next.as_mut().poll(cx));
+            match got {
+                Ok(Some(chunk)) => {
+                    self.chunk = chunk;
+                    self.next = Some(next_chunk(resp));
+                }
+                Ok(None) => self.next = None,
+                Err(e) => {
+                    self.next = None;
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e.to_string())));
+                }
             }
         }
-        Poll::Ready(Ok(()))
     }
 }
 
