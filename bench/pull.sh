@@ -5,12 +5,15 @@
 #   podman cold: podman pull into empty storage
 #   skopeo:      skopeo copy docker://… oci:DIR (no decompression, no unpacking)
 #   rkt warm / podman warm: the same pull again, nothing changed
+# The cold runs come in ROUNDS (3) rounds, each running every command in turn, so that the
+# machine's slow and fast spells fall on every command alike; medians are over all rounds.
 # Stores and podman's storage live on tmpfs (/dev/shm), so no run pays for another's deletions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-8}
 SIZE_MB=${SIZE_MB:-200}
 RUNS=${RUNS:-3}
+ROUNDS=${ROUNDS:-3}
 need=""
 for tool in hyperfine podman skopeo docker-registry pigz; do command -v $tool >/dev/null || need="$need $tool"; done
 [ -z "$need" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null; }
@@ -29,21 +32,31 @@ skopeo copy -q --dest-tls-verify=false "oci:$work/layout:v1" "docker://127.0.0.1
 image="127.0.0.1:$port/bench/image:v1"
 podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs)
 /usr/bin/time -f "%M" -o "$work/rss" "$rkt" --dir "$work/rss-store" --insecure-options=image,http --quiet fetch "docker://$image" >/dev/null
-hyperfine -r "$RUNS" --export-json "$work/cold.json" \
+for round in $(seq "$ROUNDS"); do
+hyperfine -r "$RUNS" --export-json "$work/cold-$round.json" \
   -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman cold" -p "${podman[*]} rmi -af >/dev/null 2>&1 || true" "${podman[*]} pull -q --tls-verify=false $image" \
   -n "skopeo copy" -p "rm -rf $work/oci" "skopeo copy -q --src-tls-verify=false docker://$image oci:$work/oci:v1" >/dev/null
+done
 "${podman[@]}" pull -q --tls-verify=false "$image" >/dev/null
 hyperfine -r "$((RUNS * 3))" --export-json "$work/warm.json" \
   -n "rkt warm" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman warm" "${podman[*]} pull -q --tls-verify=false $image" >/dev/null
-python3 - "$work/cold.json" "$work/warm.json" "$(cat "$work/rss")" <<'PY'
-import json, sys
-r = {x["command"]: x["median"] for f in sys.argv[1:3] for x in json.load(open(f))["results"]}
-print(f"rkt fetch peak RSS: {int(sys.argv[3]) // 1024} MiB")
+python3 - "$(cat "$work/rss")" "$work"/cold-*.json "$work/warm.json" <<'PY'
+import json, statistics, sys
+times = {}
+for f in sys.argv[2:]:
+    for x in json.load(open(f))["results"]:
+        times.setdefault(x["command"], []).extend(x["times"])
+r = {name: statistics.median(t) for name, t in times.items()}
+rounds = []
+for f in sys.argv[2:-1]:
+    one = {x["command"]: x["median"] for x in json.load(open(f))["results"]}
+    rounds.append(f"{one['rkt cold'] / one['podman cold']:.2f}")
+print(f"rkt fetch peak RSS: {int(sys.argv[1]) // 1024} MiB")
 for name, t in r.items():
-    print(f"{name:12s} median {t * 1000:9.1f} ms")
-print(f"rkt cold / podman cold = {r['rkt cold'] / r['podman cold']:.2f} (target <= 0.35)")
+    print(f"{name:12s} median {t * 1000:9.1f} ms over {len(times[name])} runs")
+print(f"rkt cold / podman cold = {r['rkt cold'] / r['podman cold']:.2f} (target <= 0.35; by round: {', '.join(rounds)})")
 print(f"rkt cold / skopeo copy = {r['rkt cold'] / r['skopeo copy']:.2f} (target <= 2.5)")
 print(f"rkt warm / podman warm = {r['rkt warm'] / r['podman warm']:.2f} (target <= 0.25)")
 PY

@@ -109,7 +109,11 @@ pub async fn write_entry<W: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
         pad(out, records.len() as u64).await?;
     }
     out.write_all(&header(entry)).await?;
-    let copied = tokio::io::copy(&mut tokio::io::AsyncReadExt::take(data, entry.size), out).await?;
+    // tokio::io::copy moves 8 KiB at a time: a layer's data then costs a decoder call and a
+    // pipe write per 8 KiB.
+    let capacity = entry.size.clamp(1, 256 * 1024) as usize;
+    let mut data = tokio::io::BufReader::with_capacity(capacity, tokio::io::AsyncReadExt::take(data, entry.size));
+    let copied = tokio::io::copy_buf(&mut data, out).await?;
     if copied != entry.size {
         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a layer entry ended early"));
     }
