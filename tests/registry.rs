@@ -296,6 +296,42 @@ fn blob_redirects_to_another_host_carry_no_credentials() {
     assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "redirected");
 }
 
+/// A plain-http registry may send its blobs to an https server: that hop verifies the server's
+/// certificate like any other (here against the test's own CA, given by SSL_CERT_FILE).
+#[test]
+fn blob_redirects_to_https_are_verified() {
+    let env = Env::new();
+    let (ca, cert, key) = common::web::make_ca(&env.path("ca"));
+    let web = Web::start(&env.path("web"), Some((&cert, &key)));
+    let Some(registry) = Registry::start_redirecting(&env.path("registry"), "alice", "s3cret", &web.url("/")) else {
+        return;
+    };
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(layer(&[("etc/x", "over tls")]), TGZ, gzip)], serde_json::json!({}));
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "tls/demo:v1", Some("alice:s3cret"));
+    serve_blobs(&registry, &web, |path| serde_json::json!({"file": path}));
+    let config = docker_auth(&env, &registry.addr, "alice", "s3cret");
+    let image = format!("docker://{}/tls/demo:v1", registry.addr);
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let err =
+        env.fails(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
+    assert!(err.contains("https://127.0.0.1"), "names the https hop: {err}");
+    assert_eq!(env.snapshot(), before, "nothing stored");
+    let out = env
+        .cmd(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image])
+        .env("SSL_CERT_FILE", &ca)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!web.requests().is_empty(), "the blobs came over https");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rendered = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "over tls");
+}
+
 /// hostile-inputs: replies no honest registry sends, from a server that answers the registry
 /// API with what the test says: a Content-Type that contradicts the document, a manifest over
 /// 4 MiB, a document that is both an index and a manifest, an error body shown to the user.

@@ -3,19 +3,19 @@
 //! to the user, and blobs streamed without ever being held whole.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
 };
-use reqwest::{Client, Response, StatusCode, Url};
+use reqwest::{Response, StatusCode, Url};
 
+use crate::http::Clients;
 use crate::oci::OciError;
 
 const MAX_REDIRECTS: usize = 10;
 
 pub struct RegistryClient {
-    http: Client,
+    http: Clients,
     base: Url,
     repo: String,
     basic: Option<(String, String)>,
@@ -118,14 +118,7 @@ impl RegistryClient {
     ) -> Result<Self, OciError> {
         let scheme = if plain_http { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| err(format!("registry {host}: {e}")))?;
-        let http = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("rkt/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(60))
-            .danger_accept_invalid_certs(skip_tls_verify)
-            .build()
-            .map_err(|e| err(format!("HTTP client: {e}")))?;
+        let http = Clients::new(skip_tls_verify).map_err(|e| err(format!("HTTP client: {e}")))?;
         Ok(RegistryClient { http, base, repo: repo.to_string(), basic, token: Mutex::new(None) })
     }
 
@@ -167,7 +160,8 @@ impl RegistryClient {
                 headers.insert(AUTHORIZATION, value);
             }
         }
-        let resp = crate::http::send_with_retries(&self.http, &url, headers)
+        let client = self.http.for_url(&url).map_err(|e| err(format!("HTTP client: {e}")))?;
+        let resp = crate::http::send_with_retries(&client, &url, headers)
             .await
             .map_err(|e| err(format!("token from {realm}: {e}")))?;
         if !resp.status().is_success() {
@@ -211,9 +205,9 @@ impl RegistryClient {
                     }
                 }
             }
-            let resp = crate::http::send_with_retries(&self.http, &url, headers)
-                .await
-                .map_err(|e| err(format!("{url}: {e}")))?;
+            let client = self.http.for_url(&url).map_err(|e| err(format!("HTTP client: {e}")))?;
+            let resp =
+                crate::http::send_with_retries(&client, &url, headers).await.map_err(|e| err(format!("{url}: {e}")))?;
             match resp.status() {
                 StatusCode::UNAUTHORIZED if !authenticated && self.may_authenticate(&url) => {
                     authenticated = true;
