@@ -334,6 +334,10 @@ pub(crate) struct Scan {
     pub end: u64,
 }
 
+/// How much of an entry's data `scan_aci` asks for at once: what `aci::decompressed` buffers,
+/// so that its buffer is passed by.
+const DATA_READ: usize = 256 * 1024;
+
 /// Reads a whole ACI tar, checking its layout and reading its manifest.
 pub(crate) async fn scan_aci<R: AsyncRead + Unpin>(reader: R) -> Result<Scan> {
     let mut archive_reader = tokio_tar::Archive::new(reader);
@@ -341,6 +345,10 @@ pub(crate) async fn scan_aci<R: AsyncRead + Unpin>(reader: R) -> Result<Scan> {
     let mut check = LayoutCheck::default();
     let mut manifest = None;
     let mut end = 0;
+    // The entries' data is read here rather than skipped by the tar reader, which reads 32 KiB
+    // at a time: in big reads the stream below hands its data over without another copy, and
+    // the blob is written in big writes.
+    let mut data = vec![0u8; DATA_READ];
     while let Some(mut entry) = next_entry(&mut entries).await? {
         let Some(info) = entry_info(&mut entry).await? else { continue };
         end = info.end;
@@ -366,6 +374,11 @@ pub(crate) async fn scan_aci<R: AsyncRead + Unpin>(reader: R) -> Result<Scan> {
             let json = String::from_utf8(bytes).map_err(|_| archive("manifest is not UTF-8".into()))?;
             manifest = Some((parsed, json));
         }
+        while tokio::io::AsyncReadExt::read(&mut entry, &mut data)
+            .await
+            .map_err(|e| archive(format!("unreadable tar: {e}")))?
+            > 0
+        {}
     }
     check.finish(manifest.is_some())?;
     let (manifest, manifest_json) = manifest.expect("finish checked it");
