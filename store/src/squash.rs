@@ -12,7 +12,7 @@ use crate::image_id::ImageId;
 use crate::store::{write_replacing, Store};
 use crate::tar_out::{finish, write_entry, OutEntry};
 use crate::tmp_area::Claim;
-use crate::tree_hash::xattrs;
+use crate::tree_hash::{sorted_names, xattrs};
 
 impl Store {
     /// Writes `id` to `out` as a single ACI: its own bytes when it has no dependencies (they then
@@ -102,13 +102,7 @@ async fn write_tree(out: &mut tokio::fs::File, root: &Path) -> Result<()> {
             write_entry(out, &entry, &mut tokio::io::empty()).await.at(&path)?;
         }
         if ft.is_dir() {
-            let mut names: Vec<Vec<u8>> = std::fs::read_dir(&path)
-                .at(&path)?
-                .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-                .collect::<std::io::Result<_>>()
-                .at(&path)?;
-            names.sort();
-            for child in names.into_iter().rev() {
+            for child in sorted_names(&path)?.into_iter().rev() {
                 stack.push(if rel.is_empty() { child } else { [rel.as_slice(), b"/", &child].concat() });
             }
         }

@@ -111,15 +111,8 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     let mut buffer = vec![0u8; 256 * 1024];
     while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .at(&dir)?
-            .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-            .collect::<std::io::Result<_>>()
-            .at(&dir)?;
-        names.sort();
         let mut subdirs = Vec::new();
-        for name in names {
+        for name in sorted_names(&root.join(&rel))? {
             let rel_child = rel.join(OsStr::from_bytes(&name));
             let path = root.join(&rel_child);
             let meta = path.symlink_metadata().at(&path)?;
@@ -145,6 +138,17 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
     }
     let hex: String = hasher.finish().iter().map(|b| format!("{b:02x}")).collect();
     Ok((format!("{}-{hex}", kind.prefix()), total))
+}
+
+/// The names in a directory, sorted bytewise.
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut names: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .at(dir)?
+        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+        .collect::<std::io::Result<_>>()
+        .at(dir)?;
+    names.sort();
+    Ok(names)
 }
 
 fn type_char(ft: &std::fs::FileType) -> Option<char> {
