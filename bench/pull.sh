@@ -2,7 +2,9 @@
 # Pull benchmark (issue: Docker and OCI images). An image of LAYERS (8) gzip layers, SIZE_MB (200)
 # MiB uncompressed, in Debian's docker-registry on 127.0.0.1; then, RUNS (3) times each, medians:
 #   rkt cold:    rkt fetch docker://… into an empty store, as root (converted and rendered: ready to run)
-#   podman cold: podman pull into empty storage
+#   podman cold: podman pull into empty storage, with podman's default storage driver (overlay)
+#   podman vfs:  the same with --storage-driver vfs (slower: each layer copies the one below);
+#                shown for reference: the batches up to 2026-11-29's eighth were measured against it
 #   skopeo:      skopeo copy docker://… oci:DIR (no decompression, no unpacking)
 #   rkt warm / podman warm: the same pull again, nothing changed
 # The cold runs come in ROUNDS (3) rounds, each running every command in turn, so that the
@@ -20,7 +22,14 @@ for tool in hyperfine podman skopeo docker-registry pigz; do command -v $tool >/
 cargo build --release --quiet
 rkt=$PWD/target/release/rkt
 work=$(mktemp -d /dev/shm/rkt-pull-bench.XXXXXX)
-cleanup() { kill "${registry_pid:-0}" 2>/dev/null || true; podman --root "$work/podman" --runroot "$work/podman-run" rmi -af >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+  kill "${registry_pid:-0}" 2>/dev/null || true
+  "${podman[@]}" rmi -af >/dev/null 2>&1 || true
+  "${podman_vfs[@]}" rmi -af >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+podman=(podman --root "$work/podman" --runroot "$work/podman-run")
+podman_vfs=(podman --root "$work/podman-vfs" --runroot "$work/podman-vfs-run" --storage-driver vfs)
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry" "$port" >"$work/registry.yml"
@@ -30,12 +39,12 @@ python3 bench/make-image.py "$work/layout" "$LAYERS" "$SIZE_MB"
 for i in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 skopeo copy -q --dest-tls-verify=false "oci:$work/layout:v1" "docker://127.0.0.1:$port/bench/image:v1"
 image="127.0.0.1:$port/bench/image:v1"
-podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs)
 /usr/bin/time -f "%M" -o "$work/rss" "$rkt" --dir "$work/rss-store" --insecure-options=image,http --quiet fetch "docker://$image" >/dev/null
 for round in $(seq "$ROUNDS"); do
 hyperfine -r "$RUNS" --export-json "$work/cold-$round.json" \
   -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman cold" -p "${podman[*]} rmi -af >/dev/null 2>&1 || true" "${podman[*]} pull -q --tls-verify=false $image" \
+  -n "podman vfs" -p "${podman_vfs[*]} rmi -af >/dev/null 2>&1 || true" "${podman_vfs[*]} pull -q --tls-verify=false $image" \
   -n "skopeo copy" -p "rm -rf $work/oci" "skopeo copy -q --src-tls-verify=false docker://$image oci:$work/oci:v1" >/dev/null
 done
 "${podman[@]}" pull -q --tls-verify=false "$image" >/dev/null
@@ -57,6 +66,7 @@ print(f"rkt fetch peak RSS: {int(sys.argv[1]) // 1024} MiB")
 for name, t in r.items():
     print(f"{name:12s} median {t * 1000:9.1f} ms over {len(times[name])} runs")
 print(f"rkt cold / podman cold = {r['rkt cold'] / r['podman cold']:.2f} (target <= 0.35; by round: {', '.join(rounds)})")
+print(f"rkt cold / podman vfs  = {r['rkt cold'] / r['podman vfs']:.2f} (reference)")
 print(f"rkt cold / skopeo copy = {r['rkt cold'] / r['skopeo copy']:.2f} (target <= 2.5)")
 print(f"rkt warm / podman warm = {r['rkt warm'] / r['podman warm']:.2f} (target <= 0.25)")
 PY
