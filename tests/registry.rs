@@ -246,6 +246,14 @@ fn serve_blobs(registry: &Registry, web: &Web, route: impl Fn(&std::path::Path) 
     }
 }
 
+/// Renders the root filesystem of the image whose ID `rkt fetch` printed in `out`.
+fn render_fetched(env: &Env, out: &std::process::Output) -> std::path::PathBuf {
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rendered = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    rendered
+}
+
 /// A layer download that breaks off is resumed with `Range` from where it stopped.
 #[test]
 fn broken_blob_downloads_resume_where_they_stopped() {
@@ -267,9 +275,7 @@ fn broken_blob_downloads_resume_where_they_stopped() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ranges: Vec<String> = web.requests().iter().filter_map(|r| r["range"].as_str().map(str::to_string)).collect();
     assert_eq!(ranges, vec!["bytes=100000-".to_string()], "one resumed request, from the cut on");
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let rendered = env.path("r");
-    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    let rendered = render_fetched(&env, &out);
     assert_eq!(std::fs::read(rendered.join("etc/big")).unwrap(), payload);
 }
 
@@ -290,9 +296,7 @@ fn blob_redirects_to_another_host_carry_no_credentials() {
     for request in &requests {
         assert_eq!(request["authorization"], serde_json::Value::Null, "credentials followed a redirect: {request}");
     }
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let rendered = env.path("r");
-    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    let rendered = render_fetched(&env, &out);
     assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "redirected");
 }
 
@@ -326,9 +330,7 @@ fn blob_redirects_to_https_are_verified() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!web.requests().is_empty(), "the blobs came over https");
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let rendered = env.path("r");
-    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    let rendered = render_fetched(&env, &out);
     assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "over tls");
 }
 
