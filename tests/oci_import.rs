@@ -57,6 +57,17 @@ fn config() -> serde_json::Value {
 
 /// Type, mode, owner, size, content and link target of every entry below `root`, and which
 /// paths share an inode.
+/// What `umoci unpack` makes of the layout's `v1` image: the path of its root filesystem.
+fn umoci_unpack(env: &Env, layout: &Path) -> std::path::PathBuf {
+    let bundle = env.path("bundle");
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:v1", layout.display()), bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
+    bundle.join("rootfs")
+}
+
 fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
@@ -109,13 +120,7 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
         .to_string();
     let ours = env.path("ours");
     env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
-    let bundle = env.path("bundle");
-    let out = std::process::Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:v1", layout.dir.display()), bundle.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
-    let (theirs, their_links) = describe(&bundle.join("rootfs"));
+    let (theirs, their_links) = describe(&umoci_unpack(&env, &layout.dir));
     let (mine, my_links) = describe(&ours);
     assert_eq!(mine, theirs);
     assert_eq!(my_links, their_links);
@@ -168,13 +173,7 @@ fn through_a_registry_it_renders_as_umoci_unpacks_it() {
     env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
     let mut gzip_layout = Layout::new(env.path("layout-gzip"));
     gzip_layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TGZ, gzip)], config());
-    let bundle = env.path("bundle");
-    let out = std::process::Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:v1", gzip_layout.dir.display()), bundle.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(describe(&ours), describe(&bundle.join("rootfs")));
+    assert_eq!(describe(&ours), describe(&umoci_unpack(&env, &gzip_layout.dir)));
     let verified = env.ok(&["image", "verify", &id]);
     assert!(verified.contains("ok (1 tree(s) checked)"), "the tree rendered during the pull: {verified}");
 }
