@@ -86,8 +86,14 @@ pub async fn import_layer(
         tokio::spawn(produce_layer(writer, blob, digest.map(str::to_string), diff_id.to_string(), manifest.to_vec()));
     let options = ImportOptions::default();
     let imported = store.import(reader, &options).await;
-    producer.await.map_err(|e| OciError::Io(format!("layer conversion: {e}")))??;
-    Ok(imported?.id)
+    let produced = producer.await.map_err(|e| OciError::Io(format!("layer conversion: {e}")))?;
+    match (imported, produced) {
+        (Ok(imported), Ok(())) => Ok(imported.id),
+        // The import stopped reading because it refused the converted layer: its reason is the one to give.
+        (Err(refused), Err(OciError::Abandoned)) => Err(OciError::Layer { diff_id: diff_id.into(), source: refused }),
+        (_, Err(produced)) => Err(produced),
+        (Err(refused), Ok(())) => Err(OciError::Layer { diff_id: diff_id.into(), source: refused }),
+    }
 }
 
 async fn produce_layer(
@@ -97,7 +103,10 @@ async fn produce_layer(
     diff_id: String,
     manifest: Vec<u8>,
 ) -> Result<(), OciError> {
-    let io = |e: std::io::Error| OciError::Io(e.to_string());
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => OciError::Abandoned,
+        _ => OciError::Io(e.to_string()),
+    };
     let mut head = Vec::new();
     write_small(&mut head, "manifest", b'0', 0o644, &manifest).await?;
     write_small(&mut head, "rootfs", b'5', 0o755, b"").await?;
