@@ -2,6 +2,7 @@
 //! a tree store of rendered root filesystems.
 
 pub mod aci;
+mod aci_builder;
 pub mod appc;
 mod blob;
 mod error;
@@ -18,6 +19,7 @@ pub mod tree;
 pub mod tree_hash;
 pub mod tree_writer;
 
+pub use aci_builder::{AciBuilder, EntryError};
 pub use error::{Result, StoreError};
 pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};

@@ -180,23 +180,37 @@ impl Store {
             }
         }
         gate(&scan.manifest).await?;
+        let imported = self.commit_blob(temp, id, scan.manifest, scan.manifest_json, size, options.latest)?;
+        Ok(Imported { compression, ..imported })
+    }
+
+    /// Names a complete, checked blob by its ID and indexes it: after this, it is in the store.
+    pub(crate) fn commit_blob(
+        &self,
+        temp: TempBlob,
+        id: ImageId,
+        manifest: ImageManifest,
+        manifest_json: String,
+        size: u64,
+        latest: bool,
+    ) -> Result<Imported> {
         let dest = self.blob_path(&id);
         let parent = dest.parent().expect("blob paths have a parent");
-        std::fs::create_dir_all(parent).at(parent).map_err(E::from)?;
-        temp.persist(&dest).at(&dest).map_err(E::from)?;
+        std::fs::create_dir_all(parent).at(parent)?;
+        temp.persist(&dest).at(&dest)?;
         self.hashed.lock().expect("not poisoned").insert(id.clone());
         let now = now_ns();
         let already_stored = self.index().image(&id)?.is_some();
         self.index().insert_image(&ImageRecord {
             id: id.clone(),
-            name: scan.manifest.name.clone(),
-            manifest: scan.manifest_json,
+            name: manifest.name.clone(),
+            manifest: manifest_json,
             size,
             import_time: now,
             last_used: now,
-            latest: options.latest,
+            latest,
         })?;
-        Ok(Imported { id, manifest: scan.manifest, size, compression, already_stored })
+        Ok(Imported { id, manifest, size, compression: Compression::None, already_stored })
     }
 
     /// Resolves an ID as typed (`sha512-` and at least two hex digits) as rkt's `ResolveKey` does.

@@ -75,12 +75,9 @@ async fn pad<W: AsyncWrite + Unpin>(out: &mut W, written: u64) -> std::io::Resul
     out.write_all(&vec![0u8; rem as usize]).await
 }
 
-/// Writes one entry; `data` must yield exactly `entry.size` bytes.
-pub async fn write_entry<W: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
-    out: &mut W,
-    entry: &OutEntry<'_>,
-    data: &mut R,
-) -> std::io::Result<()> {
+/// The blocks that come before an entry's data: PAX records for what ustar cannot hold, then
+/// the ustar header.
+pub fn header_blocks(entry: &OutEntry<'_>) -> Vec<u8> {
     let mut records = Vec::new();
     if entry.path.len() > 100 {
         records.extend(pax_record(b"path", entry.path));
@@ -102,13 +99,25 @@ pub async fn write_entry<W: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
         key.extend_from_slice(k);
         records.extend(pax_record(&key, v));
     }
+    let mut out = Vec::with_capacity(512);
     if !records.is_empty() {
         let pax = OutEntry::plain(b"././@PaxHeader", b'x', 0o644, records.len() as u64);
-        out.write_all(&header(&pax)).await?;
-        out.write_all(&records).await?;
-        pad(out, records.len() as u64).await?;
+        out.extend_from_slice(&header(&pax));
+        let padded = records.len().div_ceil(512) * 512;
+        out.extend_from_slice(&records);
+        out.resize(512 + padded, 0);
     }
-    out.write_all(&header(entry)).await?;
+    out.extend_from_slice(&header(entry));
+    out
+}
+
+/// Writes one entry; `data` must yield exactly `entry.size` bytes.
+pub async fn write_entry<W: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
+    out: &mut W,
+    entry: &OutEntry<'_>,
+    data: &mut R,
+) -> std::io::Result<()> {
+    out.write_all(&header_blocks(entry)).await?;
     // tokio::io::copy moves 8 KiB at a time: a layer's data then costs a decoder call and a
     // pipe write per 8 KiB.
     let capacity = entry.size.clamp(1, 256 * 1024) as usize;

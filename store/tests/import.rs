@@ -115,3 +115,41 @@ fn a_chain_rendered_layer_by_layer_equals_the_ordinary_render() {
         assert!(left.is_empty(), "{left:?}");
     });
 }
+
+#[test]
+fn a_built_aci_is_the_archive_an_import_of_its_bytes_gives() {
+    use rkt_store::tar_out::OutEntry;
+    let manifest = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/built"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let long = format!("rootfs/{}", "d".repeat(150));
+    let built = rt()
+        .block_on(async {
+            let mut aci = store.build_aci(manifest.as_bytes())?;
+            aci.entry(&OutEntry::plain(b"rootfs/f", b'0', 0o644, 3), &mut &b"abc"[..]).await.map_err(|e| match e {
+                rkt_store::EntryError::Store(e) => e,
+                rkt_store::EntryError::Read(e) => StoreError::Stream(e),
+            })?;
+            let written = aci.entry(&OutEntry::plain(long.as_bytes(), b'0', 0o600, 0), &mut &b""[..]).await;
+            assert!(written.is_ok(), "a long name goes in a PAX record");
+            aci.finish()
+        })
+        .unwrap();
+    // Its bytes, imported into another store as any ACI is, give the same ID.
+    let bytes = std::fs::read(store.blob_path(&built.id)).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let again =
+        rt().block_on(Store::open(other.path()).unwrap().import(&bytes[..], &ImportOptions::default())).unwrap();
+    assert_eq!(again.id, built.id);
+    assert_eq!(again.manifest.name.to_string(), "example.com/built");
+
+    // An entry the layout rules refuse leaves nothing behind.
+    let refused = rt().block_on(async {
+        let mut aci = store.build_aci(manifest.as_bytes()).unwrap();
+        aci.entry(&OutEntry::plain(b"rootfs/f", b'0', 0o644, 1), &mut &b"x"[..]).await.unwrap();
+        aci.entry(&OutEntry::plain(b"rootfs/f/below", b'0', 0o644, 1), &mut &b"y"[..]).await
+    });
+    assert!(matches!(refused, Err(rkt_store::EntryError::Store(_))));
+    assert_eq!(store.images().unwrap().len(), 1);
+    assert_eq!(std::fs::read_dir(dir.path().join("cas/tmp")).unwrap().count(), 0);
+}

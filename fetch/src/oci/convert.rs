@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use futures_core::Stream;
-use rkt_store::{ImageId, ImportOptions, Store};
+use rkt_store::{AciBuilder, EntryError, ImageId, Store};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -70,8 +70,7 @@ pub async fn image_aci(manifest: &[u8]) -> Result<Vec<u8>, OciError> {
 
 /// Converts one layer blob into an ACI and imports it. `digest` is the blob's expected
 /// `sha256:` digest (checked when given), `diff_id` the expected digest of its uncompressed tar.
-/// The ACI's end-of-archive marker is written only after both check out, so a mismatch leaves
-/// the import unfinished and nothing stored.
+/// The ACI is finished only after both check out, so a mismatch leaves nothing stored.
 pub async fn import_layer(
     store: &Store,
     blob: Reader,
@@ -79,38 +78,19 @@ pub async fn import_layer(
     diff_id: &str,
     manifest: &[u8],
 ) -> Result<ImageId, OciError> {
-    let (writer, reader) = tokio::io::duplex(1 << 20);
-    // The conversion (decompressing, digests) runs as a task of its own, so that on a
-    // multi-threaded runtime it overlaps the store's import (SHA-512, writing the blob).
-    let producer =
-        tokio::spawn(produce_layer(writer, blob, digest.map(str::to_string), diff_id.to_string(), manifest.to_vec()));
-    let options = ImportOptions::default();
-    let imported = store.import(reader, &options).await;
-    let produced = producer.await.map_err(|e| OciError::Io(format!("layer conversion: {e}")))?;
-    match (imported, produced) {
-        (Ok(imported), Ok(())) => Ok(imported.id),
-        // The import stopped reading because it refused the converted layer: its reason is the one to give.
-        (Err(refused), Err(OciError::Abandoned)) => Err(OciError::Layer { diff_id: diff_id.into(), source: refused }),
-        (_, Err(produced)) => Err(produced),
-        (Err(refused), Ok(())) => Err(OciError::Layer { diff_id: diff_id.into(), source: refused }),
-    }
+    let refused = |source| OciError::Layer { diff_id: diff_id.into(), source };
+    let mut aci = store.build_aci(manifest).map_err(refused)?;
+    convert_layer(&mut aci, blob, digest, diff_id).await?;
+    Ok(aci.finish().map_err(refused)?.id)
 }
 
-async fn produce_layer(
-    mut out: tokio::io::DuplexStream,
+async fn convert_layer(
+    aci: &mut AciBuilder,
     blob: Reader,
-    digest: Option<String>,
-    diff_id: String,
-    manifest: Vec<u8>,
+    digest: Option<&str>,
+    diff_id: &str,
 ) -> Result<(), OciError> {
-    let io = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::BrokenPipe => OciError::Abandoned,
-        _ => OciError::Io(e.to_string()),
-    };
-    let mut head = Vec::new();
-    write_small(&mut head, "manifest", b'0', 0o644, &manifest).await?;
-    write_small(&mut head, "rootfs", b'5', 0o755, b"").await?;
-    tokio::io::AsyncWriteExt::write_all(&mut out, &head).await.map_err(io)?;
+    let io = |e: std::io::Error| OciError::Io(e.to_string());
     let (raw, raw_hash) = HashReader::new(blob);
     let (_, decompressed) = rkt_store::aci::decompressed(raw).await?;
     let (plain, diff_hash) = HashReader::new(decompressed);
@@ -168,7 +148,10 @@ async fn produce_layer(
                 ),
                 xattrs: &xattrs,
             };
-            write_entry(&mut out, &out_entry, &mut entry).await.map_err(io)?;
+            aci.entry(&out_entry, &mut entry).await.map_err(|e| match e {
+                EntryError::Read(e) => OciError::Invalid(format!("layer is not a readable tar: {e}")),
+                EntryError::Store(source) => OciError::Layer { diff_id: diff_id.into(), source },
+            })?;
         }
     }
     // The layer's own end-of-archive marker leaves the compressed stream unread: read it all,
@@ -193,8 +176,8 @@ async fn produce_layer(
     if let Some(expected) = digest {
         let actual = format!("sha256:{}", hex_of(&raw_hash));
         if actual != expected {
-            return Err(OciError::Digest { what: "layer blob".into(), expected, actual });
+            return Err(OciError::Digest { what: "layer blob".into(), expected: expected.into(), actual });
         }
     }
-    finish(&mut out).await.map_err(io)
+    Ok(())
 }

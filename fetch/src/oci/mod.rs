@@ -33,9 +33,6 @@ pub enum OciError {
     Invalid(String),
     #[error("layer {diff_id}: {source}")]
     Layer { diff_id: String, source: StoreError },
-    /// The store stopped reading a converted layer: its own error says why.
-    #[error("the import of the layer stopped early")]
-    Abandoned,
     #[error("{what} does not match its digest: expected {expected}, got {actual}")]
     Digest { what: String, expected: String, actual: String },
 }

@@ -1,0 +1,137 @@
+//! ACIs written into the store entry by entry (a converted Docker layer, say): each entry is
+//! checked against the ACI layout rules and hashed as it is written, so the image is imported
+//! without a pipe between the writer and the store and without reading its tar back.
+
+use std::io::Write;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::aci::{archive, EntryClass, LayoutCheck};
+use crate::appc::manifest::MAX_MANIFEST_BYTES;
+use crate::appc::ImageManifest;
+use crate::blob::TempBlob;
+use crate::error::{IoContext, Result, StoreError};
+use crate::image_id::ImageHasher;
+use crate::store::{Imported, Store, StoreLock};
+use crate::tar_out::{header_blocks, OutEntry};
+
+/// How much of an entry's data is copied at once.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// An ACI being written into the store's temp area; dropped unfinished, it leaves nothing.
+pub struct AciBuilder {
+    store: Store,
+    _lock: StoreLock,
+    temp: TempBlob,
+    hasher: ImageHasher,
+    size: u64,
+    check: LayoutCheck,
+    manifest: ImageManifest,
+    manifest_json: String,
+    buffer: Vec<u8>,
+}
+
+impl Store {
+    /// Starts an ACI with this manifest and an empty `rootfs` directory.
+    pub fn build_aci(&self, manifest: &[u8]) -> Result<AciBuilder> {
+        if manifest.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(archive(format!("manifest is {} bytes, over the 1 MiB limit", manifest.len())));
+        }
+        let parsed = ImageManifest::parse(manifest)?;
+        let manifest_json =
+            String::from_utf8(manifest.to_vec()).map_err(|_| archive("manifest is not UTF-8".into()))?;
+        let lock = self.lock_shared()?;
+        let tmp = self.tmp_dir();
+        let temp = TempBlob::create(&tmp).at(&tmp)?;
+        let mut builder = AciBuilder {
+            store: self.clone(),
+            _lock: lock,
+            temp,
+            hasher: ImageHasher::new(),
+            size: 0,
+            check: LayoutCheck::default(),
+            manifest: parsed,
+            manifest_json,
+            buffer: Vec::new(),
+        };
+        builder.small(b"manifest", b'0', 0o644, manifest)?;
+        builder.small(b"rootfs", b'5', 0o755, b"")?;
+        Ok(builder)
+    }
+}
+
+impl AciBuilder {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        self.temp.file.write_all(bytes).map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })
+    }
+
+    fn checked(&mut self, entry: &OutEntry<'_>) -> Result<()> {
+        let class = if entry.kind == b'5' { EntryClass::Directory } else { EntryClass::Other };
+        let hardlink = (entry.kind == b'1').then_some(entry.link);
+        self.check.entry(entry.path, class, hardlink)?;
+        self.write(&header_blocks(entry))
+    }
+
+    fn pad(&mut self, written: u64) -> Result<()> {
+        let rem = ((512 - written % 512) % 512) as usize;
+        self.write(&[0u8; 512][..rem])
+    }
+
+    fn small(&mut self, path: &[u8], kind: u8, mode: u32, data: &[u8]) -> Result<()> {
+        self.checked(&OutEntry::plain(path, kind, mode, data.len() as u64))?;
+        self.write(data)?;
+        self.pad(data.len() as u64)
+    }
+
+    /// Adds an entry whose `data` yields exactly `entry.size` bytes. A read error of `data` is
+    /// `Err(Err(io))`, so that the caller can tell its own stream's failures from the store's.
+    pub async fn entry<R: AsyncRead + Unpin>(
+        &mut self,
+        entry: &OutEntry<'_>,
+        data: &mut R,
+    ) -> std::result::Result<(), EntryError> {
+        self.checked(entry).map_err(EntryError::Store)?;
+        let mut buffer = std::mem::take(&mut self.buffer);
+        if buffer.is_empty() && entry.size > 0 {
+            buffer = vec![0; COPY_BUFFER];
+        }
+        let mut left = entry.size;
+        let copied = async {
+            while left > 0 {
+                let want = left.min(buffer.len() as u64) as usize;
+                let n = data.read(&mut buffer[..want]).await.map_err(EntryError::Read)?;
+                if n == 0 {
+                    return Err(EntryError::Read(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "a layer entry ended early",
+                    )));
+                }
+                self.write(&buffer[..n]).map_err(EntryError::Store)?;
+                left -= n as u64;
+            }
+            Ok(())
+        }
+        .await;
+        self.buffer = buffer;
+        copied?;
+        self.pad(entry.size).map_err(EntryError::Store)
+    }
+
+    /// Ends the archive and imports it: synced, named by its hash, then indexed.
+    pub fn finish(mut self) -> Result<Imported> {
+        self.write(&[0u8; 1024])?;
+        self.check.finish(true)?;
+        let id = self.hasher.finish();
+        let store = self.store.clone();
+        store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.size, false)
+    }
+}
+
+/// Why an entry could not be added: its data could not be read, or the store refused it.
+#[derive(Debug)]
+pub enum EntryError {
+    Read(std::io::Error),
+    Store(StoreError),
+}
