@@ -1,14 +1,23 @@
 #!/usr/bin/env python3
 """Writes an OCI image layout for the pull benchmark: LAYERS gzip layers of about SIZE_MB MiB in
-all, half random bytes, half text, so that gzip has both kinds of work.
+all, made reproducibly (fixed seed). KIND says what the layers hold:
 
-Usage: make-image.py OUTDIR [LAYERS] [SIZE_MB]
+  files  a tree like a distribution's: nested directories of files whose sizes spread as in a
+         Debian root filesystem (half under 4 KiB, a few of several MiB; about 14 KiB on
+         average), some symlinks and hard links; half the bytes random (binaries, compressed
+         data), half text made of words
+  big    six 4 MiB files per layer, half random bytes, half one repeated line: almost all the
+         work is hashing and decompressing bytes, nothing is per file
+
+Usage: make-image.py OUTDIR [LAYERS] [SIZE_MB] [KIND]
 """
-import gzip
 import hashlib
 import io
+import itertools
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import tarfile
@@ -16,8 +25,15 @@ import tarfile
 out = sys.argv[1]
 layers = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 size_mb = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+kind = sys.argv[4] if len(sys.argv) > 4 else "files"
+if kind not in ("files", "big"):
+    sys.exit(f"unknown KIND {kind!r}: files or big")
 per_layer = size_mb * 1024 * 1024 // layers
+rng = random.Random(20261129)
 os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+
+WORDS = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10))) for _ in range(4000)]
+TEXT = b" ".join(rng.choice(WORDS) + (b"\n" if rng.random() < 0.1 else b"") for _ in range(400_000))
 
 
 def blob(data):
@@ -27,18 +43,82 @@ def blob(data):
     return "sha256:" + digest, len(data)
 
 
+def add_file(tar, path, data, mode=0o644):
+    info = tarfile.TarInfo(path)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = 1700000000
+    tar.addfile(info, io.BytesIO(data))
+
+
+def add_dir(tar, path):
+    info = tarfile.TarInfo(path)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    info.mtime = 1700000000
+    tar.addfile(info)
+
+
+def file_size():
+    # Log-normal around 3 KiB, capped at 8 MiB: a Debian rootfs has half its files under 4 KiB
+    # and a few libraries of several MiB.
+    return min(8 << 20, max(0, int(math.exp(rng.gauss(math.log(3000), 1.8)))))
+
+
+def content(size):
+    if rng.random() < 0.5:
+        return rng.randbytes(size)
+    start = rng.randrange(len(TEXT))
+    data = (TEXT[start:] + TEXT) * (size // len(TEXT) + 1)
+    return data[:size]
+
+
+def files_layer(tar, n):
+    written, dirs, files, serial = 0, [], [], itertools.count()
+    while written < per_layer:
+        if not dirs or rng.random() < 0.08:
+            parent = rng.choice(dirs) if dirs and rng.random() < 0.6 else f"usr/share/l{n}"
+            d = f"{parent}/d{len(dirs)}"
+            if not dirs:
+                for prefix in ("usr", "usr/share", f"usr/share/l{n}"):
+                    if n == 0 or prefix.endswith(f"l{n}"):
+                        add_dir(tar, prefix)
+            add_dir(tar, d)
+            dirs.append(d)
+        d = rng.choice(dirs)
+        roll = rng.random()
+        if roll < 0.08 and files:
+            info = tarfile.TarInfo(f"{d}/s{next(serial)}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "/" + rng.choice(files)
+            info.mtime = 1700000000
+            tar.addfile(info)
+        elif roll < 0.09 and files:
+            info = tarfile.TarInfo(f"{d}/h{next(serial)}")
+            info.type = tarfile.LNKTYPE
+            info.linkname = rng.choice(files)
+            info.mtime = 1700000000
+            tar.addfile(info)
+        else:
+            path = f"{d}/f{next(serial)}"
+            data = content(file_size())
+            add_file(tar, path, data, 0o755 if rng.random() < 0.1 else 0o644)
+            files.append(path)
+            written += len(data)
+
+
+def big_layer(tar, n):
+    chunk = 4 * 1024 * 1024
+    for i in range(max(1, per_layer // chunk)):
+        data = os.urandom(chunk) if i % 2 == 0 else (b"layer %d line %d of a text file\n" % (n, i)) * (chunk // 32)
+        add_file(tar, "layer%d/file%d" % (n, i), data[:chunk])
+
+
 descs, diff_ids = [], []
 for n in range(layers):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        chunk = 4 * 1024 * 1024
-        for i in range(max(1, per_layer // chunk)):
-            data = os.urandom(chunk) if i % 2 == 0 else (b"layer %d line %d of a text file\n" % (n, i)) * (chunk // 32)
-            data = data[:chunk]
-            info = tarfile.TarInfo("layer%d/file%d" % (n, i))
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
+        (files_layer if kind == "files" else big_layer)(tar, n)
     raw = buf.getvalue()
     diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
     compressed = subprocess.run(["pigz", "-6", "-c"], input=raw, capture_output=True, check=True).stdout

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Pull benchmark (issue: Docker and OCI images). An image of LAYERS (8) gzip layers, SIZE_MB (200)
-# MiB uncompressed, in Debian's docker-registry on 127.0.0.1; then, RUNS (3) times each, medians:
+# Pull benchmark (issue: Docker and OCI images). Images of LAYERS (8) gzip layers, SIZE_MB (200)
+# MiB uncompressed, in Debian's docker-registry on 127.0.0.1, one per KIND (bench/make-image.py):
+#   files: a tree like a distribution's (about 16,000 entries, word text and random bytes): what
+#          images hold, and the workload the issue's target is judged on
+#   big:   48 files of 4 MiB: nothing per file, only bytes to hash and decompress (rkt's worst
+#          case: it hashes every byte three times, SHA-256 twice and the SHA-512 of appc IDs)
+# Then, for each, RUNS (5) times each command, medians:
 #   rkt cold:    rkt fetch docker://… into an empty store, as root (converted and rendered: ready to run)
 #   podman cold: podman pull into empty storage, with podman's default storage driver (overlay)
 #   podman vfs:  the same with --storage-driver vfs (slower: each layer copies the one below);
@@ -14,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-8}
 SIZE_MB=${SIZE_MB:-200}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
+KINDS=${KINDS:-files big}
 ROUNDS=${ROUNDS:-3}
 need=""
 for tool in hyperfine podman skopeo docker-registry pigz; do command -v $tool >/dev/null || need="$need $tool"; done
@@ -35,34 +41,42 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry" "$port" >"$work/registry.yml"
 docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
 registry_pid=$!
-python3 bench/make-image.py "$work/layout" "$LAYERS" "$SIZE_MB"
 for i in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-skopeo copy -q --dest-tls-verify=false "oci:$work/layout:v1" "docker://127.0.0.1:$port/bench/image:v1"
-image="127.0.0.1:$port/bench/image:v1"
+
+measure() {
+local kind=$1
+python3 bench/make-image.py "$work/layout-$kind" "$LAYERS" "$SIZE_MB" "$kind"
+skopeo copy -q --dest-tls-verify=false "oci:$work/layout-$kind:v1" "docker://127.0.0.1:$port/bench/$kind:v1"
+local image="127.0.0.1:$port/bench/$kind:v1"
+rm -rf "$work/rss-store"
 /usr/bin/time -f "%M" -o "$work/rss" "$rkt" --dir "$work/rss-store" --insecure-options=image,http --quiet fetch "docker://$image" >/dev/null
 for round in $(seq "$ROUNDS"); do
-hyperfine -r "$RUNS" --export-json "$work/cold-$round.json" \
+hyperfine -r "$RUNS" --export-json "$work/cold-$kind-$round.json" \
   -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman cold" -p "${podman[*]} rmi -af >/dev/null 2>&1 || true" "${podman[*]} pull -q --tls-verify=false $image" \
   -n "podman vfs" -p "${podman_vfs[*]} rmi -af >/dev/null 2>&1 || true" "${podman_vfs[*]} pull -q --tls-verify=false $image" \
   -n "skopeo copy" -p "rm -rf $work/oci" "skopeo copy -q --src-tls-verify=false docker://$image oci:$work/oci:v1" >/dev/null
 done
 "${podman[@]}" pull -q --tls-verify=false "$image" >/dev/null
-hyperfine -r "$((RUNS * 3))" --export-json "$work/warm.json" \
+hyperfine -r "$((RUNS * 3))" --export-json "$work/warm-$kind.json" \
   -n "rkt warm" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman warm" "${podman[*]} pull -q --tls-verify=false $image" >/dev/null
-python3 - "$(cat "$work/rss")" "$work"/cold-*.json "$work/warm.json" <<'PY'
+"${podman[@]}" rmi -af >/dev/null 2>&1 || true
+"${podman_vfs[@]}" rmi -af >/dev/null 2>&1 || true
+rm -rf "$work/store" "$work/rss-store" "$work/oci"
+python3 - "$kind" "$(cat "$work/rss")" "$work"/cold-"$kind"-*.json "$work/warm-$kind.json" <<'PY'
 import json, statistics, sys
 times = {}
-for f in sys.argv[2:]:
+for f in sys.argv[3:]:
     for x in json.load(open(f))["results"]:
         times.setdefault(x["command"], []).extend(x["times"])
 r = {name: statistics.median(t) for name, t in times.items()}
 rounds = []
-for f in sys.argv[2:-1]:
+for f in sys.argv[3:-1]:
     one = {x["command"]: x["median"] for x in json.load(open(f))["results"]}
     rounds.append(f"{one['rkt cold'] / one['podman cold']:.2f}")
-print(f"rkt fetch peak RSS: {int(sys.argv[1]) // 1024} MiB")
+print(f"== image kind: {sys.argv[1]}")
+print(f"rkt fetch peak RSS: {int(sys.argv[2]) // 1024} MiB")
 for name, t in r.items():
     print(f"{name:12s} median {t * 1000:9.1f} ms over {len(times[name])} runs")
 print(f"rkt cold / podman cold = {r['rkt cold'] / r['podman cold']:.2f} (target <= 0.35; by round: {', '.join(rounds)})")
@@ -70,3 +84,6 @@ print(f"rkt cold / podman vfs  = {r['rkt cold'] / r['podman vfs']:.2f} (referenc
 print(f"rkt cold / skopeo copy = {r['rkt cold'] / r['skopeo copy']:.2f} (target <= 2.5)")
 print(f"rkt warm / podman warm = {r['rkt warm'] / r['podman warm']:.2f} (target <= 0.25)")
 PY
+}
+
+for kind in $KINDS; do measure "$kind"; done
