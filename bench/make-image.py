@@ -74,37 +74,42 @@ def content(size):
 
 
 def files_layer(tar, n):
-    written, dirs, files, serial = 0, [], [], itertools.count()
+    # Drawn at random, then written in path order: a tar of a tree lists each directory's
+    # entries together, as `tar` and image builders walk it.
+    written, dirs, entries, serial = 0, [], {}, itertools.count()
+    top = f"usr/share/l{n}"
+    for prefix in ("usr", "usr/share", top) if n == 0 else (top,):
+        entries[prefix] = ("dir", None)
     while written < per_layer:
         if not dirs or rng.random() < 0.08:
-            parent = rng.choice(dirs) if dirs and rng.random() < 0.6 else f"usr/share/l{n}"
-            d = f"{parent}/d{len(dirs)}"
-            if not dirs:
-                for prefix in ("usr", "usr/share", f"usr/share/l{n}"):
-                    if n == 0 or prefix.endswith(f"l{n}"):
-                        add_dir(tar, prefix)
-            add_dir(tar, d)
+            parent = rng.choice(dirs) if dirs and rng.random() < 0.6 else top
+            d = f"{parent}/d{next(serial)}"
+            entries[d] = ("dir", None)
             dirs.append(d)
         d = rng.choice(dirs)
         roll = rng.random()
-        if roll < 0.08 and files:
-            info = tarfile.TarInfo(f"{d}/s{next(serial)}")
-            info.type = tarfile.SYMTYPE
-            info.linkname = "/" + rng.choice(files)
-            info.mtime = 1700000000
-            tar.addfile(info)
-        elif roll < 0.09 and files:
-            info = tarfile.TarInfo(f"{d}/h{next(serial)}")
-            info.type = tarfile.LNKTYPE
-            info.linkname = rng.choice(files)
-            info.mtime = 1700000000
-            tar.addfile(info)
+        if roll < 0.08:
+            entries[f"{d}/s{next(serial)}"] = ("symlink", None)
+        elif roll < 0.09:
+            entries[f"{d}/h{next(serial)}"] = ("hardlink", None)
         else:
-            path = f"{d}/f{next(serial)}"
             data = content(file_size())
+            entries[f"{d}/f{next(serial)}"] = ("file", data)
+            written += len(data)
+    files = []
+    for path in sorted(entries):
+        kind, data = entries[path]
+        if kind == "dir":
+            add_dir(tar, path)
+        elif kind == "file":
             add_file(tar, path, data, 0o755 if rng.random() < 0.1 else 0o644)
             files.append(path)
-            written += len(data)
+        elif files:
+            info = tarfile.TarInfo(path)
+            info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+            info.linkname = ("/" if kind == "symlink" else "") + rng.choice(files)
+            info.mtime = 1700000000
+            tar.addfile(info)
 
 
 def big_layer(tar, n):
