@@ -31,7 +31,9 @@ fn base_layer() -> Vec<u8> {
         .file_mode("srv/data", b"owned", 0o640, 1000, 1000)
         .hardlink("srv/link", "srv/data")
         .dir("tmp")
-        .symlink("lib64", "/lib");
+        .symlink("lib64", "/lib")
+        .dir("cache")
+        .file("cache/entry", b"removed with its directory");
     t.finish()
 }
 
@@ -43,7 +45,12 @@ fn top_layer() -> Vec<u8> {
         .file("opaque/.wh..wh..opq", b"")
         .file("opaque/new", b"after the opaque whiteout")
         .file("etc/motd", b"hello from the top layer\n")
-        .file_mode("usr-bin-tool", b"#!/bin/sh\necho tool\n", 0o4755, 0, 0);
+        .file_mode("usr-bin-tool", b"#!/bin/sh\necho tool\n", 0o4755, 0, 0)
+        // Entries that replace the lower layer's: a file, a symlink (by a file of another
+        // owner), a directory and what it held (by a symlink).
+        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n")
+        .file_mode("lib64", b"not a link any more\n", 0o640, 1000, 1000)
+        .symlink("cache", "/tmp");
     t.finish()
 }
 
@@ -125,6 +132,10 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     assert_eq!(mine, theirs);
     assert_eq!(my_links, their_links);
     assert!(mine.contains_key("opaque/new") && !mine.contains_key("opaque/old") && !mine.contains_key("etc/gone"));
+    // So is the tree `rkt run` uses, rendered in the tree store while the layers were fetched.
+    let trees: Vec<_> = std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    assert_eq!(describe(&trees[0].join("rootfs")), (theirs, their_links));
 
     // Exported, the image is one ACI that a store without its layers renders the same.
     let exported = env.path("squashed.aci");

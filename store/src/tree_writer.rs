@@ -130,6 +130,19 @@ pub fn list_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// Makes a new entry at `name` in `dir` with `create`; when something is there already (a lower
+/// layer's entry), removes it, whatever it is, and creates again. Most entries are new, so the
+/// removal is tried only when needed.
+fn replacing<T>(dir: BorrowedFd, name: &[u8], create: impl Fn() -> nix::Result<T>) -> io::Result<T> {
+    match create() {
+        Err(Errno::EEXIST) => {
+            remove_entry(dir, name)?;
+            Ok(create()?)
+        }
+        other => Ok(other?),
+    }
+}
+
 fn timespec(secs: i64) -> TimeSpec {
     TimeSpec::new(secs, 0)
 }
@@ -197,13 +210,9 @@ impl TreeWriter {
         Ok((fd, name.to_vec()))
     }
 
-    /// Clears the way for a new non-directory entry at `name`.
-    fn clear(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
-        remove_entry(dir, name)
-    }
-
-    fn apply(&self, fd: BorrowedFd, meta: &Meta) -> io::Result<()> {
-        if self.privileged {
+    /// Gives an entry its owner, mode, attributes and time; `owner` is who owns it now, when known.
+    fn apply(&self, fd: BorrowedFd, meta: &Meta, owner: Option<(u32, u32)>) -> io::Result<()> {
+        if self.privileged && owner != Some((meta.uid, meta.gid)) {
             fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
         }
         // After chown, which clears set-id bits.
@@ -219,7 +228,7 @@ impl TreeWriter {
             match fstatat(dir, os(&name), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
                 Ok(_) => {
-                    Self::clear(dir, &name)?;
+                    remove_entry(dir, &name)?;
                     mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?;
                 }
                 Err(Errno::ENOENT) => mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?,
@@ -233,9 +242,8 @@ impl TreeWriter {
 
     pub async fn file<R: AsyncRead + Unpin>(&mut self, path: &[u8], meta: &Meta, data: &mut R) -> io::Result<()> {
         let (dir, name) = self.parent_of(path)?;
-        Self::clear(dir, &name)?;
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(dir, os(&name), flags, Mode::from_bits_truncate(0o600))?;
+        let fd = replacing(dir, &name, || openat(dir, os(&name), flags, Mode::from_bits_truncate(0o600)))?;
         let mut file = File::from(fd);
         let mut buffer = std::mem::take(&mut self.buffer);
         let mut hasher = self.digests.as_ref().map(|_| FileHasher::new());
@@ -254,9 +262,14 @@ impl TreeWriter {
         .await;
         self.buffer = buffer;
         copied?;
-        self.apply(file.as_fd(), meta)?;
-        if let (Some(digests), Some(h)) = (self.digests.as_mut(), hasher) {
-            let st = nix::sys::stat::fstat(file.as_fd())?;
+        // The digest is filed by inode; the same stat tells whether the file's owner is already
+        // the one it should have (most are root's, as created), sparing a chown.
+        let stat = match hasher {
+            Some(_) => Some(nix::sys::stat::fstat(file.as_fd())?),
+            None => None,
+        };
+        self.apply(file.as_fd(), meta, stat.map(|st| (st.st_uid, st.st_gid)))?;
+        if let (Some(digests), Some(h), Some(st)) = (self.digests.as_mut(), hasher, stat) {
             digests.insert((st.st_dev, st.st_ino), h.finish());
         }
         Ok(())
@@ -265,8 +278,7 @@ impl TreeWriter {
     pub fn symlink(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
         let privileged = self.privileged;
         let (dir, name) = self.parent_of(path)?;
-        Self::clear(dir, &name)?;
-        symlinkat(os(target), dir, os(&name))?;
+        replacing(dir, &name, || symlinkat(os(target), dir, os(&name)))?;
         if privileged {
             fchownat(
                 dir,
@@ -286,9 +298,8 @@ impl TreeWriter {
         let (target_parent, target_name) = split(target);
         let target_dir = self.open_dir(target_parent, false)?;
         let (dir, name) = self.parent_of(path)?;
-        Self::clear(dir, &name)?;
         // Flags 0: a link to a symlink links the symlink itself, never what it points to.
-        linkat(target_dir.as_fd(), os(target_name), dir, os(&name), AtFlags::empty())?;
+        replacing(dir, &name, || linkat(target_dir.as_fd(), os(target_name), dir, os(&name), AtFlags::empty()))?;
         Ok(())
     }
 
@@ -304,8 +315,7 @@ impl TreeWriter {
             return Ok(());
         }
         let (dir, name) = self.parent_of(path)?;
-        Self::clear(dir, &name)?;
-        mknodat(dir, os(&name), sflag, Mode::from_bits_truncate(0o600), dev)?;
+        replacing(dir, &name, || mknodat(dir, os(&name), sflag, Mode::from_bits_truncate(0o600), dev))?;
         if privileged {
             fchownat(
                 dir,
@@ -369,7 +379,7 @@ impl TreeWriter {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => continue,
                 Err(e) => return Err(e),
             };
-            self.apply(fd.as_fd(), meta)?;
+            self.apply(fd.as_fd(), meta, None)?;
         }
         Ok(self.digests.take().unwrap_or_default())
     }
