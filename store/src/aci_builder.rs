@@ -17,6 +17,8 @@ use crate::tar_out::{header_blocks, OutEntry};
 
 /// How much of an entry's data is copied at once.
 const COPY_BUFFER: usize = 256 * 1024;
+/// Data at least this big is written as it is rather than gathered first.
+const DIRECT_WRITE: usize = 64 * 1024;
 
 /// An ACI being written into the store's temp area; dropped unfinished, it leaves nothing.
 pub struct AciBuilder {
@@ -29,6 +31,8 @@ pub struct AciBuilder {
     manifest: ImageManifest,
     manifest_json: String,
     buffer: Vec<u8>,
+    /// Bytes hashed but not yet written to the blob file.
+    pending: Vec<u8>,
 }
 
 impl Store {
@@ -53,6 +57,7 @@ impl Store {
             manifest: parsed,
             manifest_json,
             buffer: Vec::new(),
+            pending: Vec::with_capacity(COPY_BUFFER),
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
         builder.small(b"rootfs", b'5', 0o755, b"")?;
@@ -61,9 +66,33 @@ impl Store {
 }
 
 impl AciBuilder {
+    /// Hashes `bytes` and queues them for the blob file. Headers, padding and small files are
+    /// gathered into one write; what fills the queue goes out at once.
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
+        if self.pending.len() + bytes.len() > COPY_BUFFER || bytes.len() >= DIRECT_WRITE {
+            self.flush()?;
+        }
+        if bytes.len() >= DIRECT_WRITE {
+            return self.write_out(bytes);
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let written = self.write_out(&pending);
+        self.pending = pending;
+        self.pending.clear();
+        written
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
         self.temp.file.write_all(bytes).map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })
     }
 
@@ -122,6 +151,7 @@ impl AciBuilder {
     /// Ends the archive and imports it: synced, named by its hash, then indexed.
     pub fn finish(mut self) -> Result<Imported> {
         self.write(&[0u8; 1024])?;
+        self.flush()?;
         self.check.finish(true)?;
         let id = self.hasher.finish();
         let store = self.store.clone();
