@@ -50,7 +50,9 @@ fn top_layer() -> Vec<u8> {
         // owner), a directory and what it held (by a symlink).
         .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n")
         .file_mode("lib64", b"not a link any more\n", 0o640, 1000, 1000)
-        .symlink("cache", "/tmp");
+        .symlink("cache", "/tmp")
+        // A directory listed again: this layer's mode wins.
+        .dir_mode("srv", 0o770, 1000, 1000);
     t.finish()
 }
 

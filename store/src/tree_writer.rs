@@ -43,7 +43,9 @@ pub struct TreeWriter {
     root: OwnedFd,
     root_path: PathBuf,
     privileged: bool,
-    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    /// The directories of the last entry's parent path, from the root down, each opened from
+    /// the one above: consecutive entries mostly share all or most of it.
+    open_dirs: Vec<(Vec<u8>, OwnedFd)>,
     pending_dirs: Vec<(Vec<u8>, Meta)>,
     buffer: Vec<u8>,
     /// With `digesting`, the digest of every file written, by inode: the tree hash then need
@@ -143,6 +145,19 @@ fn replacing<T>(dir: BorrowedFd, name: &[u8], create: impl Fn() -> nix::Result<T
     }
 }
 
+/// Gives an entry its owner (as root), mode, attributes and time; `owner` is who owns it now,
+/// when known.
+fn apply(privileged: bool, fd: BorrowedFd, meta: &Meta, owner: Option<(u32, u32)>) -> io::Result<()> {
+    if privileged && owner != Some((meta.uid, meta.gid)) {
+        fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+    }
+    // After chown, which clears set-id bits.
+    fchmod(fd, Mode::from_bits_truncate(meta.mode & 0o7777))?;
+    set_xattrs(fd, &meta.xattrs)?;
+    futimens(fd, &timespec(meta.mtime), &timespec(meta.mtime))?;
+    Ok(())
+}
+
 fn timespec(secs: i64) -> TimeSpec {
     TimeSpec::new(secs, 0)
 }
@@ -174,7 +189,7 @@ impl TreeWriter {
             root: root_fd,
             root_path: root.to_path_buf(),
             privileged: nix::unistd::geteuid().is_root(),
-            parent_cache: None,
+            open_dirs: Vec::new(),
             pending_dirs: Vec::new(),
             buffer: vec![0; 256 * 1024],
             digests: None,
@@ -196,30 +211,42 @@ impl TreeWriter {
         open_dir_at(self.root.as_fd(), path, create)
     }
 
+    /// The parent directory of `path`, created as needed, and the entry's name in it.
     fn parent_of(&mut self, path: &[u8]) -> io::Result<(BorrowedFd<'_>, Vec<u8>)> {
         let (parent, name) = split(path);
         if name.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty entry name"));
         }
-        let cached = matches!(&self.parent_cache, Some((p, _)) if p == parent);
-        if !cached {
-            let fd = self.open_dir(parent, true)?;
-            self.parent_cache = Some((parent.to_vec(), fd));
-        }
-        let fd = self.parent_cache.as_ref().map(|(_, fd)| fd.as_fd()).expect("cache was just filled");
+        let fd = self.cursor_to(parent, true)?;
         Ok((fd, name.to_vec()))
     }
 
-    /// Gives an entry its owner, mode, attributes and time; `owner` is who owns it now, when known.
-    fn apply(&self, fd: BorrowedFd, meta: &Meta, owner: Option<(u32, u32)>) -> io::Result<()> {
-        if self.privileged && owner != Some((meta.uid, meta.gid)) {
-            fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+    /// Opens the directory at `path` (created as needed with `create`), opening only the
+    /// components that differ from the last path asked for. Whatever was open below it is
+    /// closed: an entry in it may replace one of those directories.
+    fn cursor_to(&mut self, path: &[u8], create: bool) -> io::Result<BorrowedFd<'_>> {
+        let mut depth = 0;
+        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b".") {
+            if part == b".." {
+                self.open_dirs.clear();
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "path climbs out with .."));
+            }
+            if self.open_dirs.get(depth).is_some_and(|(open, _)| open == part) {
+                depth += 1;
+                continue;
+            }
+            self.open_dirs.truncate(depth);
+            let above = self.open_dirs.last().map_or(self.root.as_fd(), |(_, fd)| fd.as_fd());
+            let fd = step(above, part, create)?;
+            self.open_dirs.push((part.to_vec(), fd));
+            depth += 1;
         }
-        // After chown, which clears set-id bits.
-        fchmod(fd, Mode::from_bits_truncate(meta.mode & 0o7777))?;
-        set_xattrs(fd, &meta.xattrs)?;
-        futimens(fd, &timespec(meta.mtime), &timespec(meta.mtime))?;
-        Ok(())
+        self.open_dirs.truncate(depth);
+        Ok(self.open_dirs.last().map_or(self.root.as_fd(), |(_, fd)| fd.as_fd()))
+    }
+
+    fn apply(&self, fd: BorrowedFd, meta: &Meta, owner: Option<(u32, u32)>) -> io::Result<()> {
+        apply(self.privileged, fd, meta, owner)
     }
 
     pub fn dir(&mut self, path: &[u8], meta: Meta) -> io::Result<()> {
@@ -334,7 +361,7 @@ impl TreeWriter {
 
     /// Removes `path` and all below it, if it is there (a whiteout).
     pub fn remove(&mut self, path: &[u8]) -> io::Result<()> {
-        self.parent_cache = None;
+        self.open_dirs.clear();
         let (parent, name) = split(path);
         if name.is_empty() {
             return Ok(());
@@ -349,7 +376,7 @@ impl TreeWriter {
     /// Empties the directory `path` but for the entries in `keep` (an opaque whiteout hides only
     /// what the layers below wrote).
     pub fn clear_dir(&mut self, path: &[u8], keep: &std::collections::HashSet<Vec<u8>>) -> io::Result<()> {
-        self.parent_cache = None;
+        self.open_dirs.clear();
         let dir = match self.open_dir(path, false) {
             Ok(dir) => dir,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => return Ok(()),
@@ -364,22 +391,27 @@ impl TreeWriter {
         Ok(())
     }
 
-    /// Gives directories their modes, owners and times, deepest first, once nothing more is
-    /// written into them.
+    /// Gives directories their modes, owners and times, each after every directory below it,
+    /// once nothing more is written into them. A directory listed by several layers gets what
+    /// the last one says.
     pub fn finish(mut self) -> io::Result<FileDigests> {
-        self.parent_cache = None;
+        self.open_dirs.clear();
         let mut dirs = std::mem::take(&mut self.pending_dirs);
-        dirs.sort_by_key(|(path, _)| {
-            std::cmp::Reverse(path.iter().filter(|b| **b == b'/').count() + usize::from(!path.is_empty()))
-        });
-        for (path, meta) in &dirs {
-            let fd = match self.open_dir(path, false) {
-                Ok(fd) => fd,
+        // Stable: of the entries for one directory, the last listed comes first in reverse.
+        dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut done: Option<&[u8]> = None;
+        for (path, meta) in dirs.iter().rev() {
+            if done == Some(path.as_slice()) {
+                continue;
+            }
+            done = Some(path);
+            let privileged = self.privileged;
+            match self.cursor_to(path, false) {
+                Ok(fd) => apply(privileged, fd, meta, None)?,
                 // Removed or replaced by an upper layer since.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => continue,
                 Err(e) => return Err(e),
-            };
-            self.apply(fd.as_fd(), meta, None)?;
+            }
         }
         Ok(self.digests.take().unwrap_or_default())
     }
