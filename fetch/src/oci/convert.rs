@@ -16,6 +16,9 @@ use super::container::Reader;
 use super::OciError;
 use rkt_store::tar_out::{finish, write_entry, OutEntry};
 
+/// How much of a layer's uncompressed stream is decoded at once.
+const PLAIN_BUFFER: usize = 128 * 1024;
+
 /// What may follow a layer's end-of-archive marker (tar pads to 10 KiB records).
 const MAX_TRAILING: u64 = 1 << 20;
 
@@ -94,6 +97,9 @@ async fn convert_layer(
     let (raw, raw_hash) = HashReader::new(blob);
     let (_, decompressed) = rkt_store::aci::decompressed(raw).await?;
     let (plain, diff_hash) = HashReader::new(decompressed);
+    // The tar reader asks for each header's 512 bytes on its own: through a buffer, the decoder
+    // inflates big runs at a time rather than a few hundred bytes per call.
+    let plain = tokio::io::BufReader::with_capacity(PLAIN_BUFFER, plain);
     let mut archive = tokio_tar::Archive::new(plain);
     {
         let mut entries = archive.entries().map_err(io)?;
