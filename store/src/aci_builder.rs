@@ -3,6 +3,7 @@
 //! without a pipe between the writer and the store and without reading its tar back.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -11,6 +12,7 @@ use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::ImageManifest;
 use crate::blob::TempBlob;
 use crate::error::{IoContext, Result, StoreError};
+use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageHasher;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_out::{header_blocks, OutEntry};
@@ -33,6 +35,9 @@ pub struct AciBuilder {
     buffer: Vec<u8>,
     /// Bytes hashed but not yet written to the blob file.
     pending: Vec<u8>,
+    /// How much of the blob file is written, for a reader that follows it.
+    progress: ProgressGuard,
+    flushed: u64,
 }
 
 impl Store {
@@ -58,6 +63,8 @@ impl Store {
             manifest_json,
             buffer: Vec::new(),
             pending: Vec::with_capacity(COPY_BUFFER),
+            progress: ProgressGuard(Arc::default()),
+            flushed: 0,
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
         builder.small(b"rootfs", b'5', 0o755, b"")?;
@@ -93,7 +100,19 @@ impl AciBuilder {
     }
 
     fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
-        self.temp.file.write_all(bytes).map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })
+        self.temp.file.write_all(bytes).map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
+        self.flushed += bytes.len() as u64;
+        self.progress.0.wrote(self.flushed);
+        Ok(())
+    }
+
+    /// A reader of the blob as it is written, which ends when `finish` has written it all and
+    /// fails if the builder is dropped before. What it reads is checked only by `finish`: use
+    /// it only once `finish` has succeeded.
+    pub fn follow(&self) -> Result<GrowingBlob> {
+        let file =
+            self.temp.file.try_clone().map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
+        Ok(GrowingBlob::new(file, self.progress.0.clone()))
     }
 
     fn checked(&mut self, entry: &OutEntry<'_>) -> Result<()> {
@@ -152,6 +171,7 @@ impl AciBuilder {
     pub fn finish(mut self) -> Result<Imported> {
         self.write(&[0u8; 1024])?;
         self.flush()?;
+        self.progress.0.complete();
         self.check.finish(true)?;
         let id = self.hasher.finish();
         let store = self.store.clone();

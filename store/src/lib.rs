@@ -6,6 +6,7 @@ mod aci_builder;
 pub mod appc;
 mod blob;
 mod error;
+mod growing_blob;
 pub mod image_id;
 pub mod index;
 mod maintenance;
@@ -21,6 +22,7 @@ pub mod tree_writer;
 
 pub use aci_builder::{AciBuilder, EntryError};
 pub use error::{Result, StoreError};
+pub use growing_blob::GrowingBlob;
 pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};

@@ -13,6 +13,7 @@ use crate::image_id::ImageId;
 use crate::store::Store;
 use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
 use crate::tree_writer::{FileDigests, TreeWriter};
+use tokio::io::AsyncRead;
 
 /// A dependency tree deeper or wider than this is refused rather than walked.
 const MAX_LAYERS: usize = 1024;
@@ -167,36 +168,7 @@ impl Store {
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
         let verify = verify && !self.hashed_here(&layer.id);
         let mut tee = if verify { Tee::new(reader, None) } else { Tee::passthrough(reader) };
-        let root = writer.root_path().to_path_buf();
-        let mut written: HashSet<Vec<u8>> = HashSet::new();
-        {
-            let mut tar = tokio_tar::Archive::new(&mut tee);
-            let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
-            while let Some(mut entry) = next_entry(&mut entries).await? {
-                let Some(info) = entry_info(&mut entry).await? else { continue };
-                let todo = action(&info.path, &info.kind)?;
-                if matches!(todo, Action::Skip) {
-                    continue;
-                }
-                let Some(rel) = in_rootfs(&info.path) else { continue };
-                match todo {
-                    Action::Skip => {}
-                    Action::Write => {
-                        write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
-                        written.insert(rel.to_vec());
-                    }
-                    Action::Hide(Whiteout::Entry(target)) => {
-                        let target = in_rootfs(&target).unwrap_or_default();
-                        if !written.contains(target) {
-                            writer.remove(target).at(&root)?;
-                        }
-                    }
-                    Action::Hide(Whiteout::Opaque(dir)) => {
-                        writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), &written).at(&root)?;
-                    }
-                }
-            }
-        }
+        apply_entries(&mut tee, &mut action, writer).await?;
         if verify {
             tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
             let (hasher, _) = tee.finish();
@@ -209,8 +181,52 @@ impl Store {
     }
 }
 
+/// Writes one layer from a stream of its tar over what `writer` holds.
+pub(crate) async fn overwrite_from<R: AsyncRead + Unpin>(reader: R, writer: &mut TreeWriter) -> Result<()> {
+    apply_entries(reader, &mut |path, _| Ok(overwrite_action(path)), writer).await
+}
+
+/// Does with each entry of a layer's tar what `action` says.
+pub(crate) async fn apply_entries<R: AsyncRead + Unpin>(
+    reader: R,
+    action: &mut impl FnMut(&[u8], &Kind) -> Result<Action>,
+    writer: &mut TreeWriter,
+) -> Result<()> {
+    let root = writer.root_path().to_path_buf();
+    let mut written: HashSet<Vec<u8>> = HashSet::new();
+    {
+        let mut tar = tokio_tar::Archive::new(reader);
+        let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
+        while let Some(mut entry) = next_entry(&mut entries).await? {
+            let Some(info) = entry_info(&mut entry).await? else { continue };
+            let todo = action(&info.path, &info.kind)?;
+            if matches!(todo, Action::Skip) {
+                continue;
+            }
+            let Some(rel) = in_rootfs(&info.path) else { continue };
+            match todo {
+                Action::Skip => {}
+                Action::Write => {
+                    write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
+                    written.insert(rel.to_vec());
+                }
+                Action::Hide(Whiteout::Entry(target)) => {
+                    let target = in_rootfs(&target).unwrap_or_default();
+                    if !written.contains(target) {
+                        writer.remove(target).at(&root)?;
+                    }
+                }
+                Action::Hide(Whiteout::Opaque(dir)) => {
+                    writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), &written).at(&root)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What to do with one entry of a layer.
-enum Action {
+pub(crate) enum Action {
     Skip,
     Write,
     /// A whiteout, applied to what the layers below wrote.

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StoreError};
+use crate::growing_blob::GrowingBlob;
 use crate::image_id::{ImageHasher, ImageId};
 use crate::index::TreeRecord;
-use crate::render::{is_plain_chain, Layer};
+use crate::render::{is_plain_chain, overwrite_from, Layer};
 use crate::store::Store;
 use crate::tmp_area::{discard, lock_exclusive_waiting, Claim};
 use crate::tree_hash::{hash_tree, TreeHash};
@@ -26,6 +27,13 @@ pub struct ChainRender {
     claim: Claim,
     writer: TreeWriter,
     applied: Vec<ImageId>,
+}
+
+impl ChainRender {
+    /// The layer last written by `render_next_growing` was imported as `id`.
+    pub fn imported(&mut self, id: ImageId) {
+        self.applied.push(id);
+    }
 }
 
 /// A rendered tree ready for use.
@@ -82,6 +90,14 @@ impl Store {
         self.overwrite_with_layer(&layer, &mut render.writer).await?;
         render.applied.push(id.clone());
         Ok(())
+    }
+
+    /// Writes the next layer up from its blob while its import writes it (`AciBuilder::follow`).
+    /// The layer counts as rendered only once `ChainRender::imported` names it: the render is
+    /// of no use if that import fails.
+    pub async fn render_next_growing(&self, render: &mut ChainRender, blob: GrowingBlob) -> Result<()> {
+        let reader = tokio::io::BufReader::with_capacity(256 * 1024, blob);
+        overwrite_from(reader, &mut render.writer).await
     }
 
     /// Adds `top` (the image above the chain) and puts the tree in the tree store, unless it

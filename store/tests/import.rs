@@ -153,3 +153,41 @@ fn a_built_aci_is_the_archive_an_import_of_its_bytes_gives() {
     assert_eq!(store.images().unwrap().len(), 1);
     assert_eq!(std::fs::read_dir(dir.path().join("cas/tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_follower_reads_the_blob_as_it_is_written_and_fails_if_it_is_abandoned() {
+    use rkt_store::tar_out::OutEntry;
+    use tokio::io::AsyncReadExt;
+    let manifest = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/followed"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    let (read, built) = runtime.block_on(async {
+        let mut aci = store.build_aci(manifest.as_bytes()).unwrap();
+        let mut follower = aci.follow().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            follower.read_to_end(&mut bytes).await.map(|_| bytes)
+        });
+        let big = vec![5u8; 1 << 20];
+        for name in ["rootfs/a", "rootfs/b", "rootfs/c"] {
+            aci.entry(&OutEntry::plain(name.as_bytes(), b'0', 0o644, big.len() as u64), &mut &big[..]).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let built = aci.finish().unwrap();
+        (reader.await.unwrap().unwrap(), built)
+    });
+    assert_eq!(read, std::fs::read(store.blob_path(&built.id)).unwrap());
+
+    let abandoned = runtime.block_on(async {
+        let mut aci = store.build_aci(manifest.as_bytes()).unwrap();
+        let mut follower = aci.follow().unwrap();
+        let data = vec![1u8; 300 * 1024];
+        aci.entry(&OutEntry::plain(b"rootfs/x", b'0', 0o644, data.len() as u64), &mut &data[..]).await.unwrap();
+        drop(aci);
+        let mut bytes = Vec::new();
+        // A follower left waiting would be the bug: fail rather than hang.
+        tokio::time::timeout(std::time::Duration::from_secs(10), follower.read_to_end(&mut bytes)).await
+    });
+    assert!(matches!(abandoned, Ok(Err(_))), "{abandoned:?}");
+}

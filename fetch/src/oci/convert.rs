@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::container::Reader;
+use super::progressive::LayerOrder;
 use super::OciError;
 use rkt_store::tar_out::{finish, write_entry, OutEntry};
 
@@ -80,9 +81,13 @@ pub async fn import_layer(
     digest: Option<&str>,
     diff_id: &str,
     manifest: &[u8],
+    render: Option<(&LayerOrder, usize)>,
 ) -> Result<ImageId, OciError> {
     let refused = |source| OciError::Layer { diff_id: diff_id.into(), source };
     let mut aci = store.build_aci(manifest).map_err(refused)?;
+    if let Some((order, index)) = render {
+        order.started(index, aci.follow().map_err(refused)?);
+    }
     convert_layer(&mut aci, blob, digest, diff_id).await?;
     Ok(aci.finish().map_err(refused)?.id)
 }

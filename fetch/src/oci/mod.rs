@@ -350,8 +350,10 @@ pub(crate) async fn store_image(
         // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
         // slowest stage) run on every core; spawned only once admitted, to keep the bound.
         pending.push(Box::pin(async move {
+            let follow = order.clone();
             let mut task = crate::task::AbortOnDrop(tokio::spawn(async move {
-                import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.to_string().as_bytes()).await
+                let render = follow.as_ref().map(|order| (order, i));
+                import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.to_string().as_bytes(), render).await
             }));
             let id = (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))??;
             if let Some(order) = &order {

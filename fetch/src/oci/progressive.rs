@@ -1,58 +1,87 @@
 //! Rendering a converted image's tree while its layers are imported: each layer is written
-//! over the ones below as soon as it and every layer below it are in the store, on a task of
-//! its own, so that the render overlaps the downloads instead of following them.
-
-use std::sync::{Arc, Mutex};
+//! over the ones below, on a task of its own, as soon as every layer below it is written. A
+//! layer still being imported is read as its import writes it, so that the render follows the
+//! import rather than waiting for it to end.
 
 use rkt_store::tree::ChainRender;
-use rkt_store::{ImageId, Store, StoreError};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use rkt_store::{GrowingBlob, ImageId, Store, StoreError};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::task::AbortOnDrop;
-
-/// Hands layers to the render task bottom first, whatever order their imports end in.
-#[derive(Clone)]
-pub struct LayerOrder(Arc<Mutex<Order>>);
-
-struct Order {
-    next: usize,
-    ids: Vec<Option<ImageId>>,
-    to_render: Option<UnboundedSender<ImageId>>,
+/// What the imports tell the render task about layer `index` (0 = bottom).
+enum Event {
+    /// Its import has started writing this blob.
+    Started(usize, GrowingBlob),
+    /// It is in the store as this image.
+    Stored(usize, ImageId),
 }
 
+/// Tells the render task how the layers' imports go; clones go to the import tasks.
+#[derive(Clone)]
+pub struct LayerOrder(Option<UnboundedSender<Event>>);
+
 impl LayerOrder {
-    /// Layer `index` (0 = bottom) is in the store as `id`.
+    /// Layer `index` is being written into this blob.
+    pub fn started(&self, index: usize, blob: GrowingBlob) {
+        // A render task that stopped (it failed) is simply not fed any more.
+        if let Some(sender) = &self.0 {
+            let _ = sender.send(Event::Started(index, blob));
+        }
+    }
+
+    /// Layer `index` is in the store as `id`.
     pub fn stored(&self, index: usize, id: ImageId) {
-        let mut order = self.0.lock().expect("not poisoned");
-        order.ids[index] = Some(id);
-        while let Some(Some(id)) = order.ids.get(order.next).cloned() {
-            if let Some(sender) = &order.to_render {
-                // A render task that stopped (it failed) is simply not fed any more.
-                let _ = sender.send(id);
-            }
-            order.next += 1;
+        if let Some(sender) = &self.0 {
+            let _ = sender.send(Event::Stored(index, id));
         }
     }
 }
 
 pub struct ProgressiveRender {
     order: LayerOrder,
-    task: AbortOnDrop<Result<ChainRender, StoreError>>,
+    done: tokio::sync::oneshot::Receiver<Result<ChainRender, StoreError>>,
+}
+
+/// What the render task knows of each layer so far.
+struct Layers {
+    events: UnboundedReceiver<Event>,
+    growing: Vec<Option<GrowingBlob>>,
+    stored: Vec<Option<ImageId>>,
+}
+
+impl Layers {
+    /// Waits for the next event; an import that ended without one leaves the render unfinished.
+    async fn next(&mut self) -> Result<(), StoreError> {
+        match self.events.recv().await {
+            Some(Event::Started(i, blob)) => self.growing[i] = Some(blob),
+            Some(Event::Stored(i, id)) => self.stored[i] = Some(id),
+            None => return Err(StoreError::Invalid("a layer's import ended without its layer".into())),
+        }
+        Ok(())
+    }
 }
 
 impl ProgressiveRender {
+    /// Starts the render on a thread of its own. The render cannot get ahead of the imports it
+    /// follows, and whatever of it is left when they end is all there is left to do: so it runs
+    /// before the imports whenever it can (a higher priority where the system allows it).
     pub fn start(store: &Store, layers: usize) -> Result<Self, StoreError> {
-        let mut chain = store.start_chain_render()?;
-        let (sender, mut receiver) = unbounded_channel::<ImageId>();
+        let chain = store.start_chain_render()?;
+        let (sender, events) = unbounded_channel::<Event>();
+        let (done_sender, done) = tokio::sync::oneshot::channel();
         let store = store.clone();
-        let task = AbortOnDrop(tokio::spawn(async move {
-            while let Some(id) = receiver.recv().await {
-                store.render_next_layer(&mut chain, &id).await?;
-            }
-            Ok(chain)
-        }));
-        let order = Order { next: 0, ids: vec![None; layers], to_render: Some(sender) };
-        Ok(ProgressiveRender { order: LayerOrder(Arc::new(Mutex::new(order))), task })
+        let known = Layers { events, growing: (0..layers).map(|_| None).collect(), stored: vec![None; layers] };
+        std::thread::Builder::new()
+            .name("render".into())
+            .spawn(move || {
+                raise_priority();
+                let rendered = match tokio::runtime::Builder::new_current_thread().build() {
+                    Ok(runtime) => runtime.block_on(render_layers(store, chain, known, layers)),
+                    Err(e) => Err(StoreError::Invalid(format!("render runtime: {e}"))),
+                };
+                let _ = done_sender.send(rendered);
+            })
+            .map_err(|e| StoreError::Invalid(format!("render thread: {e}")))?;
+        Ok(ProgressiveRender { order: LayerOrder(Some(sender)), done })
     }
 
     pub fn order(&self) -> LayerOrder {
@@ -62,9 +91,46 @@ impl ProgressiveRender {
     /// Puts `top` over the rendered layers and the tree into the tree store. A failure here
     /// leaves nothing: whoever renders the image next does it the ordinary way and reports.
     pub async fn finish(mut self, store: &Store, top: &ImageId) -> Result<(), StoreError> {
-        // Every layer was handed over: closing the channel ends the task.
-        self.order.0.lock().expect("not poisoned").to_render = None;
-        let chain = (&mut self.task.0).await.map_err(|e| StoreError::Invalid(format!("render task: {e}")))??;
+        // Every layer was handed over: the render needs no more events.
+        self.order.0 = None;
+        let chain = (&mut self.done).await.map_err(|_| StoreError::Invalid("the render thread stopped".into()))??;
         store.finish_chain_render(chain, top).await.map(drop)
+    }
+}
+
+/// Writes the layers bottom first, each from its blob or, while it is imported, following it.
+/// When the imports stop (they failed) before a layer is there, the render ends with an error.
+async fn render_layers(
+    store: Store,
+    mut chain: ChainRender,
+    mut known: Layers,
+    layers: usize,
+) -> Result<ChainRender, StoreError> {
+    for i in 0..layers {
+        while known.stored[i].is_none() && known.growing[i].is_none() {
+            known.next().await?;
+        }
+        if let Some(id) = known.stored[i].take() {
+            store.render_next_layer(&mut chain, &id).await?;
+            continue;
+        }
+        let blob = known.growing[i].take().expect("waited for it");
+        store.render_next_growing(&mut chain, blob).await?;
+        while known.stored[i].is_none() {
+            known.next().await?;
+        }
+        chain.imported(known.stored[i].take().expect("waited for it"));
+    }
+    Ok(chain)
+}
+
+/// Gives the calling thread a nice value of -5 when the process may (as root); otherwise it
+/// keeps its own.
+fn raise_priority() {
+    use nix::libc;
+    let thread = nix::unistd::gettid().as_raw() as libc::id_t;
+    // SAFETY: a plain syscall on the calling thread; a refusal is only an error code.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, thread, -5);
     }
 }
