@@ -68,6 +68,21 @@ impl GrowingBlob {
     pub(crate) fn new(file: File, progress: Arc<Progress>) -> Self {
         GrowingBlob { file, offset: 0, progress, waiting: None }
     }
+
+    /// A handle that makes this reader fail, as if the writer had given up: for a reader that
+    /// must stop waiting because its own work is cancelled.
+    pub fn stopper(&self) -> BlobStopper {
+        BlobStopper(self.progress.clone())
+    }
+}
+
+/// Makes a `GrowingBlob` fail from its next read on, unless it was complete already.
+pub struct BlobStopper(Arc<Progress>);
+
+impl BlobStopper {
+    pub fn stop(&self) {
+        self.0.end(ABANDONED);
+    }
 }
 
 impl AsyncRead for GrowingBlob {

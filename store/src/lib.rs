@@ -22,7 +22,7 @@ pub mod tree_writer;
 
 pub use aci_builder::{AciBuilder, EntryError};
 pub use error::{Result, StoreError};
-pub use growing_blob::GrowingBlob;
+pub use growing_blob::{BlobStopper, GrowingBlob};
 pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};

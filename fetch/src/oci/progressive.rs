@@ -4,33 +4,62 @@
 //! import rather than waiting for it to end.
 
 use rkt_store::tree::ChainRender;
-use rkt_store::{GrowingBlob, ImageId, Store, StoreError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rkt_store::{BlobStopper, GrowingBlob, ImageId, Store, StoreError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-/// What the imports tell the render task about layer `index` (0 = bottom).
+/// What the imports tell the render about layer `index` (0 = bottom).
 enum Event {
     /// Its import has started writing this blob.
     Started(usize, GrowingBlob),
     /// It is in the store as this image.
     Stored(usize, ImageId),
+    /// The fetch gave up: the render stops.
+    Cancelled,
 }
 
-/// Tells the render task how the layers' imports go; clones go to the import tasks.
+/// What a cancelled render must stop waiting for.
+#[derive(Default)]
+struct Cancel {
+    cancelled: AtomicBool,
+    blobs: Mutex<Vec<BlobStopper>>,
+}
+
+impl Cancel {
+    fn stop_all(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        for blob in self.blobs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            blob.stop();
+        }
+    }
+}
+
+/// Tells the render how the layers' imports go; clones go to the import tasks.
 #[derive(Clone)]
-pub struct LayerOrder(Option<UnboundedSender<Event>>);
+pub struct LayerOrder {
+    sender: Option<UnboundedSender<Event>>,
+    cancel: Arc<Cancel>,
+}
 
 impl LayerOrder {
     /// Layer `index` is being written into this blob.
     pub fn started(&self, index: usize, blob: GrowingBlob) {
-        // A render task that stopped (it failed) is simply not fed any more.
-        if let Some(sender) = &self.0 {
+        let stopper = blob.stopper();
+        self.cancel.blobs.lock().unwrap_or_else(|p| p.into_inner()).push(blob.stopper());
+        if self.cancel.cancelled.load(Ordering::SeqCst) {
+            stopper.stop();
+        }
+        // A render that stopped (it failed) is simply not fed any more.
+        if let Some(sender) = &self.sender {
             let _ = sender.send(Event::Started(index, blob));
         }
     }
 
     /// Layer `index` is in the store as `id`.
     pub fn stored(&self, index: usize, id: ImageId) {
-        if let Some(sender) = &self.0 {
+        if let Some(sender) = &self.sender {
             let _ = sender.send(Event::Stored(index, id));
         }
     }
@@ -39,6 +68,9 @@ impl LayerOrder {
 pub struct ProgressiveRender {
     order: LayerOrder,
     done: tokio::sync::oneshot::Receiver<Result<ChainRender, StoreError>>,
+    /// Joined when the render is dropped unfinished, so that its staging tree is gone before
+    /// the process may end.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What the render task knows of each layer so far.
@@ -54,6 +86,7 @@ impl Layers {
         match self.events.recv().await {
             Some(Event::Started(i, blob)) => self.growing[i] = Some(blob),
             Some(Event::Stored(i, id)) => self.stored[i] = Some(id),
+            Some(Event::Cancelled) => return Err(StoreError::Invalid("the fetch gave up".into())),
             None => return Err(StoreError::Invalid("a layer's import ended without its layer".into())),
         }
         Ok(())
@@ -70,7 +103,7 @@ impl ProgressiveRender {
         let (done_sender, done) = tokio::sync::oneshot::channel();
         let store = store.clone();
         let known = Layers { events, growing: (0..layers).map(|_| None).collect(), stored: vec![None; layers] };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("render".into())
             .spawn(move || {
                 raise_priority();
@@ -81,7 +114,8 @@ impl ProgressiveRender {
                 let _ = done_sender.send(rendered);
             })
             .map_err(|e| StoreError::Invalid(format!("render thread: {e}")))?;
-        Ok(ProgressiveRender { order: LayerOrder(Some(sender)), done })
+        let order = LayerOrder { sender: Some(sender), cancel: Arc::default() };
+        Ok(ProgressiveRender { order, done, thread: Some(thread) })
     }
 
     pub fn order(&self) -> LayerOrder {
@@ -91,10 +125,22 @@ impl ProgressiveRender {
     /// Puts `top` over the rendered layers and the tree into the tree store. A failure here
     /// leaves nothing: whoever renders the image next does it the ordinary way and reports.
     pub async fn finish(mut self, store: &Store, top: &ImageId) -> Result<(), StoreError> {
-        // Every layer was handed over: the render needs no more events.
-        self.order.0 = None;
         let chain = (&mut self.done).await.map_err(|_| StoreError::Invalid("the render thread stopped".into()))??;
+        // It has sent its result: it is ending, and has nothing left to clean up.
+        self.thread = None;
         store.finish_chain_render(chain, top).await.map(drop)
+    }
+}
+
+impl Drop for ProgressiveRender {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        self.order.cancel.stop_all();
+        if let Some(sender) = &self.order.sender {
+            let _ = sender.send(Event::Cancelled);
+        }
+        // Short: the render stops at its next wait or read.
+        let _ = thread.join();
     }
 }
 
