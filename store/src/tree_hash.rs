@@ -11,15 +11,20 @@
 //! - `sha512-`: SHA-512 over the entries and the files' bytes themselves, rkt's choice.
 
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
 
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::{IoContext, Result};
-use crate::tree_writer::FileDigests;
+use crate::tree_writer::{list_dir, FileDigests};
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeHash {
@@ -108,28 +113,65 @@ impl FileHasher {
 pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(String, u64)> {
     let mut hasher = kind.hasher();
     let mut total = 0u64;
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
     let mut buffer = vec![0u8; 256 * 1024];
+    let mut record = Vec::with_capacity(512);
+    let mut xattr_names = vec![0u8; 4096];
+    let root_fd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(std::io::Error::from)
+        .at(root)?;
     while let Some(rel) = stack.pop() {
+        let dir_path = root.join(OsStr::from_bytes(&rel));
+        // Entries are looked at from their directory: no path walk from the root for each.
+        let dir = match rel.is_empty() {
+            true => root_fd.try_clone().at(root)?,
+            false => openat(&root_fd, OsStr::from_bytes(&rel), DIR_FLAGS, Mode::empty())
+                .map_err(std::io::Error::from)
+                .at(&dir_path)?,
+        };
         let mut subdirs = Vec::new();
-        for name in sorted_names(&root.join(&rel))? {
-            let rel_child = rel.join(OsStr::from_bytes(&name));
-            let path = root.join(&rel_child);
-            let meta = path.symlink_metadata().at(&path)?;
-            let ft = meta.file_type();
-            let Some(type_char) = type_char(&ft) else { continue };
-            hash_entry(&mut hasher, &rel_child, &path, &meta, type_char)?;
-            if ft.is_file() {
-                total += meta.len();
+        let mut names = list_dir(dir.as_fd()).at(&dir_path)?;
+        names.sort();
+        for name in names {
+            let rel_child = if rel.is_empty() { name.clone() } else { [&rel[..], b"/", &name].concat() };
+            let path = root.join(OsStr::from_bytes(&rel_child));
+            let st = fstatat(&dir, OsStr::from_bytes(&name), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(std::io::Error::from)
+                .at(&path)?;
+            let format = st.st_mode & libc::S_IFMT;
+            let Some(type_char) = type_of(format) else { continue };
+            let link = match format {
+                libc::S_IFLNK => {
+                    readlinkat(&dir, OsStr::from_bytes(&name)).map_err(std::io::Error::from).at(&path)?.into_vec()
+                }
+                _ => Vec::new(),
+            };
+            let size = if format == libc::S_IFREG { st.st_size as u64 } else { 0 };
+            let rdev = if format == libc::S_IFCHR || format == libc::S_IFBLK { st.st_rdev } else { 0 };
+            record.clear();
+            record.extend_from_slice(&rel_child);
+            let _ = write!(record, "\0{type_char}\0{:o}\0{}\0{}\0{size}\0", st.st_mode & 0o7777, st.st_uid, st.st_gid);
+            record.extend_from_slice(&link);
+            let _ = write!(record, "\0{rdev}\0");
+            for (key, value) in xattrs_into(&path, &mut xattr_names) {
+                record.extend_from_slice(&key);
+                record.push(b'=');
+                record.extend_from_slice(&value);
+                record.push(0);
+            }
+            record.push(b'\n');
+            hasher.update(&record);
+            if format == libc::S_IFREG {
+                total += size;
                 match kind {
                     TreeHash::Sha512 => read_into(&path, &mut buffer, |chunk| hasher.update(chunk))?,
-                    TreeHash::Blake3 => match known.get(&(meta.dev(), meta.ino())) {
+                    TreeHash::Blake3 => match known.get(&(st.st_dev, st.st_ino)) {
                         Some(digest) => hasher.update(digest),
                         None => hasher.update(&file_digest(&path, &mut buffer, TreeHash::Blake3)?),
                     },
                     TreeHash::Sha256 => hasher.update(&file_digest(&path, &mut buffer, TreeHash::Sha256)?),
                 }
-            } else if ft.is_dir() {
+            } else if format == libc::S_IFDIR {
                 subdirs.push(rel_child);
             }
         }
@@ -138,6 +180,18 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
     }
     let hex: String = hasher.finish().iter().map(|b| format!("{b:02x}")).collect();
     Ok((format!("{}-{hex}", kind.prefix()), total))
+}
+
+fn type_of(format: libc::mode_t) -> Option<char> {
+    Some(match format {
+        libc::S_IFDIR => 'd',
+        libc::S_IFLNK => 'l',
+        libc::S_IFREG => 'f',
+        libc::S_IFCHR => 'c',
+        libc::S_IFBLK => 'b',
+        libc::S_IFIFO => 'p',
+        _ => return None,
+    })
 }
 
 /// The names in a directory, sorted bytewise.
@@ -149,45 +203,6 @@ pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
         .at(dir)?;
     names.sort();
     Ok(names)
-}
-
-fn type_char(ft: &std::fs::FileType) -> Option<char> {
-    Some(if ft.is_dir() {
-        'd'
-    } else if ft.is_symlink() {
-        'l'
-    } else if ft.is_file() {
-        'f'
-    } else if ft.is_char_device() {
-        'c'
-    } else if ft.is_block_device() {
-        'b'
-    } else if ft.is_fifo() {
-        'p'
-    } else {
-        return None;
-    })
-}
-
-/// Everything about an entry but a file's bytes.
-fn hash_entry(hasher: &mut Running, rel: &Path, path: &Path, meta: &std::fs::Metadata, kind: char) -> Result<()> {
-    let ft = meta.file_type();
-    let link =
-        if ft.is_symlink() { std::fs::read_link(path).at(path)?.into_os_string().into_vec() } else { Vec::new() };
-    let size = if ft.is_file() { meta.len() } else { 0 };
-    hasher.update(rel.as_os_str().as_bytes());
-    hasher.update(format!("\0{kind}\0{:o}\0{}\0{}\0{size}\0", meta.mode() & 0o7777, meta.uid(), meta.gid()).as_bytes());
-    hasher.update(&link);
-    let rdev = if ft.is_char_device() || ft.is_block_device() { meta.rdev() } else { 0 };
-    hasher.update(format!("\0{rdev}\0").as_bytes());
-    for (key, value) in xattrs(path) {
-        hasher.update(&key);
-        hasher.update(b"=");
-        hasher.update(&value);
-        hasher.update(b"\0");
-    }
-    hasher.update(b"\n");
-    Ok(())
 }
 
 fn file_digest(path: &Path, buffer: &mut [u8], kind: TreeHash) -> Result<[u8; 32]> {
@@ -209,8 +224,13 @@ fn read_into(path: &Path, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> 
 
 /// A file's extended attributes, sorted by name; none where the filesystem has none.
 pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    xattrs_into(path, &mut vec![0u8; 4096])
+}
+
+/// As `xattrs`, listing the names into `names` (4096 bytes, kept from call to call).
+fn xattrs_into(path: &Path, names: &mut Vec<u8>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
-    let mut names = vec![0u8; 4096];
+    names.resize(4096, 0);
     // SAFETY: the buffer is valid for its length; the path is NUL-terminated.
     let n = unsafe { libc::llistxattr(cpath.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     if n <= 0 {
@@ -235,6 +255,7 @@ pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn sample_tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
