@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # busybox-static: the test image; containernetworking-plugins and iptables: --net=default;
 # skopeo, umoci and docker-registry: Docker and OCI images, and a real registry on 127.0.0.1;
-# gnupg: test keys; apache2-utils: htpasswd for a registry behind basic auth; nettle-dev and libclang-dev: building sequoia-openpgp (crypto-nettle).
+# gnupg: test keys; apache2-utils: htpasswd for a registry behind basic auth; openssl: test CAs
+# and the registry's token signing key; nettle-dev and libclang-dev: building sequoia-openpgp (crypto-nettle).
 if [ "$(id -u)" = 0 ]; then
   missing=""
   command -v busybox >/dev/null || missing="$missing busybox-static"
@@ -16,6 +17,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v docker-registry >/dev/null || missing="$missing docker-registry"
   command -v gpg >/dev/null || missing="$missing gnupg"
   command -v htpasswd >/dev/null || missing="$missing apache2-utils"
+  command -v openssl >/dev/null || missing="$missing openssl"
   dpkg -s nettle-dev >/dev/null 2>&1 || missing="$missing nettle-dev"
   dpkg -s libclang-dev >/dev/null 2>&1 || missing="$missing libclang-dev"
   if [ -n "$missing" ]; then

@@ -25,14 +25,31 @@ impl Registry {
     /// Starts a registry behind basic auth that redirects blob downloads to `blob_host`
     /// (docker-registry's redirect middleware).
     pub fn start_redirecting(dir: &Path, user: &str, password: &str, blob_host: &str) -> Option<Registry> {
-        Self::start_full(dir, Some((user, password)), Some(blob_host))
+        Self::start_full(dir, Some((user, password)), Some(blob_host), "")
+    }
+
+    /// Starts a registry that takes only bearer tokens from `realm`, signed by the key of the
+    /// certificate `bundle` (docker-registry's token auth). Its storage is `dir`'s, so images
+    /// pushed into a registry started there before are in it.
+    pub fn start_with_token_auth(
+        dir: &Path,
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        bundle: &Path,
+    ) -> Option<Registry> {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            bundle.display()
+        );
+        Self::start_full(dir, None, None, &auth)
     }
 
     fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Option<Registry> {
-        Self::start_full(dir, basic, None)
+        Self::start_full(dir, basic, None, "")
     }
 
-    fn start_full(dir: &Path, basic: Option<(&str, &str)>, redirect: Option<&str>) -> Option<Registry> {
+    fn start_full(dir: &Path, basic: Option<(&str, &str)>, redirect: Option<&str>, extra: &str) -> Option<Registry> {
         if Command::new("docker-registry").arg("--version").output().is_err()
             || Command::new("skopeo").arg("--version").output().is_err()
         {
@@ -61,6 +78,7 @@ impl Registry {
                 "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {base}\n"
             ));
         }
+        text.push_str(extra);
         std::fs::write(&config, text).unwrap();
         let log = dir.join("log");
         let mut child = Command::new("docker-registry")
