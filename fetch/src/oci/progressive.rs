@@ -1,12 +1,12 @@
 //! Rendering a converted image's tree while its layers are imported: each layer is written
-//! over the ones below, on a task of its own, as soon as every layer below it is written. A
+//! over the ones below, on a thread of its own, as soon as every layer below it is written. A
 //! layer still being imported is read as its import writes it, so that the render follows the
 //! import rather than waiting for it to end.
 
-use rkt_store::tree::ChainRender;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rkt_store::tree::ChainRender;
 use rkt_store::{BlobStopper, GrowingBlob, ImageId, Store, StoreError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -39,7 +39,7 @@ impl Cancel {
 /// Tells the render how the layers' imports go; clones go to the import tasks.
 #[derive(Clone)]
 pub struct LayerOrder {
-    sender: Option<UnboundedSender<Event>>,
+    sender: UnboundedSender<Event>,
     cancel: Arc<Cancel>,
 }
 
@@ -52,16 +52,12 @@ impl LayerOrder {
             stopper.stop();
         }
         // A render that stopped (it failed) is simply not fed any more.
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(Event::Started(index, blob));
-        }
+        let _ = self.sender.send(Event::Started(index, blob));
     }
 
     /// Layer `index` is in the store as `id`.
     pub fn stored(&self, index: usize, id: ImageId) {
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(Event::Stored(index, id));
-        }
+        let _ = self.sender.send(Event::Stored(index, id));
     }
 }
 
@@ -73,7 +69,7 @@ pub struct ProgressiveRender {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What the render task knows of each layer so far.
+/// What the render knows of each layer so far.
 struct Layers {
     events: UnboundedReceiver<Event>,
     growing: Vec<Option<GrowingBlob>>,
@@ -114,7 +110,7 @@ impl ProgressiveRender {
                 let _ = done_sender.send(rendered);
             })
             .map_err(|e| StoreError::Invalid(format!("render thread: {e}")))?;
-        let order = LayerOrder { sender: Some(sender), cancel: Arc::default() };
+        let order = LayerOrder { sender, cancel: Arc::default() };
         Ok(ProgressiveRender { order, done, thread: Some(thread) })
     }
 
@@ -136,9 +132,7 @@ impl Drop for ProgressiveRender {
     fn drop(&mut self) {
         let Some(thread) = self.thread.take() else { return };
         self.order.cancel.stop_all();
-        if let Some(sender) = &self.order.sender {
-            let _ = sender.send(Event::Cancelled);
-        }
+        let _ = self.order.sender.send(Event::Cancelled);
         // Short: the render stops at its next wait or read.
         let _ = thread.join();
     }
