@@ -107,8 +107,9 @@ impl AciBuilder {
     }
 
     /// A reader of the blob as it is written, which ends when `finish` has written it all and
-    /// fails if the builder is dropped before. What it reads is checked only by `finish`: use
-    /// it only once `finish` has succeeded.
+    /// fails if the builder is dropped before. Each entry it reads has passed the layout rules,
+    /// but the image as a whole is judged only by the caller's checks and `finish`: keep
+    /// nothing made from it unless `finish` succeeds.
     pub fn follow(&self) -> Result<GrowingBlob> {
         let file =
             self.temp.file.try_clone().map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
@@ -133,8 +134,9 @@ impl AciBuilder {
         self.pad(data.len() as u64)
     }
 
-    /// Adds an entry whose `data` yields exactly `entry.size` bytes. A read error of `data` is
-    /// `Err(Err(io))`, so that the caller can tell its own stream's failures from the store's.
+    /// Adds an entry whose `data` yields exactly `entry.size` bytes. A failure to read `data` is
+    /// `EntryError::Read`, so that the caller can tell its own stream's failures from the
+    /// store's refusals.
     pub async fn entry<R: AsyncRead + Unpin>(
         &mut self,
         entry: &OutEntry<'_>,
