@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Pull benchmark (issue: Docker and OCI images). Images of LAYERS (8) gzip layers, SIZE_MB (200)
 # MiB uncompressed, in Debian's docker-registry on 127.0.0.1, one per KIND (bench/make-image.py):
-#   files: a tree like a distribution's (about 16,000 entries, word text and random bytes): what
-#          images hold, and the workload the issue's target is judged on
+#   files: a tree like a distribution's (about 16,000 entries, word text and random bytes): the
+#          shape of the images users pull
 #   big:   48 files of 4 MiB: nothing per file, only bytes to hash and decompress (rkt's worst
 #          case: it hashes every byte three times, SHA-256 twice and the SHA-512 of appc IDs)
 # Then, for each, RUNS (5) times each command, medians:
