@@ -169,15 +169,16 @@ impl AciBuilder {
         self.pad(entry.size).map_err(EntryError::Store)
     }
 
-    /// Ends the archive and imports it: synced, named by its hash, then indexed.
-    pub fn finish(mut self) -> Result<Imported> {
+    /// Ends the archive and imports it: synced, named by its hash, then indexed; with `latest`,
+    /// as the `latest` image of its name (see `ImportOptions`).
+    pub fn finish(mut self, latest: bool) -> Result<Imported> {
         self.write(&[0u8; 1024])?;
         self.flush()?;
         self.progress.0.complete();
         self.check.finish(true)?;
         let id = self.hasher.finish();
         let store = self.store.clone();
-        store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.size, false)
+        store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.size, latest)
     }
 }
 

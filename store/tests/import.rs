@@ -132,7 +132,7 @@ fn a_built_aci_is_the_archive_an_import_of_its_bytes_gives() {
             })?;
             let written = aci.entry(&OutEntry::plain(long.as_bytes(), b'0', 0o600, 0), &mut &b""[..]).await;
             assert!(written.is_ok(), "a long name goes in a PAX record");
-            aci.finish()
+            aci.finish(false)
         })
         .unwrap();
     // Its bytes, imported into another store as any ACI is, give the same ID.
@@ -174,7 +174,7 @@ fn a_follower_reads_the_blob_as_it_is_written_and_fails_if_it_is_abandoned() {
             aci.entry(&OutEntry::plain(name.as_bytes(), b'0', 0o644, big.len() as u64), &mut &big[..]).await.unwrap();
             tokio::task::yield_now().await;
         }
-        let built = aci.finish().unwrap();
+        let built = aci.finish(false).unwrap();
         (reader.await.unwrap().unwrap(), built)
     });
     assert_eq!(read, std::fs::read(store.blob_path(&built.id)).unwrap());

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::container::Reader;
 use super::progressive::LayerOrder;
 use super::OciError;
-use rkt_store::tar_out::{finish, write_entry, OutEntry};
+use rkt_store::tar_out::OutEntry;
 
 /// How much of a layer's uncompressed stream is decoded at once.
 const PLAIN_BUFFER: usize = 128 * 1024;
@@ -58,20 +58,6 @@ fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
     rkt_store::aci::clean_entry_path(raw).map_err(|e| OciError::Invalid(format!("layer {e}")))
 }
 
-async fn write_small(out: &mut Vec<u8>, path: &str, kind: u8, mode: u32, data: &[u8]) -> Result<(), OciError> {
-    let entry = OutEntry::plain(path.as_bytes(), kind, mode, data.len() as u64);
-    write_entry(out, &entry, &mut &data[..]).await.map_err(|e| OciError::Io(e.to_string()))
-}
-
-/// An ACI with this manifest and an empty root filesystem: the image on top of its layers.
-pub async fn image_aci(manifest: &[u8]) -> Result<Vec<u8>, OciError> {
-    let mut out = Vec::new();
-    write_small(&mut out, "manifest", b'0', 0o644, manifest).await?;
-    write_small(&mut out, "rootfs", b'5', 0o755, b"").await?;
-    finish(&mut out).await.map_err(|e| OciError::Io(e.to_string()))?;
-    Ok(out)
-}
-
 /// Converts one layer blob into an ACI and imports it. `digest` is the blob's expected
 /// `sha256:` digest (checked when given), `diff_id` the expected digest of its uncompressed tar.
 /// The ACI is finished only after both check out, so a mismatch leaves nothing stored.
@@ -89,7 +75,7 @@ pub async fn import_layer(
         order.started(index, aci.follow().map_err(refused)?);
     }
     convert_layer(&mut aci, blob, digest, diff_id).await?;
-    Ok(aci.finish().map_err(refused)?.id)
+    Ok(aci.finish(false).map_err(refused)?.id)
 }
 
 async fn convert_layer(

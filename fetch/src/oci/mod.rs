@@ -12,12 +12,12 @@ mod types;
 use std::path::PathBuf;
 
 use rkt_store::appc::{AppString, NameValue};
-use rkt_store::{ImageId, ImportOptions, Store, StoreError};
+use rkt_store::{ImageId, Store, StoreError};
 
 use crate::task::{try_join_bounded, Job};
 use container::Container;
 pub use container::Reader;
-pub(crate) use convert::{image_aci, import_layer, sha256_hex};
+pub(crate) use convert::{import_layer, sha256_hex};
 pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 
 /// Manifests, indexes and configs larger than this are refused unread.
@@ -377,9 +377,9 @@ pub(crate) async fn store_image(
             manifest_digest: plan.manifest_digest.as_deref(),
         },
     )?;
-    let aci = image_aci(manifest.as_bytes()).await?;
+    // The image itself: its manifest over an empty root filesystem, on top of its layers.
     let latest = plan.version == "latest";
-    let imported = store.import(&aci[..], &ImportOptions { expected: None, latest }).await?;
+    let imported = store.build_aci(manifest.as_bytes())?.finish(latest)?;
     if let Some(progressive) = progressive {
         // A render that failed is done again, the ordinary way, by whoever needs the tree.
         let _ = progressive.finish(store, &imported.id).await;
