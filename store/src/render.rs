@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use tokio::io::AsyncRead;
+
 use crate::aci::{archive, parent, whiteout, EntryClass, Whiteout};
 use crate::appc::{AppString, Dependency, ImageManifest};
 use crate::blob::{InPlaceFile, Tee};
@@ -13,7 +15,6 @@ use crate::image_id::ImageId;
 use crate::store::Store;
 use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
 use crate::tree_writer::{FileDigests, TreeWriter};
-use tokio::io::AsyncRead;
 
 /// A dependency tree deeper or wider than this is refused rather than walked.
 const MAX_LAYERS: usize = 1024;
@@ -187,38 +188,36 @@ pub(crate) async fn overwrite_from<R: AsyncRead + Unpin>(reader: R, writer: &mut
 }
 
 /// Does with each entry of a layer's tar what `action` says.
-pub(crate) async fn apply_entries<R: AsyncRead + Unpin>(
+async fn apply_entries<R: AsyncRead + Unpin>(
     reader: R,
     action: &mut impl FnMut(&[u8], &Kind) -> Result<Action>,
     writer: &mut TreeWriter,
 ) -> Result<()> {
     let root = writer.root_path().to_path_buf();
     let mut written: HashSet<Vec<u8>> = HashSet::new();
-    {
-        let mut tar = tokio_tar::Archive::new(reader);
-        let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
-        while let Some(mut entry) = next_entry(&mut entries).await? {
-            let Some(info) = entry_info(&mut entry).await? else { continue };
-            let todo = action(&info.path, &info.kind)?;
-            if matches!(todo, Action::Skip) {
-                continue;
+    let mut tar = tokio_tar::Archive::new(reader);
+    let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
+    while let Some(mut entry) = next_entry(&mut entries).await? {
+        let Some(info) = entry_info(&mut entry).await? else { continue };
+        let todo = action(&info.path, &info.kind)?;
+        if matches!(todo, Action::Skip) {
+            continue;
+        }
+        let Some(rel) = in_rootfs(&info.path) else { continue };
+        match todo {
+            Action::Skip => {}
+            Action::Write => {
+                write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
+                written.insert(rel.to_vec());
             }
-            let Some(rel) = in_rootfs(&info.path) else { continue };
-            match todo {
-                Action::Skip => {}
-                Action::Write => {
-                    write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
-                    written.insert(rel.to_vec());
+            Action::Hide(Whiteout::Entry(target)) => {
+                let target = in_rootfs(&target).unwrap_or_default();
+                if !written.contains(target) {
+                    writer.remove(target).at(&root)?;
                 }
-                Action::Hide(Whiteout::Entry(target)) => {
-                    let target = in_rootfs(&target).unwrap_or_default();
-                    if !written.contains(target) {
-                        writer.remove(target).at(&root)?;
-                    }
-                }
-                Action::Hide(Whiteout::Opaque(dir)) => {
-                    writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), &written).at(&root)?;
-                }
+            }
+            Action::Hide(Whiteout::Opaque(dir)) => {
+                writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), &written).at(&root)?;
             }
         }
     }
@@ -226,7 +225,7 @@ pub(crate) async fn apply_entries<R: AsyncRead + Unpin>(
 }
 
 /// What to do with one entry of a layer.
-pub(crate) enum Action {
+enum Action {
     Skip,
     Write,
     /// A whiteout, applied to what the layers below wrote.
