@@ -245,10 +245,6 @@ impl TreeWriter {
         Ok(self.open_dirs.last().map_or(self.root.as_fd(), |(_, fd)| fd.as_fd()))
     }
 
-    fn apply(&self, fd: BorrowedFd, meta: &Meta, owner: Option<(u32, u32)>) -> io::Result<()> {
-        apply(self.privileged, fd, meta, owner)
-    }
-
     pub fn dir(&mut self, path: &[u8], meta: Meta) -> io::Result<()> {
         if !path.is_empty() {
             let (dir, name) = self.parent_of(path)?;
@@ -295,7 +291,7 @@ impl TreeWriter {
             Some(_) => Some(nix::sys::stat::fstat(file.as_fd())?),
             None => None,
         };
-        self.apply(file.as_fd(), meta, stat.map(|st| (st.st_uid, st.st_gid)))?;
+        apply(self.privileged, file.as_fd(), meta, stat.map(|st| (st.st_uid, st.st_gid)))?;
         if let (Some(digests), Some(h), Some(st)) = (self.digests.as_mut(), hasher, stat) {
             digests.insert((st.st_dev, st.st_ino), h.finish());
         }
