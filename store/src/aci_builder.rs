@@ -15,7 +15,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageHasher;
 use crate::store::{Imported, Store, StoreLock};
-use crate::tar_out::{header_blocks, OutEntry};
+use crate::tar_out::{header_blocks, padding, OutEntry};
 
 /// How much of an entry's data is copied at once.
 const COPY_BUFFER: usize = 256 * 1024;
@@ -28,7 +28,6 @@ pub struct AciBuilder {
     _lock: StoreLock,
     temp: TempBlob,
     hasher: ImageHasher,
-    size: u64,
     check: LayoutCheck,
     manifest: ImageManifest,
     manifest_json: String,
@@ -37,6 +36,7 @@ pub struct AciBuilder {
     pending: Vec<u8>,
     /// How much of the blob file is written, for a reader that follows it.
     progress: ProgressGuard,
+    /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
     flushed: u64,
 }
 
@@ -57,7 +57,6 @@ impl Store {
             _lock: lock,
             temp,
             hasher: ImageHasher::new(),
-            size: 0,
             check: LayoutCheck::default(),
             manifest: parsed,
             manifest_json,
@@ -77,7 +76,6 @@ impl AciBuilder {
     /// gathered into one write; what fills the queue goes out at once.
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
-        self.size += bytes.len() as u64;
         if self.pending.len() + bytes.len() > COPY_BUFFER || bytes.len() >= DIRECT_WRITE {
             self.flush()?;
         }
@@ -124,8 +122,7 @@ impl AciBuilder {
     }
 
     fn pad(&mut self, written: u64) -> Result<()> {
-        let rem = ((512 - written % 512) % 512) as usize;
-        self.write(&[0u8; 512][..rem])
+        self.write(&[0u8; 512][..padding(written)])
     }
 
     fn small(&mut self, path: &[u8], kind: u8, mode: u32, data: &[u8]) -> Result<()> {
@@ -178,7 +175,7 @@ impl AciBuilder {
         self.check.finish(true)?;
         let id = self.hasher.finish();
         let store = self.store.clone();
-        store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.size, latest)
+        store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.flushed, latest)
     }
 }
 

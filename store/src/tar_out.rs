@@ -70,9 +70,13 @@ fn header(e: &OutEntry) -> [u8; 512] {
     b
 }
 
+/// The zeros that fill an entry's `size` bytes of data up to the next 512-byte block.
+pub fn padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
 async fn pad<W: AsyncWrite + Unpin>(out: &mut W, written: u64) -> std::io::Result<()> {
-    let rem = (512 - written % 512) % 512;
-    out.write_all(&vec![0u8; rem as usize]).await
+    out.write_all(&[0u8; 512][..padding(written)]).await
 }
 
 /// The blocks that come before an entry's data: PAX records for what ustar cannot hold, then
@@ -103,9 +107,8 @@ pub fn header_blocks(entry: &OutEntry<'_>) -> Vec<u8> {
     if !records.is_empty() {
         let pax = OutEntry::plain(b"././@PaxHeader", b'x', 0o644, records.len() as u64);
         out.extend_from_slice(&header(&pax));
-        let padded = records.len().div_ceil(512) * 512;
         out.extend_from_slice(&records);
-        out.resize(512 + padded, 0);
+        out.resize(out.len() + padding(records.len() as u64), 0);
     }
     out.extend_from_slice(&header(entry));
     out
