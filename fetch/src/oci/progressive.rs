@@ -46,10 +46,10 @@ pub struct LayerOrder {
 impl LayerOrder {
     /// Layer `index` is being written into this blob.
     pub fn started(&self, index: usize, blob: GrowingBlob) {
-        let stopper = blob.stopper();
+        // Kept before the flag is read: a cancel that comes meanwhile finds it in the list.
         self.cancel.blobs.lock().unwrap_or_else(|p| p.into_inner()).push(blob.stopper());
         if self.cancel.cancelled.load(Ordering::SeqCst) {
-            stopper.stop();
+            blob.stopper().stop();
         }
         // A render that stopped (it failed) is simply not fed any more.
         let _ = self.sender.send(Event::Started(index, blob));
