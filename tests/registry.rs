@@ -119,6 +119,7 @@ fn digests_errors_and_plain_http_are_checked() {
     // Without --insecure-options=http, no plain http.
     let err = env.fails(&["--insecure-options=image", "fetch", &format!("docker://{}/test/plain:v1", registry.addr)]);
     assert!(err.contains("https://"), "{err}");
+    assert!(err.contains("does not speak TLS") && err.contains("--insecure-options=http"), "the cause: {err}");
 
     // A layer blob changed in the registry's storage after the push.
     let blobs = registry.dir.join("data/docker/registry/v2/blobs/sha256");

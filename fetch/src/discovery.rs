@@ -117,7 +117,9 @@ async fn walk(app: &AppString, options: &HttpOptions) -> Result<(DiscoveryEndpoi
             let url = format!("{scheme}://{prefix}?ac-discovery=1");
             match get(&client, &url, HeaderMap::new(), options).await {
                 Ok(resp) if resp.status() == StatusCode::OK => {
-                    html = Some(resp.text().await.map_err(|e| FetchError::Http(format!("{url}: {e}")))?);
+                    html = Some(
+                        resp.text().await.map_err(|e| FetchError::Http(format!("{url}: {}", crate::http::why(&e))))?,
+                    );
                     break;
                 }
                 Ok(resp) => failures.push(format!("{url}: expected a 200 OK got {}", resp.status().as_u16())),

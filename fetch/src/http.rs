@@ -148,7 +148,7 @@ pub async fn get(client: &Clients, url: &str, extra: HeaderMap, options: &HttpOp
             }
         }
         let hop = client.for_url(&url).map_err(io)?;
-        let resp = send_with_retries(&hop, &url, headers).await.map_err(|e| io(format!("{url}: {e}")))?;
+        let resp = send_with_retries(&hop, &url, headers).await.map_err(|e| io(format!("{url}: {}", why(&e))))?;
         if resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
             let next = redirect_target(&url, &resp).map_err(io)?;
             url = next;
@@ -157,6 +157,29 @@ pub async fn get(client: &Clients, url: &str, extra: HeaderMap, options: &HttpOp
         return Ok(resp);
     }
     Err(io(format!("{url}: more than {MAX_REDIRECTS} redirects")))
+}
+
+/// A transport error as the user needs it: reqwest's own words ("error sending request") say
+/// nothing of the cause, which is at the end of its chain ("Connection refused", "invalid peer
+/// certificate: UnknownIssuer").
+pub(crate) fn why(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.trim_end_matches(&format!(" for url ({url})")).to_string();
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.ends_with(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = inner.source();
+    }
+    // rustls's words for a server that answered in plain text.
+    if text.ends_with("received corrupt message of type InvalidContentType") {
+        text.push_str(" (the server does not speak TLS: plain http needs --insecure-options=http)");
+    }
+    text
 }
 
 /// One GET, tried up to three times with backoff on connection failures, timeouts, 429 and
@@ -231,7 +254,7 @@ impl AsyncRead for BodyReader {
                 Ok(None) => self.next = None,
                 Err(e) => {
                     self.next = None;
-                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e.to_string())));
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why(&e))));
                 }
             }
         }

@@ -9,7 +9,7 @@ use reqwest::header::{
 };
 use reqwest::{Response, StatusCode, Url};
 
-use crate::http::Clients;
+use crate::http::{why, Clients};
 use crate::oci::OciError;
 
 const MAX_REDIRECTS: usize = 10;
@@ -163,11 +163,11 @@ impl RegistryClient {
         let client = self.http.for_url(&url).map_err(|e| err(format!("HTTP client: {e}")))?;
         let resp = crate::http::send_with_retries(&client, &url, headers)
             .await
-            .map_err(|e| err(format!("token from {realm}: {e}")))?;
+            .map_err(|e| err(format!("token from {realm}: {}", why(&e))))?;
         if !resp.status().is_success() {
             return Err(failure("getting a registry token", resp).await);
         }
-        let text = resp.bytes().await.map_err(|e| err(format!("token from {realm}: {e}")))?;
+        let text = resp.bytes().await.map_err(|e| err(format!("token from {realm}: {}", why(&e))))?;
         let body: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| err(format!("token from {realm}: {e}")))?;
         let token = body["token"]
@@ -206,8 +206,9 @@ impl RegistryClient {
                 }
             }
             let client = self.http.for_url(&url).map_err(|e| err(format!("HTTP client: {e}")))?;
-            let resp =
-                crate::http::send_with_retries(&client, &url, headers).await.map_err(|e| err(format!("{url}: {e}")))?;
+            let resp = crate::http::send_with_retries(&client, &url, headers)
+                .await
+                .map_err(|e| err(format!("{url}: {}", why(&e))))?;
             match resp.status() {
                 StatusCode::UNAUTHORIZED if !authenticated && self.may_authenticate(&url) => {
                     authenticated = true;
@@ -244,7 +245,7 @@ impl RegistryClient {
         let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let mut body = Vec::new();
         let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(format!("manifest: {e}")))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| err(format!("manifest: {}", why(&e))))? {
             body.extend_from_slice(&chunk);
             if body.len() as u64 > limit {
                 return Err(OciError::Invalid(format!("the manifest is over the {limit}-byte limit")));
