@@ -1,13 +1,13 @@
 //! Reading ACI archives: compression detection, entry path rules and the layout check that
 //! every imported archive passes before anything of it becomes visible.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use async_compression::tokio::bufread::{BzDecoder, GzipDecoder, XzDecoder, ZstdDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use crate::error::{Result, StoreError};
+use crate::path_tree::PathTree;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -155,11 +155,17 @@ pub enum EntryClass {
     Other,
 }
 
+/// The longest path an entry may have inside `rootfs/`: with its leading `/` and the closing
+/// NUL, the most a Linux path can hold (PATH_MAX). Longer ones could never be opened by name in
+/// the container, and they are what deep-directory bombs are made of.
+pub const MAX_ROOTFS_PATH: usize = 4094;
+
 /// The rules of an ACI's layout, fed one entry at a time: only `manifest` and `rootfs/…` at
-/// the top, no duplicates, nothing below a non-directory, hard links only to earlier entries.
+/// the top, no duplicates, nothing below a non-directory, hard links only to earlier entries,
+/// no path longer than `MAX_ROOTFS_PATH`. Each entry costs about its path's length.
 #[derive(Default)]
 pub struct LayoutCheck {
-    seen: HashMap<Vec<u8>, EntryClass>,
+    seen: PathTree<EntryClass>,
     has_rootfs: bool,
 }
 
@@ -178,22 +184,31 @@ impl LayoutCheck {
                 return Err(archive(format!("unexpected entry {:?}: an ACI holds only manifest and rootfs/", shown())))
             }
         }
+        if path.len() > b"rootfs/".len() + MAX_ROOTFS_PATH {
+            let start = String::from_utf8_lossy(&path[..64]);
+            return Err(archive(format!(
+                "entry \"{start}…\" is {} bytes long, more than the {MAX_ROOTFS_PATH} a path inside rootfs/ may have",
+                path.len() - b"rootfs/".len()
+            )));
+        }
         whiteout(path).map_err(archive)?;
         if let Some(dir) = parent(path) {
             if dir.split(|b| *b == b'/').any(|part| part.starts_with(WHITEOUT_PREFIX)) {
                 return Err(archive(format!("entry {:?} lies below a whiteout", shown())));
             }
         }
-        let mut ancestor = parent(path);
-        while let Some(dir) = ancestor {
-            if self.seen.get(dir) == Some(&EntryClass::Other) {
-                let dir = String::from_utf8_lossy(dir);
+        self.seen.walk(path);
+        let walked = self.seen.walked();
+        let (node, _) = *walked.last().expect("a path has at least one component");
+        for &(dir, end) in &walked[..walked.len() - 1] {
+            if self.seen.value(dir) == Some(&EntryClass::Other) {
+                let dir = String::from_utf8_lossy(&path[..end]);
                 return Err(archive(format!("entry {:?} lies below {dir:?}, which is not a directory", shown())));
             }
-            ancestor = parent(dir);
         }
         if let Some(target) = hardlink_to {
-            if !target.starts_with(b"rootfs/") || self.seen.get(target) != Some(&EntryClass::Other) {
+            let earlier_file = self.seen.find(target).and_then(|t| self.seen.value(t)) == Some(&EntryClass::Other);
+            if !target.starts_with(b"rootfs/") || !earlier_file {
                 let target = String::from_utf8_lossy(target);
                 return Err(archive(format!(
                     "hard link {:?} points to {target:?}, which is not an earlier file of rootfs/",
@@ -201,7 +216,7 @@ impl LayoutCheck {
                 )));
             }
         }
-        if self.seen.insert(path.to_vec(), class).is_some() {
+        if self.seen.set(node, class).is_some() {
             return Err(archive(format!("duplicate entry {:?}", shown())));
         }
         Ok(())

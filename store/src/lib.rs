@@ -10,6 +10,7 @@ mod growing_blob;
 pub mod image_id;
 pub mod index;
 mod maintenance;
+mod path_tree;
 mod render;
 mod squash;
 mod store;

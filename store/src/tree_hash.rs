@@ -12,7 +12,7 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -153,7 +153,10 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
             let _ = write!(record, "\0{type_char}\0{:o}\0{}\0{}\0{size}\0", st.st_mode & 0o7777, st.st_uid, st.st_gid);
             record.extend_from_slice(&link);
             let _ = write!(record, "\0{rdev}\0");
-            for (key, value) in xattrs_into(&path, &mut xattr_names) {
+            // Named from the directory's fd: a deep entry's whole path may be longer than PATH_MAX.
+            let short = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+            let short = Path::new(OsStr::from_bytes(&[short.as_bytes(), &name].concat())).to_path_buf();
+            for (key, value) in xattrs_into(&short, &mut xattr_names) {
                 record.extend_from_slice(&key);
                 record.push(b'=');
                 record.extend_from_slice(&value);
@@ -164,12 +167,16 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
             if format == libc::S_IFREG {
                 total += size;
                 match kind {
-                    TreeHash::Sha512 => read_into(&path, &mut buffer, |chunk| hasher.update(chunk))?,
+                    TreeHash::Sha512 => {
+                        read_into(open_in(&dir, &name, &path)?, &path, &mut buffer, |chunk| hasher.update(chunk))?
+                    }
                     TreeHash::Blake3 => match known.get(&(st.st_dev, st.st_ino)) {
                         Some(digest) => hasher.update(digest),
-                        None => hasher.update(&file_digest(&path, &mut buffer, TreeHash::Blake3)?),
+                        None => hasher.update(&file_digest(open_in(&dir, &name, &path)?, &path, &mut buffer, kind)?),
                     },
-                    TreeHash::Sha256 => hasher.update(&file_digest(&path, &mut buffer, TreeHash::Sha256)?),
+                    TreeHash::Sha256 => {
+                        hasher.update(&file_digest(open_in(&dir, &name, &path)?, &path, &mut buffer, kind)?)
+                    }
                 }
             } else if format == libc::S_IFDIR {
                 subdirs.push(rel_child);
@@ -205,14 +212,21 @@ pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
-fn file_digest(path: &Path, buffer: &mut [u8], kind: TreeHash) -> Result<[u8; 32]> {
+/// The file `name` of `dir`, opened for reading without following a symlink; `path` names it
+/// in errors.
+fn open_in(dir: &OwnedFd, name: &[u8], path: &Path) -> Result<std::fs::File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(dir, OsStr::from_bytes(name), flags, Mode::empty()).map_err(std::io::Error::from).at(path)?;
+    Ok(std::fs::File::from(fd))
+}
+
+fn file_digest(file: std::fs::File, path: &Path, buffer: &mut [u8], kind: TreeHash) -> Result<[u8; 32]> {
     let mut hasher = kind.hasher();
-    read_into(path, buffer, |chunk| hasher.update(chunk))?;
+    read_into(file, path, buffer, |chunk| hasher.update(chunk))?;
     Ok(hasher.finish())
 }
 
-fn read_into(path: &Path, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> Result<()> {
-    let mut file = std::fs::File::open(path).at(path)?;
+fn read_into(mut file: std::fs::File, path: &Path, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> Result<()> {
     loop {
         let n = file.read(buffer).at(path)?;
         if n == 0 {

@@ -1,0 +1,138 @@
+//! Archive paths as a tree of components. Checking every ancestor of an entry through a map of
+//! whole paths hashes each ancestor's full path again: a chain of directories n deep costs n²
+//! bytes of hashing per entry, and a small compressed archive of deep paths kept an import busy
+//! for hours. Here a node is found from its parent by one component, and the walk starts from
+//! the components the previous path shared (archives list neighbours together), so an entry
+//! costs about its path's length.
+
+use std::collections::HashMap;
+
+/// A node's index; the root (the empty path) is 0.
+pub type NodeId = u32;
+
+pub struct PathTree<V> {
+    /// The parent's id (little-endian) followed by the component's bytes → the child's id.
+    children: HashMap<Box<[u8]>, NodeId>,
+    values: Vec<Option<V>>,
+    last: Vec<u8>,
+    /// The nodes of `last`'s components, each with the offset where its component ends.
+    walked: Vec<(NodeId, usize)>,
+    key: Vec<u8>,
+}
+
+impl<V> Default for PathTree<V> {
+    fn default() -> Self {
+        PathTree { children: HashMap::new(), values: vec![None], last: Vec::new(), walked: Vec::new(), key: Vec::new() }
+    }
+}
+
+impl<V> PathTree<V> {
+    /// The nodes of each component of `path` (a clean relative path: no empty, `.` or `..`
+    /// components), created as needed, with the offset at which each component ends: the last
+    /// one is `path`'s own node, the others its ancestors from the top.
+    pub fn walk(&mut self, path: &[u8]) -> &[(NodeId, usize)] {
+        let common = self.last.iter().zip(path).take_while(|(a, b)| a == b).count();
+        let shared = self
+            .walked
+            .iter()
+            .take_while(|(_, end)| *end <= common && (path.len() == *end || path[*end] == b'/'))
+            .count();
+        self.walked.truncate(shared);
+        let mut start = self.walked.last().map_or(0, |(_, end)| end + 1);
+        while start < path.len() {
+            let end = path[start..].iter().position(|b| *b == b'/').map_or(path.len(), |i| start + i);
+            let parent = self.walked.last().map_or(0, |(id, _)| *id);
+            let node = self.child_or_new(parent, &path[start..end]);
+            self.walked.push((node, end));
+            start = end + 1;
+        }
+        self.last.clear();
+        self.last.extend_from_slice(path);
+        &self.walked
+    }
+
+    /// What the last `walk` gave.
+    pub fn walked(&self) -> &[(NodeId, usize)] {
+        &self.walked
+    }
+
+    /// `path`'s node, if some walk made it; the walk's position is left alone.
+    pub fn find(&self, path: &[u8]) -> Option<NodeId> {
+        let mut node: NodeId = 0;
+        let mut key = Vec::new();
+        for part in path.split(|b| *b == b'/') {
+            key.clear();
+            key.extend_from_slice(&node.to_le_bytes());
+            key.extend_from_slice(part);
+            node = *self.children.get(key.as_slice())?;
+        }
+        Some(node)
+    }
+
+    pub fn value(&self, node: NodeId) -> Option<&V> {
+        self.values[node as usize].as_ref()
+    }
+
+    /// Sets `node`'s value, returning the one it had.
+    pub fn set(&mut self, node: NodeId, value: V) -> Option<V> {
+        self.values[node as usize].replace(value)
+    }
+
+    fn child_or_new(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
+        self.set_key(parent, name);
+        if let Some(id) = self.children.get(self.key.as_slice()) {
+            return *id;
+        }
+        let id = NodeId::try_from(self.values.len()).expect("fewer than 2^32 entries in one archive");
+        self.values.push(None);
+        self.children.insert(self.key.as_slice().into(), id);
+        id
+    }
+
+    fn set_key(&mut self, parent: NodeId, name: &[u8]) {
+        self.key.clear();
+        self.key.extend_from_slice(&parent.to_le_bytes());
+        self.key.extend_from_slice(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(tree: &mut PathTree<u8>, path: &[u8]) -> Vec<NodeId> {
+        tree.walk(path).iter().map(|(id, _)| *id).collect()
+    }
+
+    #[test]
+    fn walks_share_nodes_whatever_came_before() {
+        let mut tree = PathTree::<u8>::default();
+        let abc = ids(&mut tree, b"a/b/c");
+        assert_eq!(abc.len(), 3);
+        // A sibling whose name starts like the last component is not that component.
+        let abcd = ids(&mut tree, b"a/b/cd");
+        assert_eq!(abcd[..2], abc[..2]);
+        assert_ne!(abcd[2], abc[2]);
+        let ab = ids(&mut tree, b"a/b");
+        assert_eq!(ab, abc[..2]);
+        let x = ids(&mut tree, b"x");
+        assert!(!abc.contains(&x[0]));
+        assert_eq!(ids(&mut tree, b"a/b/c"), abc, "found again from the top");
+        assert_eq!(tree.walk(b"a/b/c").iter().map(|(_, end)| *end).collect::<Vec<_>>(), [1, 3, 5]);
+        assert_eq!(tree.find(b"a/b/c"), Some(abc[2]));
+        assert_eq!(tree.find(b"a/c"), None);
+        assert_eq!(ids(&mut tree, b"a/b/cd"), abcd, "find left the walk's position alone");
+    }
+
+    #[test]
+    fn values_belong_to_nodes() {
+        let mut tree = PathTree::default();
+        let node = tree.walk(b"rootfs/etc")[1].0;
+        assert_eq!(tree.value(node), None);
+        assert_eq!(tree.set(node, 7), None);
+        assert_eq!(tree.set(node, 8), Some(7));
+        let parent = tree.walk(b"rootfs")[0].0;
+        assert_eq!(tree.value(parent), None);
+        assert_eq!(tree.value(tree.find(b"rootfs/etc").unwrap()), Some(&8));
+    }
+}
