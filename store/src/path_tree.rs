@@ -73,6 +73,14 @@ impl<V> PathTree<V> {
         self.values[node as usize].as_ref()
     }
 
+    /// `node`'s value, made the default one first if it has none.
+    pub fn value_mut(&mut self, node: NodeId) -> &mut V
+    where
+        V: Default,
+    {
+        self.values[node as usize].get_or_insert_with(V::default)
+    }
+
     /// Sets `node`'s value, returning the one it had.
     pub fn set(&mut self, node: NodeId, value: V) -> Option<V> {
         self.values[node as usize].replace(value)

@@ -2,16 +2,17 @@
 //! does: dependencies depth-first, an upper image's files hide a lower image's, path whitelists
 //! of dependents filter what lies below them, and whiteouts hide what lies below them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use tokio::io::AsyncRead;
 
-use crate::aci::{archive, parent, whiteout, EntryClass, Whiteout};
+use crate::aci::{archive, whiteout, EntryClass, Whiteout};
 use crate::appc::{AppString, Dependency, ImageManifest};
 use crate::blob::{InPlaceFile, Tee};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
+use crate::path_tree::PathTree;
 use crate::store::Store;
 use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
 use crate::tree_writer::{FileDigests, TreeWriter};
@@ -285,14 +286,25 @@ impl LayerFilter {
     }
 }
 
-/// Decides, layer by layer from the top, which image provides each path.
+/// Decides, layer by layer from the top, which image provides each path. Paths are kept as a
+/// `PathTree`, so that looking at an entry's ancestors costs its path's length once.
 #[derive(Default)]
 struct Selector {
-    provided: HashMap<Vec<u8>, (EntryClass, usize)>,
-    implied_dirs: HashSet<Vec<u8>>,
-    hidden: HashSet<Vec<u8>>,
-    opaque: HashSet<Vec<u8>>,
+    paths: PathTree<Selection>,
     pending: Vec<Whiteout>,
+}
+
+/// What the layers read so far say of one path.
+#[derive(Default)]
+struct Selection {
+    /// The kind of entry and the image that provides it.
+    provided: Option<(EntryClass, usize)>,
+    /// An upper image has entries below it: it stays a directory.
+    implied_dir: bool,
+    /// A whiteout in an upper image hides it, and all below it.
+    hidden: bool,
+    /// An opaque whiteout in an upper image hides what lower images have below it.
+    opaque: bool,
 }
 
 impl Selector {
@@ -305,60 +317,80 @@ impl Selector {
             return Ok(false);
         }
         let class = if *kind == Kind::Dir { EntryClass::Directory } else { EntryClass::Other };
+        if path != b"rootfs" {
+            if class != EntryClass::Directory && filter.own.as_ref().is_some_and(|w| !w.contains(path)) {
+                return Ok(false);
+            }
+            if filter.upper.as_ref().is_some_and(|w| !w.contains(path)) {
+                return Ok(false);
+            }
+        }
+        self.paths.walk(path);
+        let walked = self.paths.walked();
+        let (node, _) = *walked.last().expect("a path has at least one component");
+        let ancestors = walked.len() - 1;
+        let this = self.paths.value(node);
         if path == b"rootfs" {
-            return Ok(class == EntryClass::Directory && self.provided.insert(path.to_vec(), (class, layer)).is_none());
-        }
-        if class != EntryClass::Directory && filter.own.as_ref().is_some_and(|w| !w.contains(path)) {
-            return Ok(false);
-        }
-        if filter.upper.as_ref().is_some_and(|w| !w.contains(path)) {
-            return Ok(false);
-        }
-        if self.provided.contains_key(path) || self.hidden.contains(path) {
-            return Ok(false);
-        }
-        let mut ancestor = parent(path);
-        while let Some(dir) = ancestor {
-            if self.hidden.contains(dir) || self.opaque.contains(dir) {
-                return Ok(false);
+            let first = this.is_none_or(|s| s.provided.is_none());
+            let provide = class == EntryClass::Directory && first;
+            if provide {
+                self.paths.value_mut(node).provided = Some((class, layer));
             }
-            if matches!(self.provided.get(dir), Some((EntryClass::Other, _))) {
-                return Ok(false);
-            }
-            ancestor = parent(dir);
+            return Ok(provide);
+        }
+        if this.is_some_and(|s| s.provided.is_some() || s.hidden) {
+            return Ok(false);
+        }
+        let blocked = walked[..ancestors].iter().any(|&(dir, _)| {
+            self.paths
+                .value(dir)
+                .is_some_and(|s| s.hidden || s.opaque || matches!(s.provided, Some((EntryClass::Other, _))))
+        });
+        if blocked {
+            return Ok(false);
         }
         if let Kind::HardLink(target) = kind {
             // A link can only be made to a file this same image provides.
-            if self.provided.get(target.as_slice()) != Some(&(EntryClass::Other, layer)) {
+            let provider = self.paths.find(target).and_then(|t| self.paths.value(t)).and_then(|s| s.provided);
+            if provider != Some((EntryClass::Other, layer)) {
                 return Ok(false);
             }
         }
-        if self.implied_dirs.remove(path) && class != EntryClass::Directory {
-            // An upper image has files below this path: it stays a directory.
-            self.implied_dirs.insert(path.to_vec());
+        if class != EntryClass::Directory && this.is_some_and(|s| s.implied_dir) {
             return Ok(false);
         }
-        self.provided.insert(path.to_vec(), (class, layer));
+        let chosen = self.paths.value_mut(node);
+        chosen.implied_dir = false;
+        chosen.provided = Some((class, layer));
         // A path's parents are directories from here down, even where the image has no entry
         // for them: a lower image may give them their mode and owner, but cannot put a symlink
         // or a file in their place.
-        let mut ancestor = parent(path);
-        while let Some(dir) = ancestor {
-            if self.provided.contains_key(dir) || !self.implied_dirs.insert(dir.to_vec()) {
+        for i in (0..ancestors).rev() {
+            let dir = self.paths.walked()[i].0;
+            let above = self.paths.value_mut(dir);
+            if above.provided.is_some() || above.implied_dir {
                 break;
             }
-            ancestor = parent(dir);
+            above.implied_dir = true;
         }
         Ok(true)
     }
 
     /// Whiteouts hide only what lies in the images below the one that holds them.
     fn end_layer(&mut self) {
-        for w in self.pending.drain(..) {
-            match w {
-                Whiteout::Entry(path) => self.hidden.insert(path),
-                Whiteout::Opaque(dir) => self.opaque.insert(dir),
+        for w in std::mem::take(&mut self.pending) {
+            let (path, opaque) = match &w {
+                Whiteout::Entry(path) => (path, false),
+                Whiteout::Opaque(dir) => (dir, true),
             };
+            self.paths.walk(path);
+            let (node, _) = *self.paths.walked().last().expect("a whiteout names a path");
+            let selection = self.paths.value_mut(node);
+            if opaque {
+                selection.opaque = true;
+            } else {
+                selection.hidden = true;
+            }
         }
     }
 }
