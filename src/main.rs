@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         let code = rkt_runner::init::main(&args[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
     }
+    rkt_runner::limits::raise_open_files();
     let cli = Cli::parse();
     let name = command_name(&cli.command);
     // Two workers: a layer's decompression and the store's hashing and writing run side by side.

@@ -227,7 +227,15 @@ fn deep_directories() {
         t.file(&format!("{middle}/f{i:04}"), b"middle");
     }
     let env = Env::new();
-    let id = env.fetch(&t.finish(), "deep.aci");
+    // Started as a login shell would start it: writing the tree holds a directory open for each
+    // level, past 1024.
+    let deep = env.write("deep.aci", &t.finish());
+    let out = env
+        .cmd_with_open_files(&["fetch", "--insecure-options=image", "--full", deep.to_str().unwrap()], 1024)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     env.ok(&["image", "verify", &id]);
     let out = env.path("out");
     env.ok(&["image", "extract", "--rootfs-only", &id, out.to_str().unwrap()]);

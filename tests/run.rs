@@ -184,6 +184,19 @@ fn a_memory_limit_stops_an_allocator() {
     assert_eq!((code, out.trim()), (0, "30000000"));
 }
 
+/// rkt raises its own soft limit of open files (deep trees need it), not the app's.
+#[test]
+fn the_app_gets_the_open_file_limit_rkt_was_started_with() {
+    let Some((env, id)) = busybox() else { return };
+    let args = ["run", "--net=host", &id, "--exec=/bin/sh", "--", "-c", "ulimit -Sn; ulimit -Hn"];
+    let out = env.cmd_with_open_files(&args, 1000).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut hard = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("1000\n{}\n", hard.rlim_max));
+}
+
 #[test]
 fn the_app_inherits_only_stdio_and_cannot_write_the_rkt_binary() {
     let Some((env, id)) = busybox() else { return };

@@ -78,6 +78,7 @@ pub fn start(pod_dir: &Path, net: NetMode, lock_fd: RawFd) -> io::Result<Started
         flags |= libc::CLONE_NEWNET;
     }
     let (exe_fd, go_fd) = (exe.as_raw_fd(), go_read.as_raw_fd());
+    let nofile = crate::limits::started_with();
     // SAFETY: a fork-like clone (no new stack). Between it and fexecve the child calls only
     // async-signal-safe functions on memory prepared above.
     let pid = unsafe {
@@ -91,6 +92,7 @@ pub fn start(pod_dir: &Path, net: NetMode, lock_fd: RawFd) -> io::Result<Started
         unsafe {
             libc::fcntl(go_fd, libc::F_SETFD, 0);
             libc::fcntl(lock_fd, libc::F_SETFD, 0);
+            crate::limits::restore_open_files(nofile);
             libc::fexecve(exe_fd, argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
             libc::_exit(254);
         }

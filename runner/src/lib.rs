@@ -7,6 +7,7 @@ pub mod cni;
 pub mod enter;
 pub mod init;
 pub mod launch;
+pub mod limits;
 pub mod network;
 pub mod plan;
 pub mod pod;

@@ -252,6 +252,25 @@ impl Env {
         c
     }
 
+    /// rkt started with a soft limit of `soft` open files (the hard limit unchanged), as a
+    /// login shell often starts it (1024).
+    pub fn cmd_with_open_files(&self, args: &[&str], soft: u64) -> Command {
+        let mut c = self.cmd(args);
+        // SAFETY: the closure only makes system calls.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = soft.min(limit.rlim_max);
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        c
+    }
+
     pub fn rkt(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }

@@ -138,6 +138,7 @@ pub(crate) fn exec_with_app_env(app: &AppSpec, command: &[String]) -> io::Result
     let path = cstr(&program)?;
     let argv: Vec<CString> = command.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
     let envp: Vec<CString> = app.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<io::Result<_>>()?;
+    crate::limits::restore_open_files(crate::limits::started_with());
     // Nothing of rkt's, the pod's or the host's stays open in the app.
     // SAFETY: closes every fd from 3 up; nothing here uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
