@@ -153,10 +153,18 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
             let _ = write!(record, "\0{type_char}\0{:o}\0{}\0{}\0{size}\0", st.st_mode & 0o7777, st.st_uid, st.st_gid);
             record.extend_from_slice(&link);
             let _ = write!(record, "\0{rdev}\0");
-            // Named from the directory's fd: a deep entry's whole path may be longer than PATH_MAX.
-            let short = format!("/proc/self/fd/{}/", dir.as_raw_fd());
-            let short = Path::new(OsStr::from_bytes(&[short.as_bytes(), &name].concat())).to_path_buf();
-            for (key, value) in xattrs_into(&short, &mut xattr_names) {
+            // A deep entry's whole path may be longer than PATH_MAX: then it is named from its
+            // directory's fd (slower, each call resolving the /proc link, so only then).
+            let by_fd;
+            let named = match path.as_os_str().len() < libc::PATH_MAX as usize {
+                true => &path,
+                false => {
+                    let fd_path = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+                    by_fd = Path::new(OsStr::from_bytes(&[fd_path.as_bytes(), &name].concat())).to_path_buf();
+                    &by_fd
+                }
+            };
+            for (key, value) in xattrs_into(named, &mut xattr_names) {
                 record.extend_from_slice(&key);
                 record.push(b'=');
                 record.extend_from_slice(&value);
