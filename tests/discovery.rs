@@ -67,6 +67,7 @@ fn fetch_by_name_through_discovery() {
     let routes = serde_json::json!({
         "/?ac-discovery=1": {"body": html},
         "/app?ac-discovery=1": {"status": 404, "body": "no"},
+        "/endless?ac-discovery=1": {"mode": "endless", "body": "<html><head>"},
         "/images/example.com/app-1.0.0-linux-amd64.aci": {"file": aci},
         "/images/example.com/app-2.0.0-linux-amd64.aci": {"file": wrong_aci},
         "/images/example.com/base-1.0.0-linux-amd64.aci": {"file": base_aci},
@@ -92,6 +93,7 @@ $rkt fetch --full example.com/app:1.0.0 > {out}
 $rkt image render --rootfs-only example.com/app:1.0.0 {rendered}
 if $rkt fetch example.com/app:2.0.0 2> {err}; then echo unexpected; exit 1; fi
 if $rkt fetch example.com/loop-a:1.0.0 2> {cycle}; then echo unexpected; exit 1; fi
+if $rkt fetch example.com/endless:1.0.0 2> {endless}; then echo unexpected; exit 1; fi
 $rkt image list --no-legend --fields=name > {list}
 signed="{rkt} --dir {store} --local-config {config} --quiet"
 if $signed fetch example.com/app/signed:1.0.0 2> {untrusted}; then echo unexpected; exit 1; fi
@@ -113,6 +115,7 @@ $signed fetch example.com/app/signed:1.0.0 2> {verified}
         err = env.path("err").display(),
         list = env.path("list").display(),
         cycle = env.path("cycle").display(),
+        endless = env.path("endless").display(),
         config = env.path("config").display(),
         untrusted = env.path("untrusted").display(),
         trusted = env.path("trusted").display(),
@@ -133,6 +136,8 @@ $signed fetch example.com/app/signed:1.0.0 2> {verified}
         cycle.contains("dependency cycle: example.com/loop-a -> example.com/loop-b -> example.com/loop-a"),
         "{cycle}"
     );
+    let endless = std::fs::read_to_string(env.path("endless")).unwrap();
+    assert!(endless.contains("endless?ac-discovery=1: the answer is over the 4194304-byte limit"), "{endless}");
     let err = std::fs::read_to_string(env.path("err")).unwrap();
     assert!(err.contains("named \"example.com/other\""), "{err}");
     let list = std::fs::read_to_string(env.path("list")).unwrap();

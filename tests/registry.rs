@@ -486,6 +486,8 @@ fn hostile_and_unusual_registry_replies() {
             "body": r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#}),
             "DENIED: requested access to the resource is denied",
         ),
+        // An error body without end is left unread past 64 KiB: the status is shown.
+        ("endless-error", serde_json::json!({"status": 404, "mode": "endless", "body": "{"}), "answered 404 Not Found"),
     ];
     env.ok(&["image", "list"]);
     let before = env.snapshot();
@@ -514,6 +516,20 @@ fn hostile_and_unusual_registry_replies() {
         web.requests().into_iter().filter(|r| r["path"] == "/v2/bad/tok/manifests/v1").collect();
     assert_eq!(asked.len(), 2);
     assert_eq!(asked[1]["authorization"], "Bearer t0k3n");
+
+    // A token reply without end is refused at 1 MiB.
+    web.route(
+        "/endless-token?service=test.registry&scope=repository%3Abad%2Fendless%3Apull",
+        serde_json::json!({"mode": "endless", "body": "{"}),
+    );
+    let challenge = format!(r#"Bearer realm="{}",service="test.registry""#, web.url("/endless-token"));
+    web.route(
+        "/v2/bad/endless/manifests/v1",
+        serde_json::json!({"status": 401, "headers": {"WWW-Authenticate": challenge}, "body": ""}),
+    );
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{addr}/bad/endless:v1")]);
+    assert!(err.contains("token from") && err.contains("over the 1048576-byte limit"), "{err}");
+    assert_eq!(env.snapshot(), before);
 
     // A 503 is tried again: the second answer is the one judged.
     web.route(

@@ -211,4 +211,19 @@ fn signed_urls_download_side_by_side() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("more than 1 MiB"), "{err}");
     assert_eq!(env.snapshot(), before);
+
+    // A key served without end is refused at 16 MiB, and nothing is trusted.
+    web.route("/endless.asc", serde_json::json!({"mode": "endless", "body": "-----BEGIN PGP PUBLIC KEY BLOCK-----"}));
+    let keys_before = Snapshot::of(&local);
+    let endless_key = web.url("/endless.asc");
+    let out = rkt(&[
+        "trust",
+        "--prefix=example.com/endless",
+        "--skip-fingerprint-review",
+        "--insecure-allow-http",
+        &endless_key,
+    ]);
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("over the 16777216-byte limit"), "{out:?}");
+    assert_eq!(Snapshot::of(&local), keys_before);
 }

@@ -9,6 +9,9 @@ use rkt_store::appc::AppString;
 use crate::http::{client, get, HttpOptions};
 use crate::FetchError;
 
+/// A discovery page larger than this is refused: the meta tags are in its head.
+const MAX_DISCOVERY_PAGE: usize = 4 << 20;
+
 /// Where an image (and its signature) and the keys for its name can be fetched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiscoveryEndpoints {
@@ -118,7 +121,12 @@ async fn walk(app: &AppString, options: &HttpOptions) -> Result<(DiscoveryEndpoi
             match get(&client, &url, HeaderMap::new(), options).await {
                 Ok(resp) if resp.status() == StatusCode::OK => {
                     html = Some(
-                        resp.text().await.map_err(|e| FetchError::Http(format!("{url}: {}", crate::http::why(&e))))?,
+                        String::from_utf8_lossy(
+                            &crate::http::body_within(resp, MAX_DISCOVERY_PAGE)
+                                .await
+                                .map_err(|e| FetchError::Http(format!("{url}: {e}")))?,
+                        )
+                        .into_owned(),
                     );
                     break;
                 }

@@ -159,6 +159,18 @@ pub async fn get(client: &Clients, url: &str, extra: HeaderMap, options: &HttpOp
     Err(io(format!("{url}: more than {MAX_REDIRECTS} redirects")))
 }
 
+/// The body read whole, up to `limit` bytes: a hostile server's body may have no end.
+pub async fn body_within(mut resp: Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| why(&e))? {
+        if out.len() + chunk.len() > limit {
+            return Err(format!("the answer is over the {limit}-byte limit"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// A transport error as the user needs it: reqwest's own words ("error sending request") say
 /// nothing of the cause, which is at the end of its chain ("Connection refused", "invalid peer
 /// certificate: UnknownIssuer").

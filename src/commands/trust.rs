@@ -20,7 +20,10 @@ async fn key_bytes(ctx: &Context, location: &str, allow_http: bool) -> Result<Ve
         if !resp.status().is_success() {
             return Err(CliError::msg(format!("{location}: bad HTTP status code: {}", resp.status().as_u16())));
         }
-        return Ok(resp.bytes().await.map_err(|e| CliError::msg(format!("{location}: {e}")))?.to_vec());
+        // Keys with many certifications run to a few MiB; a body without end is refused.
+        return rkt_fetch::http::body_within(resp, 16 << 20)
+            .await
+            .map_err(|e| CliError::msg(format!("{location}: {e}")));
     }
     std::fs::read(location).map_err(|e| CliError::msg(format!("{location}: {e}")))
 }

@@ -9,7 +9,7 @@ use reqwest::header::{
 };
 use reqwest::{Response, StatusCode, Url};
 
-use crate::http::{why, Clients};
+use crate::http::{body_within, why, Clients};
 use crate::oci::OciError;
 
 const MAX_REDIRECTS: usize = 10;
@@ -22,6 +22,12 @@ pub struct RegistryClient {
     token: Mutex<Option<String>>,
 }
 
+/// The most of a registry's error body that is read.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A token reply larger than this is refused (real ones are a few KiB).
+const MAX_TOKEN_REPLY: usize = 1 << 20;
+
 fn err(message: impl Into<String>) -> OciError {
     OciError::Io(message.into())
 }
@@ -29,8 +35,9 @@ fn err(message: impl Into<String>) -> OciError {
 /// The registry's own explanation of a failure (`{"errors":[{"code","message"}]}`), or the status.
 async fn failure(what: &str, resp: Response) -> OciError {
     let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    let detail = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| {
+    // The explanation is short; a longer body is left unread, and only the status is shown.
+    let body = body_within(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| {
         let errors = v["errors"].as_array()?;
         Some(
             errors
@@ -167,7 +174,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(failure("getting a registry token", resp).await);
         }
-        let text = resp.bytes().await.map_err(|e| err(format!("token from {realm}: {}", why(&e))))?;
+        let text = body_within(resp, MAX_TOKEN_REPLY).await.map_err(|e| err(format!("token from {realm}: {e}")))?;
         let body: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| err(format!("token from {realm}: {e}")))?;
         let token = body["token"]
