@@ -288,6 +288,14 @@ fn tampered_and_hostile_images_are_refused() {
     std::fs::write(&config_path, config.to_string()).unwrap();
     refused(&env, &format!("oci:{}:v1", layout.dir.display()), "the image config");
 
+    // More layers than an image can stack (one small layer, 1,024 times): refused before any
+    // is stored. (Before, the layers and the image on top were stored, then the render failed.)
+    let mut layout = Layout::new(env.path("many"));
+    let layer = plain_layer();
+    let many: Vec<LayerSpec> = (0..1024).map(|_| (layer.clone(), TAR, plain as fn(&[u8]) -> Vec<u8>)).collect();
+    layout.image("v1", &many, serde_json::json!({}));
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "1024 layers, more than the 1023 an image can stack");
+
     // A config whose diff_id does not describe its layer.
     let mut layout = Layout::new(env.path("diffid"));
     layout.lie_about_diff_ids = true;

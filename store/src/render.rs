@@ -17,8 +17,8 @@ use crate::store::Store;
 use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
 use crate::tree_writer::{FileDigests, TreeWriter};
 
-/// A dependency tree deeper or wider than this is refused rather than walked.
-const MAX_LAYERS: usize = 1024;
+/// A dependency tree of more images than this is refused rather than walked.
+pub const MAX_LAYERS: usize = 1024;
 
 /// One image of a flattened dependency tree.
 #[derive(Debug, Clone)]

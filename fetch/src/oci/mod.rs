@@ -307,6 +307,14 @@ pub(crate) async fn store_image(
     render: bool,
 ) -> Result<ImageId, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
+    // Refused before anything is stored: the image on top of them could never be rendered.
+    if layers.len() >= rkt_store::MAX_LAYERS {
+        return Err(OciError::Invalid(format!(
+            "the image has {} layers, more than the {} an image can stack",
+            layers.len(),
+            rkt_store::MAX_LAYERS - 1
+        )));
+    }
     if diff_ids.len() != layers.len() {
         return Err(OciError::Invalid(format!(
             "the config lists {} layers, the manifest {}",
