@@ -302,3 +302,44 @@ fn directory_turned_symlink_across_layers() {
     assert!(out.join("lib").symlink_metadata().unwrap().is_dir());
     assert_eq!(std::fs::read_to_string(out.join("lib/passwd")).unwrap(), "from upper");
 }
+
+/// hostile-inputs.md row 4 (TARmageddon and kin): where an entry's PAX size and its ustar size
+/// disagree, rkt reads the archive as GNU tar does (the PAX size wins), so no entry is seen by
+/// one reader and hidden from the other. Each archive hides a tar header in another entry.
+#[test]
+fn pax_sizes_are_read_as_gnu_tar_reads_them() {
+    let hidden = |name: &str| {
+        let mut t = Tar::new();
+        t.file(name, b"smuggled");
+        t.unterminated()
+    };
+    let mut tail = Tar::new();
+    tail.file("rootfs/after", b"after");
+    // The PAX size says 1024, the ustar size 0: the hidden header is file data.
+    let mut a = base();
+    a.pax(&[("size", b"1024")]).raw(Header { name: b"rootfs/a", ..Default::default() });
+    let mut longer = a.unterminated();
+    longer.extend(hidden("rootfs/smuggled-a"));
+    longer.extend(tail.finish());
+    // The PAX size says 0, the ustar size 1024: the hidden header is an entry.
+    let payload = hidden("rootfs/smuggled-b");
+    let mut b = base();
+    b.pax(&[("size", b"0")]).raw(Header { name: b"rootfs/b", data: &payload, ..Default::default() });
+    let mut shorter = b.unterminated();
+    shorter.extend(tail.finish());
+
+    for (case, bytes, smuggled) in [("longer", longer, "smuggled-a"), ("shorter", shorter, "smuggled-b")] {
+        let env = Env::new();
+        let archive = env.write("x.aci", &bytes);
+        let gnu = env.path("gnu");
+        std::fs::create_dir(&gnu).unwrap();
+        let out = std::process::Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&gnu).output().unwrap();
+        assert!(out.status.success(), "GNU tar: {}", String::from_utf8_lossy(&out.stderr));
+        let id = env.fetch(&bytes, "y.aci");
+        let mine = env.path("mine");
+        env.ok(&["image", "extract", "--rootfs-only", &id, mine.to_str().unwrap()]);
+        assert_eq!(Snapshot::of(&mine), Snapshot::of(&gnu.join("rootfs")), "{case}");
+        assert_eq!(mine.join(smuggled).exists(), case == "shorter", "{case}");
+        assert_eq!(std::fs::read(mine.join("after")).unwrap(), b"after", "{case}");
+    }
+}
