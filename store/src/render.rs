@@ -384,7 +384,9 @@ impl Selector {
                 Whiteout::Opaque(dir) => (dir, true),
             };
             self.paths.walk(path);
-            let (node, _) = *self.paths.walked().last().expect("a whiteout names a path");
+            // An opaque whiteout at the archive's top (no import lets one through) has no path
+            // to mark.
+            let Some(&(node, _)) = self.paths.walked().last() else { continue };
             let selection = self.paths.value_mut(node);
             if opaque {
                 selection.opaque = true;
