@@ -72,3 +72,63 @@ fn a_fetch_killed_half_way_leaves_nothing_behind() {
     let id = env.fetch(&big, "big.aci");
     assert!(env.ok(&["image", "list", "--full"]).contains(&id));
 }
+
+/// A disk that fills up during a fetch: the import of an image larger than the free space, and
+/// the render of one that fits as a blob but not twice, each fail with one line naming ENOSPC
+/// and leave the store as it was (here a tmpfs of 12 MiB holding an image of 2 MiB, mounted in
+/// a mount namespace of the test's own).
+#[test]
+fn a_full_disk_leaves_the_store_as_it_was() {
+    if !is_root() {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let image = |name: &str, files: usize| {
+        let mut t = Tar::new();
+        t.manifest(&manifest_json(name, "")).dir("rootfs");
+        for i in 0..files {
+            t.file(&format!("rootfs/f{i}"), &incompressible(2 << 20, i as u64));
+        }
+        t.finish()
+    };
+    let fits = env.write("fits.aci", &image("example.com/fits", 1));
+    let too_big = env.write("too-big.aci", &image("example.com/too-big", 5));
+    let twice_too_big = env.write("twice.aci", &image("example.com/twice", 3));
+    let disk = env.path("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let script = r#"set -e
+mount -t tmpfs -o size=12m tmpfs "$DISK"
+rkt() { "$RKT" --dir "$DISK/store" --insecure-options=image "$@"; }
+rkt fetch "$FITS" >/dev/null
+# Every file and its size but the index's own (its rows are what `image list` shows) and the
+# lock files of trees.
+snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
+before=$(snapshot)
+for aci in "$TOO_BIG" "$TWICE"; do
+  if rkt fetch "$aci" 2>"$DISK/err"; then echo "fetched $aci"; exit 1; fi
+  lines=$(wc -l <"$DISK/err")
+  [ "$lines" = 1 ] || { cat "$DISK/err"; exit 1; }
+  grep -q 'No space left on device' "$DISK/err" || { cat "$DISK/err"; exit 1; }
+  echo "$(basename "$aci"): $(cat "$DISK/err")"
+  [ "$(snapshot)" = "$before" ] || { echo "the store changed"; snapshot; exit 1; }
+done
+rkt image list --no-legend --fields=name
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("DISK", &disk)
+        .env("RKT", env!("CARGO_BIN_EXE_rkt"))
+        .env("TOO_BIG", &too_big)
+        .env("TWICE", &twice_too_big)
+        .env("FITS", &fits)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("too-big.aci: fetch: "), "{stdout}");
+    assert!(lines[1].starts_with("twice.aci: fetch: rendering "), "the render ran out of space: {stdout}");
+    assert_eq!(lines[2].trim(), "example.com/fits");
+}
