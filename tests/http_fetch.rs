@@ -78,6 +78,30 @@ fn bad_answers_are_refused_and_store_nothing() {
     }
     let errors = web.requests().iter().filter(|r| r["path"] == "/error.aci").count();
     assert_eq!(errors, 3, "a 5xx is tried three times");
+    // An image whose dependency cannot be had (discovery of a name under .invalid fails) is
+    // refused, and the store keeps neither it nor its URL's row; nor does it lose the row of an
+    // earlier download of that URL, when a fetch of a changed image there fails the same way.
+    let lonely = |content: &str| {
+        let mut t = Tar::new();
+        t.manifest(&manifest_json("example.com/lonely", r#""dependencies":[{"imageName":"example.invalid/missing"}]"#))
+            .dir("rootfs")
+            .file("rootfs/x", content.as_bytes());
+        t.finish()
+    };
+    let without = env.write("lonely.aci", &lonely("1"));
+    web.route("/lonely.aci", serde_json::json!({"file": without}));
+    let err = env.fails(&fetch_args(&web.url("/lonely.aci"), &[]));
+    assert!(err.contains("example.invalid/missing"), "{err}");
+    assert_eq!(env.snapshot(), before, "the image without its dependency was kept");
+    let fine = env.write("fine.aci", &simple_aci("example.com/lonely", "fine"));
+    web.route("/lonely.aci", serde_json::json!({"file": fine, "etag": "\"fine\""}));
+    env.ok(&fetch_args(&web.url("/lonely.aci"), &[]));
+    let with_fine = env.snapshot();
+    let changed = env.write("changed.aci", &lonely("2"));
+    web.route("/lonely.aci", serde_json::json!({"file": changed, "etag": "\"changed\""}));
+    env.fails(&fetch_args(&web.url("/lonely.aci"), &[]));
+    assert_eq!(env.snapshot(), with_fine, "the earlier download's row and image are as they were");
+
     let err = env.fails(&["--insecure-options=image", "fetch", &web.url("/html.aci")]);
     assert!(err.contains("--insecure-options=http"), "{err}");
     let err = env.fails(&["--insecure-options=http", "fetch", &web.url("/app.aci.missing")]);

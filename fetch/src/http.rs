@@ -56,6 +56,30 @@ pub enum UrlOutcome {
     Downloaded { id: ImageId, new: bool },
 }
 
+/// What a URL fetch changed in the store, for a caller that finds the image unusable (its
+/// dependencies cannot be had, say) and must leave the store as it was.
+#[derive(Debug)]
+pub struct UrlUndo {
+    url: String,
+    /// The URL's row before the fetch.
+    remote: Option<RemoteRecord>,
+    /// The image, when the fetch brought it into the store.
+    new_image: Option<ImageId>,
+}
+
+impl UrlUndo {
+    pub fn undo(self, store: &Store) -> Result<(), rkt_store::StoreError> {
+        if let Some(id) = &self.new_image {
+            // Its rows in `remotes` go with it.
+            store.remove_image(id)?;
+        }
+        match &self.remote {
+            Some(before) if store.image(&before.image_id).is_ok() => store.set_remote(before),
+            _ => store.remove_remote(&self.url),
+        }
+    }
+}
+
 impl UrlOutcome {
     pub fn id(&self) -> &ImageId {
         match self {
@@ -361,6 +385,21 @@ fn max_age(headers: &HeaderMap) -> i64 {
 /// With `verify`, the image is downloaded to an unnamed scratch file and imported only after
 /// its signature (from the given URL) checks out against the keys trusted for its name.
 pub async fn fetch_url(
+    store: &Store,
+    url: &str,
+    options: &HttpOptions,
+    checks: UrlChecks<'_>,
+) -> Result<(UrlOutcome, Vec<String>, UrlUndo), FetchError> {
+    let before = store.remote(url)?;
+    let (outcome, signers) = fetch_url_changing(store, url, options, checks).await?;
+    let new_image = match &outcome {
+        UrlOutcome::Downloaded { id, new: true } => Some(id.clone()),
+        _ => None,
+    };
+    Ok((outcome, signers, UrlUndo { url: url.to_string(), remote: before, new_image }))
+}
+
+async fn fetch_url_changing(
     store: &Store,
     url: &str,
     options: &HttpOptions,

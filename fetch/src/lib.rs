@@ -150,18 +150,19 @@ pub async fn fetch_name(
     app: &AppString,
     options: &http::HttpOptions,
     keystore: Option<&rkt_trust::Keystore>,
-) -> Result<(rkt_store::ImageId, Vec<String>), FetchError> {
+) -> Result<(rkt_store::ImageId, Vec<String>, http::UrlUndo), FetchError> {
     let app = with_default_os_arch(app)?;
     let endpoints = discovery::discover(&app, options).await?;
     let (aci, asc) = &endpoints.aci[0];
     let checks = http::UrlChecks { verify: keystore.map(|k| (k, asc.as_str())), expected: Some(&app) };
-    let (outcome, signers) = http::fetch_url(store, aci, options, checks).await?;
+    let (outcome, signers, undo) = http::fetch_url(store, aci, options, checks).await?;
     let id = outcome.id().clone();
     // A download was checked before it was named; an image the URL cache gave is checked here.
     if let Some(problem) = mismatch(&store.manifest(&id)?, &app, aci) {
+        undo.undo(store)?;
         return Err(FetchError::Mismatch(problem));
     }
-    Ok((id, signers))
+    Ok((id, signers, undo))
 }
 
 /// How the image fetched from `aci` differs from the name and labels asked for, if it does.

@@ -30,10 +30,8 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
     for result in rkt_fetch::task::join_bounded(jobs, PARALLEL_IMAGES).await {
         let fetched = result?;
         if let Err(e) = render_if_root(&store, &fetched.id).await {
-            if fetched.new_file_image {
-                // An image that cannot be rendered is bad input: the store stays as it was.
-                store.remove_image(&fetched.id)?;
-            }
+            // An image that cannot be rendered is bad input: the store stays as it was.
+            fetched.undo.apply(&store)?;
             return Err(e);
         }
         println!("{}", if args.full { fetched.id.to_string() } else { fetched.id.short(32) });
@@ -44,11 +42,40 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
 /// An image brought into the store by `fetch_one`.
 pub struct Fetched {
     pub id: rkt_store::ImageId,
-    /// A local ACI file imported now: removed again if it cannot be rendered.
-    new_file_image: bool,
+    /// What the fetch changed, to be taken back if the image cannot be rendered.
+    undo: Undo,
+}
+
+/// What a fetch changed in the store: taken back when the image turns out unusable (its
+/// dependencies cannot be had, or it cannot be rendered), so that bad input leaves the store as
+/// it was.
+#[derive(Default)]
+struct Undo {
+    /// A local ACI file imported now.
+    file_image: Option<rkt_store::ImageId>,
+    /// The images fetched by URL (the image itself, and its dependencies by discovery).
+    urls: std::sync::Mutex<Vec<rkt_fetch::http::UrlUndo>>,
+}
+
+impl Undo {
+    fn url(&self, undo: rkt_fetch::http::UrlUndo) {
+        self.urls.lock().unwrap_or_else(|p| p.into_inner()).push(undo);
+    }
+
+    fn apply(self, store: &rkt_store::Store) -> CliResult {
+        let urls = self.urls.into_inner().unwrap_or_else(|p| p.into_inner());
+        for undo in urls.into_iter().rev() {
+            undo.undo(store)?;
+        }
+        if let Some(id) = self.file_image {
+            store.remove_image(&id)?;
+        }
+        Ok(())
+    }
 }
 
 /// Finds or fetches one image and its dependencies, by pull policy (rkt fetch's, rkt run's).
+/// When it fails, what it stored is taken back.
 pub async fn fetch_one(
     ctx: &Context,
     store: &rkt_store::Store,
@@ -56,6 +83,24 @@ pub async fn fetch_one(
     signature: Option<std::path::PathBuf>,
     policy: &str,
 ) -> Result<Fetched, CliError> {
+    let mut undo = Undo::default();
+    match find_or_fetch(ctx, store, image, signature, policy, &mut undo).await {
+        Ok(id) => Ok(Fetched { id, undo }),
+        Err(e) => {
+            undo.apply(store)?;
+            Err(e)
+        }
+    }
+}
+
+async fn find_or_fetch(
+    ctx: &Context,
+    store: &rkt_store::Store,
+    image: &str,
+    signature: Option<std::path::PathBuf>,
+    policy: &str,
+    undo: &mut Undo,
+) -> Result<rkt_store::ImageId, CliError> {
     let id = match ImageString::classify(image)? {
         ImageString::Id(id) => store.resolve_id(&id)?,
         ImageString::Path(path) => {
@@ -66,19 +111,15 @@ pub async fn fetch_one(
             };
             let (imported, signers) = fetch_file(store, &path, &options).await?;
             report_signers(&signers);
-            if let Err(e) = fetch_dependencies(ctx, store, &imported.id, policy).await {
-                if !imported.already_stored {
-                    // An image whose dependencies cannot be had is bad input: the store stays
-                    // as it was.
-                    store.remove_image(&imported.id)?;
-                }
-                return Err(e);
+            if !imported.already_stored {
+                undo.file_image = Some(imported.id.clone());
             }
-            return Ok(Fetched { id: imported.id, new_file_image: !imported.already_stored });
+            fetch_dependencies(ctx, store, &imported.id, policy, undo).await?;
+            imported.id
         }
         ImageString::Name(app) => {
-            let id = name_image(ctx, store, &app, policy).await?;
-            fetch_dependencies(ctx, store, &id, policy).await?;
+            let id = name_image(ctx, store, &app, policy, undo).await?;
+            fetch_dependencies(ctx, store, &id, policy, undo).await?;
             id
         }
         ImageString::Oci(source) => {
@@ -90,23 +131,24 @@ pub async fn fetch_one(
             rkt_fetch::oci::import(store, &source, renders_at_fetch()).await?
         }
         ImageString::Url(url) => {
-            let id = url_image(ctx, store, &url, policy).await?;
-            fetch_dependencies(ctx, store, &id, policy).await?;
+            let id = url_image(ctx, store, &url, policy, undo).await?;
+            fetch_dependencies(ctx, store, &id, policy, undo).await?;
             id
         }
         ImageString::Docker(reference) => docker_image(ctx, store, image, &reference, policy).await?,
     };
-    Ok(Fetched { id, new_file_image: false })
+    Ok(id)
 }
 
 /// Fetches the appc dependencies of `top` (`--pull-policy=never`: from the store only), breadth first, each by its name and labels (a stored
 /// match is used as it is) or by its image ID. A dependency that leads back to an image on its
 /// own path is a cycle, refused rather than followed.
-pub async fn fetch_dependencies(
+async fn fetch_dependencies(
     ctx: &Context,
     store: &rkt_store::Store,
     top: &rkt_store::ImageId,
     policy: &str,
+    undo: &Undo,
 ) -> CliResult {
     // Dependencies are taken from the store when there; `never` forbids looking further.
     let policy = if policy == "never" { "never" } else { "new" };
@@ -144,7 +186,7 @@ pub async fn fetch_dependencies(
                         return Ok(id);
                     }
                     let app = rkt_store::appc::AppString { name: dep.image_name.clone(), labels: dep.labels.clone() };
-                    name_image(ctx, store, &app, policy).await
+                    name_image(ctx, store, &app, policy, undo).await
                 }) as rkt_fetch::task::Job<'_, rkt_store::ImageId, CliError>
             })
             .collect();
@@ -201,11 +243,12 @@ pub async fn docker_image(
 
 /// An image by name, by pull policy: `never` and `new` take the best stored match (labels,
 /// then latest, then newest); `update` runs appc discovery.
-pub async fn name_image(
+async fn name_image(
     ctx: &Context,
     store: &rkt_store::Store,
     app: &rkt_store::appc::AppString,
     policy: &str,
+    undo: &Undo,
 ) -> Result<rkt_store::ImageId, CliError> {
     if policy != "update" {
         let with_defaults = rkt_fetch::with_default_os_arch(app)?;
@@ -221,7 +264,8 @@ pub async fn name_image(
         }
     }
     let keystore = (!ctx.flags.insecure_options.image).then_some(&ctx.keystore);
-    let (id, signers) = rkt_fetch::fetch_name(store, app, &http_options(ctx), keystore).await?;
+    let (id, signers, fetched) = rkt_fetch::fetch_name(store, app, &http_options(ctx), keystore).await?;
+    undo.url(fetched);
     report_signers(&signers);
     Ok(id)
 }
@@ -272,11 +316,12 @@ pub fn http_options(ctx: &Context) -> rkt_fetch::http::HttpOptions {
 
 /// An ACI by URL, by pull policy: `never` and `new` take the stored copy of this URL when there
 /// is one; `update` follows the remote cache (max-age, then ETag).
-pub async fn url_image(
+async fn url_image(
     ctx: &Context,
     store: &rkt_store::Store,
     url: &str,
     policy: &str,
+    undo: &Undo,
 ) -> Result<rkt_store::ImageId, CliError> {
     if policy != "update" {
         if let Some(remote) = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
@@ -292,7 +337,8 @@ pub async fn url_image(
     let sig_url = signature_url(url);
     let verify = (!ctx.flags.insecure_options.image).then_some((&ctx.keystore, sig_url.as_str()));
     let checks = rkt_fetch::http::UrlChecks { verify, expected: None };
-    let (outcome, signers) = rkt_fetch::http::fetch_url(store, url, &http_options(ctx), checks).await?;
+    let (outcome, signers, fetched) = rkt_fetch::http::fetch_url(store, url, &http_options(ctx), checks).await?;
+    undo.url(fetched);
     report_signers(&signers);
     if let rkt_fetch::http::UrlOutcome::Fresh(_) = outcome {
         eprintln!("image: image for {url} isn't expired, not fetching.");

@@ -277,6 +277,10 @@ impl Index {
         })
     }
 
+    pub fn remove_remote(&mut self, url: &str) -> Result<()> {
+        self.write(|tx| tx.execute("DELETE FROM remotes WHERE url = ?1", [url]).map(drop))
+    }
+
     pub fn remote(&self, url: &str) -> Result<Option<RemoteRecord>> {
         self.read(|c| {
             c.query_row(

@@ -50,6 +50,12 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::Io { path: blob, source: e }),
         }
+        // The shard directory goes too once empty, so that a removal leaves the store as it was
+        // before the import. Safe under the exclusive lock: imports, which create shards, hold
+        // the shared one.
+        if let Some(shard) = blob.parent() {
+            let _ = std::fs::remove_dir(shard);
+        }
         for tree in &trees {
             remove_dir_atomically(self, &self.tree_path(tree))?;
         }

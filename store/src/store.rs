@@ -270,6 +270,11 @@ impl Store {
         self.index().set_remote(remote)
     }
 
+    /// Forgets the download from `url`; its image stays.
+    pub fn remove_remote(&self, url: &str) -> Result<()> {
+        self.index().remove_remote(url)
+    }
+
     /// Opens an image's blob for reading and records the use (rkt's `lastused`).
     pub fn open_blob(&self, id: &ImageId) -> Result<File> {
         let path = self.blob_path(id);
