@@ -277,6 +277,20 @@ fn tampered_and_hostile_images_are_refused() {
     std::fs::write(&layer, bytes).unwrap();
     refused(&env, &format!("oci:{}:v1", layout.dir.display()), "does not match its digest");
 
+    // A good layer below a tampered one: refused, and the good layer is not kept either.
+    let mut layout = Layout::new(env.path("two"));
+    let upper = || {
+        let mut t = Tar::new();
+        t.file("etc/y", b"y");
+        t.finish()
+    };
+    let digest = layout.image("v1", &[(plain_layer(), TGZ, gzip), (upper(), TGZ, gzip)], serde_json::json!({}));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap();
+    let second = layout.dir.join("blobs/sha256").join(&manifest["layers"][1]["digest"].as_str().unwrap()[7..]);
+    std::fs::write(&second, gzip(&plain_layer())).unwrap();
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "does not match its digest");
+
     // A config edited after its manifest was written.
     let mut layout = Layout::new(env.path("config"));
     let digest = layout.image("v1", &[(plain_layer(), TAR, plain)], serde_json::json!({}));

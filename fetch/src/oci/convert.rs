@@ -61,6 +61,7 @@ fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
 /// Converts one layer blob into an ACI and imports it. `digest` is the blob's expected
 /// `sha256:` digest (checked when given), `diff_id` the expected digest of its uncompressed tar.
 /// The ACI is finished only after both check out, so a mismatch leaves nothing stored.
+/// Returns the layer's image ID and whether this import brought it into the store.
 pub async fn import_layer(
     store: &Store,
     blob: Reader,
@@ -68,14 +69,15 @@ pub async fn import_layer(
     diff_id: &str,
     manifest: &[u8],
     render: Option<(&LayerOrder, usize)>,
-) -> Result<ImageId, OciError> {
+) -> Result<(ImageId, bool), OciError> {
     let refused = |source| OciError::Layer { diff_id: diff_id.into(), source };
     let mut aci = store.build_aci(manifest).map_err(refused)?;
     if let Some((order, index)) = render {
         order.started(index, aci.follow().map_err(refused)?);
     }
     convert_layer(&mut aci, blob, digest, diff_id).await?;
-    Ok(aci.finish(false).map_err(refused)?.id)
+    let imported = aci.finish(false).map_err(refused)?;
+    Ok((imported.id, !imported.already_stored))
 }
 
 async fn convert_layer(

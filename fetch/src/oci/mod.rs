@@ -10,6 +10,7 @@ mod progressive;
 mod types;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rkt_store::appc::{AppString, NameValue};
 use rkt_store::{ImageId, Store, StoreError};
@@ -328,71 +329,99 @@ pub(crate) async fn store_image(
         .iter()
         .map(|c| store.find(&AppString { name: layer_name(c), labels: Vec::new() }))
         .collect::<Result<_, _>>()?;
-    // Only worth it when something is imported: a tree of stored layers may well exist already.
-    let progressive = if render && stored.iter().any(Option::is_none) {
-        progressive::ProgressiveRender::start(store, chains.len()).ok()
-    } else {
-        None
-    };
-    let order = progressive.as_ref().map(|p| p.order());
-    let mut pending: Vec<Job<'_, (), OciError>> = Vec::new();
-    for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
-        let name = layer_name(&chains[i]);
-        if let Some(id) = &stored[i] {
-            if let Some(order) = &order {
-                order.stored(i, id.clone());
+    // The layers this fetch brings into the store: taken back if the image is refused, so that
+    // bad input leaves the store as it was (a layer that checked out is of no use alone).
+    let committed: Arc<Mutex<Vec<ImageId>>> = Arc::default();
+    // Each import task holds a sender: once all are gone, no import can still commit.
+    let (running, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
+    let result: Result<ImageId, OciError> = async {
+        // Only worth it when something is imported: a tree of stored layers may well exist already.
+        let progressive = if render && stored.iter().any(Option::is_none) {
+            progressive::ProgressiveRender::start(store, chains.len()).ok()
+        } else {
+            None
+        };
+        let order = progressive.as_ref().map(|p| p.order());
+        let mut pending: Vec<Job<'_, (), OciError>> = Vec::new();
+        for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
+            let name = layer_name(&chains[i]);
+            if let Some(id) = &stored[i] {
+                if let Some(order) = &order {
+                    order.stored(i, id.clone());
+                }
+                continue;
             }
-            continue;
-        }
-        let mut manifest = serde_json::json!({
-            "acKind": "ImageManifest",
-            "acVersion": rkt_store::appc::manifest::APPC_VERSION,
-            "name": name,
-            "labels": [{"name": "os", "value": os}, {"name": "arch", "value": arch}],
-            "annotations": [{"name": "appc.io/docker/diffid", "value": diff_id}],
-        });
-        if i > 0 {
-            manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
-        }
-        let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
-        // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
-        // slowest stage) run on every core; spawned only once admitted, to keep the bound.
-        pending.push(Box::pin(async move {
-            let follow = order.clone();
-            let mut task = crate::task::AbortOnDrop(tokio::spawn(async move {
-                let render = follow.as_ref().map(|order| (order, i));
-                import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.to_string().as_bytes(), render).await
+            let mut manifest = serde_json::json!({
+                "acKind": "ImageManifest",
+                "acVersion": rkt_store::appc::manifest::APPC_VERSION,
+                "name": name,
+                "labels": [{"name": "os", "value": os}, {"name": "arch", "value": arch}],
+                "annotations": [{"name": "appc.io/docker/diffid", "value": diff_id}],
+            });
+            if i > 0 {
+                manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
+            }
+            let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
+            let (committed, running) = (committed.clone(), running.clone());
+            // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
+            // slowest stage) run on every core; spawned only once admitted, to keep the bound.
+            pending.push(Box::pin(async move {
+                let follow = order.clone();
+                let mut task = crate::task::AbortOnDrop(tokio::spawn(async move {
+                    let _running = running;
+                    let render = follow.as_ref().map(|order| (order, i));
+                    let manifest = manifest.to_string();
+                    let (id, new) =
+                        import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.as_bytes(), render).await?;
+                    if new {
+                        committed.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
+                    }
+                    Ok::<_, OciError>(id)
+                }));
+                let id = (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))??;
+                if let Some(order) = &order {
+                    order.stored(i, id);
+                }
+                Ok(())
             }));
-            let id = (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))??;
-            if let Some(order) = &order {
-                order.stored(i, id);
-            }
-            Ok(())
-        }));
+        }
+        try_join_bounded(pending, PARALLEL_LAYERS).await?;
+        let top = chains.last().map(|c| layer_name(c));
+        let manifest = naming::image_manifest(
+            &plan.name,
+            &plan.version,
+            &os,
+            &arch,
+            &plan.config,
+            top.as_deref(),
+            &naming::Provenance {
+                original: &plan.original,
+                config_digest: &plan.config_digest,
+                manifest_digest: plan.manifest_digest.as_deref(),
+            },
+        )?;
+        // The image itself: its manifest over an empty root filesystem, on top of its layers.
+        let latest = plan.version == "latest";
+        let imported = store.build_aci(manifest.as_bytes())?.finish(latest)?;
+        if let Some(progressive) = progressive {
+            // A render that failed is done again, the ordinary way, by whoever needs the tree.
+            let _ = progressive.finish(store, &imported.id).await;
+        }
+        Ok(imported.id)
     }
-    try_join_bounded(pending, PARALLEL_LAYERS).await?;
-    let top = chains.last().map(|c| layer_name(c));
-    let manifest = naming::image_manifest(
-        &plan.name,
-        &plan.version,
-        &os,
-        &arch,
-        &plan.config,
-        top.as_deref(),
-        &naming::Provenance {
-            original: &plan.original,
-            config_digest: &plan.config_digest,
-            manifest_digest: plan.manifest_digest.as_deref(),
-        },
-    )?;
-    // The image itself: its manifest over an empty root filesystem, on top of its layers.
-    let latest = plan.version == "latest";
-    let imported = store.build_aci(manifest.as_bytes())?.finish(latest)?;
-    if let Some(progressive) = progressive {
-        // A render that failed is done again, the ordinary way, by whoever needs the tree.
-        let _ = progressive.finish(store, &imported.id).await;
+    .await;
+    if result.is_err() {
+        // An aborted import may be running on the other worker until its next await, and
+        // commit meanwhile: the layers are taken back once every import task has ended.
+        drop(running);
+        while all_ended.recv().await.is_some() {}
+        let layers = std::mem::take(&mut *committed.lock().unwrap_or_else(|p| p.into_inner()));
+        for id in layers.iter().rev() {
+            // The refusal is what the user needs to hear; a layer left behind is only space.
+            let _ = store.remove_image(id);
+        }
     }
-    Ok(imported.id)
+    result
 }
 
 /// Labels a stored Docker image carries, for lookups by name.
