@@ -132,3 +132,30 @@ rkt image list --no-legend --fields=name
     assert!(lines[1].starts_with("twice.aci: fetch: rendering "), "the render ran out of space: {stdout}");
     assert_eq!(lines[2].trim(), "example.com/fits");
 }
+
+/// Parallel CI jobs whose first rkt commands meet on a fresh store all get it: SQLite answers
+/// BUSY at once (no busy handler) to two connections turning a new database to WAL together,
+/// which failed about one start in a hundred with "database is locked".
+#[test]
+fn parallel_first_commands_on_a_fresh_store_all_succeed() {
+    let env = Env::new();
+    for round in 0..30 {
+        let store = env.path(&format!("fresh-{round}"));
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_rkt"))
+                    .arg("--dir")
+                    .arg(&store)
+                    .args(["image", "list", "--no-legend"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}

@@ -114,12 +114,31 @@ fn image_from_row(row: &rusqlite::Row) -> rusqlite::Result<ImageRecord> {
 
 const IMAGE_COLUMNS: &str = "id, name, manifest, size, import_time, last_used, latest";
 
+/// Runs `f` again while SQLite answers BUSY, for up to a minute. Two connections that turn a
+/// new database to WAL at once (the first rkt commands of parallel CI jobs on a fresh store)
+/// get BUSY at once, without the busy handler: one in 80 such starts failed with "database is
+/// locked".
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| db(path, e))?;
         // Parallel CI jobs share one store: wait for each other instead of failing.
         conn.busy_timeout(Duration::from_secs(60)).map_err(|e| db(path, e))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(|e| db(path, e))?;
         // NORMAL is crash-safe with WAL (a power loss may drop the last commits, never corrupt);
         // what such a loss can leave, a blob without its row, `image verify` indexes again.
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db(path, e))?;
@@ -136,8 +155,8 @@ impl Index {
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
         // Most opens find the schema current: a plain read, no write lock.
-        let current: i64 =
-            self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db(&path, e))?;
+        let current: i64 = retry_busy(|| self.conn.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .map_err(|e| db(&path, e))?;
         if current == SCHEMA_VERSION {
             return Ok(());
         }
