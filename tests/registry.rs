@@ -541,4 +541,26 @@ fn hostile_and_unusual_registry_replies() {
     assert!(err.contains("says it is"), "{err}");
     let tries = web.requests().iter().filter(|r| r["path"] == "/v2/bad/flaky/manifests/v1").count();
     assert_eq!(tries, 2, "one retry after the 503");
+
+    // A layer blob longer than its descriptor's size: refused, though its bytes hash right.
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer(&[("etc/x", "x")]))]}})
+    .to_string();
+    let blob = gzip(&layer(&[("etc/x", "x")]));
+    let blob_file = env.write("layer.tgz", &blob);
+    let short_size = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config.as_bytes()), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&blob), "size": blob.len() - 1}],
+    });
+    web.route(
+        "/v2/bad/size/manifests/v1",
+        serde_json::json!({"body": short_size.to_string(), "headers": {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}}),
+    );
+    web.route(&format!("/v2/bad/size/blobs/{}", sha256(config.as_bytes())), serde_json::json!({"body": config}));
+    web.route(&format!("/v2/bad/size/blobs/{}", sha256(&blob)), serde_json::json!({"file": blob_file}));
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{addr}/bad/size:v1")]);
+    assert!(err.contains(&format!("is longer than the {} bytes its manifest gives", blob.len() - 1)), "{err}");
+    assert_eq!(env.snapshot(), before);
 }

@@ -73,6 +73,14 @@ impl AsyncRead for BlobStream {
                     let result = ready!(Pin::new(reader).poll_read(cx, buf));
                     let n = (buf.filled().len() - before) as u64;
                     self.received += n;
+                    if self.size > 0 && self.received > self.size {
+                        // A descriptor's size is exact: a longer blob is refused as it arrives,
+                        // not read on for as long as the registry sends.
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("blob {} is longer than the {} bytes its manifest gives", self.digest, self.size),
+                        )));
+                    }
                     let short = n == 0 && self.size > 0 && self.received < self.size;
                     let broken = result.is_err() || short;
                     if broken && self.resumes_left > 0 && n == 0 {
