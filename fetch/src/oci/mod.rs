@@ -70,8 +70,9 @@ pub(crate) struct Plan {
     pub config_digest: String,
     pub manifest_digest: Option<String>,
     pub config: ImageConfigFile,
-    /// Each layer's file in the container (or digest in the registry) and its expected digest.
-    pub layers: Vec<(String, Option<String>)>,
+    /// Each layer's file in the container, its expected digest, and its size as its descriptor
+    /// gives it (0: unknown, as in a `docker save` tarball).
+    pub layers: Vec<(String, Option<String>, u64)>,
     pub original: String,
 }
 
@@ -178,7 +179,7 @@ async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &
                 layer.digest, layer.media_type
             )));
         }
-        layers.push((blob_path(&layer.digest)?, Some(layer.digest)));
+        layers.push((blob_path(&layer.digest)?, Some(layer.digest), layer.size));
     }
     let (name, version) = naming::name_for(ref_name.as_deref(), dir_name);
     Ok(Plan {
@@ -231,7 +232,7 @@ async fn plan_docker_archive(
         .iter()
         .map(|l| {
             let digest = l.strip_prefix("blobs/sha256/").filter(|h| h.len() == 64).map(|h| format!("sha256:{h}"));
-            (l.clone(), digest)
+            (l.clone(), digest, 0)
         })
         .collect();
     Ok(Plan {
@@ -286,8 +287,15 @@ pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<I
         }
     };
     let mut layers = Vec::new();
-    for (file, digest) in &plan.layers {
-        let (blob, _) = container.open(file).await?;
+    for (file, digest, expected_size) in &plan.layers {
+        let (blob, size) = container.open(file).await?;
+        // A descriptor's size is exact (the registry's streams are held to it as they arrive).
+        if *expected_size != 0 && size != *expected_size {
+            return Err(OciError::Invalid(format!(
+                "layer {} is {size} bytes, its descriptor says {expected_size}",
+                digest.as_deref().unwrap_or(file)
+            )));
+        }
         layers.push((blob, digest.clone()));
     }
     store_image(store, &plan, layers, render).await
