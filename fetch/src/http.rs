@@ -391,7 +391,7 @@ pub async fn fetch_url(
     checks: UrlChecks<'_>,
 ) -> Result<(UrlOutcome, Vec<String>, UrlUndo), FetchError> {
     let before = store.remote(url)?;
-    let (outcome, signers) = fetch_url_changing(store, url, options, checks).await?;
+    let (outcome, signers) = fetch_url_changing(store, url, before.clone(), options, checks).await?;
     let new_image = match &outcome {
         UrlOutcome::Downloaded { id, new: true } => Some(id.clone()),
         _ => None,
@@ -399,14 +399,16 @@ pub async fn fetch_url(
     Ok((outcome, signers, UrlUndo { url: url.to_string(), remote: before, new_image }))
 }
 
+/// `fetch_url`'s work; `remote` is the URL's row as the fetch found it.
 async fn fetch_url_changing(
     store: &Store,
     url: &str,
+    remote: Option<RemoteRecord>,
     options: &HttpOptions,
     checks: UrlChecks<'_>,
 ) -> Result<(UrlOutcome, Vec<String>), FetchError> {
     let UrlChecks { verify, expected } = checks;
-    let remote = store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok());
+    let remote = remote.filter(|r| store.image(&r.image_id).is_ok());
     if let Some(r) = &remote {
         let age_ns = now_ns() - r.download_time;
         if r.cache_max_age > 0 && age_ns < r.cache_max_age * 1_000_000_000 {
