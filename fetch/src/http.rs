@@ -183,12 +183,30 @@ pub async fn get(client: &Clients, url: &str, extra: HeaderMap, options: &HttpOp
     Err(io(format!("{url}: more than {MAX_REDIRECTS} redirects")))
 }
 
+/// Why `body_within` gave no body.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The transfer failed (in `why`'s words).
+    Transport(String),
+    /// The body went past the limit.
+    TooLong(usize),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Transport(why) => f.write_str(why),
+            BodyError::TooLong(limit) => write!(f, "the answer is over the {limit}-byte limit"),
+        }
+    }
+}
+
 /// The body read whole, up to `limit` bytes: a hostile server's body may have no end.
-pub async fn body_within(mut resp: Response, limit: usize) -> Result<Vec<u8>, String> {
+pub async fn body_within(mut resp: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| why(&e))? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| BodyError::Transport(why(&e)))? {
         if out.len() + chunk.len() > limit {
-            return Err(format!("the answer is over the {limit}-byte limit"));
+            return Err(BodyError::TooLong(limit));
         }
         out.extend_from_slice(&chunk);
     }

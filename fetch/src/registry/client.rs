@@ -9,7 +9,7 @@ use reqwest::header::{
 };
 use reqwest::{Response, StatusCode, Url};
 
-use crate::http::{body_within, why, Clients};
+use crate::http::{body_within, why, BodyError, Clients};
 use crate::oci::OciError;
 
 const MAX_REDIRECTS: usize = 10;
@@ -250,14 +250,10 @@ impl RegistryClient {
             return Err(OciError::Invalid(format!("the manifest is over the {limit}-byte limit")));
         }
         let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let mut body = Vec::new();
-        let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(format!("manifest: {}", why(&e))))? {
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > limit {
-                return Err(OciError::Invalid(format!("the manifest is over the {limit}-byte limit")));
-            }
-        }
+        let body = body_within(resp, limit as usize).await.map_err(|e| match e {
+            BodyError::TooLong(_) => OciError::Invalid(format!("the manifest is over the {limit}-byte limit")),
+            BodyError::Transport(why) => err(format!("manifest: {why}")),
+        })?;
         Ok((body, content_type))
     }
 
