@@ -27,10 +27,9 @@ impl<V> Default for PathTree<V> {
 }
 
 impl<V> PathTree<V> {
-    /// The nodes of each component of `path` (a clean relative path: no empty, `.` or `..`
-    /// components), created as needed, with the offset at which each component ends: the last
-    /// one is `path`'s own node, the others its ancestors from the top.
-    pub fn walk(&mut self, path: &[u8]) -> &[(NodeId, usize)] {
+    /// Finds or makes the nodes of each component of `path` (a clean relative path: no empty,
+    /// `.` or `..` components); `walked` then gives them.
+    pub fn walk(&mut self, path: &[u8]) {
         let common = self.last.iter().zip(path).take_while(|(a, b)| a == b).count();
         let shared = self
             .walked
@@ -48,10 +47,11 @@ impl<V> PathTree<V> {
         }
         self.last.clear();
         self.last.extend_from_slice(path);
-        &self.walked
     }
 
-    /// What the last `walk` gave.
+    /// The nodes of the last walked path's components, each with the offset at which its
+    /// component ends: the last one is the path's own node, the others its ancestors from the
+    /// top.
     pub fn walked(&self) -> &[(NodeId, usize)] {
         &self.walked
     }
@@ -109,7 +109,8 @@ mod tests {
     use super::*;
 
     fn ids(tree: &mut PathTree<u8>, path: &[u8]) -> Vec<NodeId> {
-        tree.walk(path).iter().map(|(id, _)| *id).collect()
+        tree.walk(path);
+        tree.walked().iter().map(|(id, _)| *id).collect()
     }
 
     #[test]
@@ -126,7 +127,8 @@ mod tests {
         let x = ids(&mut tree, b"x");
         assert!(!abc.contains(&x[0]));
         assert_eq!(ids(&mut tree, b"a/b/c"), abc, "found again from the top");
-        assert_eq!(tree.walk(b"a/b/c").iter().map(|(_, end)| *end).collect::<Vec<_>>(), [1, 3, 5]);
+        tree.walk(b"a/b/c");
+        assert_eq!(tree.walked().iter().map(|(_, end)| *end).collect::<Vec<_>>(), [1, 3, 5]);
         assert_eq!(tree.find(b"a/b/c"), Some(abc[2]));
         assert_eq!(tree.find(b"a/c"), None);
         assert_eq!(ids(&mut tree, b"a/b/cd"), abcd, "find left the walk's position alone");
@@ -135,11 +137,13 @@ mod tests {
     #[test]
     fn values_belong_to_nodes() {
         let mut tree = PathTree::default();
-        let node = tree.walk(b"rootfs/etc")[1].0;
+        tree.walk(b"rootfs/etc");
+        let node = tree.walked()[1].0;
         assert_eq!(tree.value(node), None);
         assert_eq!(tree.set(node, 7), None);
         assert_eq!(tree.set(node, 8), Some(7));
-        let parent = tree.walk(b"rootfs")[0].0;
+        tree.walk(b"rootfs");
+        let parent = tree.walked()[0].0;
         assert_eq!(tree.value(parent), None);
         assert_eq!(tree.value(tree.find(b"rootfs/etc").unwrap()), Some(&8));
     }
