@@ -71,7 +71,7 @@ impl UrlUndo {
     pub fn undo(self, store: &Store) -> Result<(), rkt_store::StoreError> {
         if let Some(id) = &self.new_image {
             // Its rows in `remotes` go with it.
-            store.remove_image(id)?;
+            store.take_back(id)?;
         }
         match &self.remote {
             Some(before) if store.image(&before.image_id).is_ok() => store.set_remote(before),

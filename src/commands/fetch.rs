@@ -68,7 +68,7 @@ impl Undo {
             undo.undo(store)?;
         }
         if let Some(id) = self.file_image {
-            store.remove_image(&id)?;
+            store.take_back(&id)?;
         }
         Ok(())
     }

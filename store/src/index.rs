@@ -277,6 +277,18 @@ impl Index {
         })
     }
 
+    /// Whether an image other than `id` lists `name` among its dependencies.
+    pub fn is_depended_on(&self, name: &str, id: &ImageId) -> Result<bool> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM images, json_each(images.manifest, '$.dependencies') AS dep
+                     WHERE images.id != ?2 AND json_extract(dep.value, '$.imageName') = ?1)",
+                params![name, id.to_string()],
+                |r| r.get(0),
+            )
+        })
+    }
+
     pub fn set_remote(&mut self, remote: &RemoteRecord) -> Result<()> {
         self.write(|tx| {
             tx.execute(

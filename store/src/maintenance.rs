@@ -42,6 +42,22 @@ impl Store {
         self.remove_locked(id)
     }
 
+    /// Takes back an image that a failed fetch brought into the store, unless another image
+    /// now depends on its name: a fetch running beside the failed one found it stored and built
+    /// on it (fetches hold the shared lock while they rely on what they found, so this waits
+    /// for them). Returns whether it was removed.
+    pub fn take_back(&self, id: &ImageId) -> Result<bool> {
+        let _lock = self.lock_exclusive()?;
+        let Some(record) = self.index().image(id)? else {
+            return Ok(false);
+        };
+        if self.index().is_depended_on(&record.name, id)? {
+            return Ok(false);
+        }
+        self.remove_locked(id)?;
+        Ok(true)
+    }
+
     fn remove_locked(&self, id: &ImageId) -> Result<Vec<String>> {
         let trees = self.index().remove_image(id)?;
         let blob = self.blob_path(id);

@@ -333,6 +333,9 @@ pub(crate) async fn store_image(
     }
     let (os, arch) = naming::appc_os_arch(&plan.config);
     let chains = chain_ids(diff_ids);
+    // Held until the image is stored on top of them: a failed fetch beside this one takes
+    // back the layers it brought in only once this fetch depends on them, so it keeps them.
+    let relied_on = store.lock_shared()?;
     let stored: Vec<Option<ImageId>> = chains
         .iter()
         .map(|c| store.find(&AppString { name: layer_name(c), labels: Vec::new() }))
@@ -423,11 +426,17 @@ pub(crate) async fn store_image(
         // commit meanwhile: the layers are taken back once every import task has ended.
         drop(running);
         while all_ended.recv().await.is_some() {}
+        drop(relied_on);
         let layers = std::mem::take(&mut *committed.lock().unwrap_or_else(|p| p.into_inner()));
-        for id in layers.iter().rev() {
-            // The refusal is what the user needs to hear; a layer left behind is only space.
-            let _ = store.remove_image(id);
-        }
+        let store = store.clone();
+        // Waits, off the runtime's workers, for the fetches that rely on these layers.
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in layers.iter().rev() {
+                // The refusal is what the user needs to hear; a layer left behind is only space.
+                let _ = store.take_back(id);
+            }
+        })
+        .await;
     }
     result
 }
@@ -439,6 +448,9 @@ pub fn labels(version: &str, os: &str, arch: &str) -> Vec<NameValue> {
         .map(|(n, v)| NameValue { name: n.to_string(), value: v.to_string() })
         .collect()
 }
+
+#[cfg(test)]
+mod shared_layer_tests;
 
 #[cfg(test)]
 mod tests {
