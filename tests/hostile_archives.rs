@@ -249,6 +249,24 @@ fn deep_directories() {
     env.ok(&["image", "export", &id, exported.to_str().unwrap()]);
     let again = Env::new();
     assert_eq!(again.fetch(&std::fs::read(&exported).unwrap(), "again.aci"), id);
+    // An image on top of it is exported squashed: the deep tree is read from the render.
+    let mut top = Tar::new();
+    top.manifest(
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/top",
+                     "dependencies":[{"imageName":"example.com/evil"}]}"#,
+    )
+    .dir("rootfs")
+    .file("rootfs/top", b"top");
+    let top_id = env.fetch(&top.finish(), "top.aci");
+    let squashed = env.path("squashed.aci");
+    env.ok(&["image", "export", &top_id, squashed.to_str().unwrap()]);
+    let squashed_id = again.fetch(&std::fs::read(&squashed).unwrap(), "squashed.aci");
+    let out = again.path("out");
+    again.ok(&["image", "extract", "--rootfs-only", &squashed_id, out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out.join("top")).unwrap(), b"top");
+    let halfway = std::fs::File::open(out.join(&middle["rootfs/".len()..])).unwrap();
+    let deepest = format!("/proc/self/fd/{}/{rest}/f0299", std::os::fd::AsRawFd::as_raw_fd(&halfway));
+    assert_eq!(std::fs::read(deepest).unwrap(), b"deep");
 
     let mut t = base();
     t.dir(&format!("{path}/d"));

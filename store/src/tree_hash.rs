@@ -209,17 +209,6 @@ fn type_of(format: libc::mode_t) -> Option<char> {
     })
 }
 
-/// The names in a directory, sorted bytewise.
-pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .at(dir)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-        .collect::<std::io::Result<_>>()
-        .at(dir)?;
-    names.sort();
-    Ok(names)
-}
-
 /// The file `name` of `dir`, opened for reading without following a symlink; `path` names it
 /// in errors.
 fn open_in(dir: &OwnedFd, name: &[u8], path: &Path) -> Result<std::fs::File> {
@@ -244,13 +233,9 @@ fn read_into(mut file: std::fs::File, path: &Path, buffer: &mut [u8], mut consum
     }
 }
 
-/// A file's extended attributes, sorted by name; none where the filesystem has none.
-pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    xattrs_into(path, &mut vec![0u8; 4096])
-}
-
-/// As `xattrs`, listing the names into `names` (4096 bytes, kept from call to call).
-fn xattrs_into(path: &Path, names: &mut Vec<u8>) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// A file's extended attributes, sorted by name; none where the filesystem has none. Their
+/// names are listed into `names` (4096 bytes, kept from call to call).
+pub(crate) fn xattrs_into(path: &Path, names: &mut Vec<u8>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
     names.resize(4096, 0);
     // SAFETY: the buffer is valid for its length; the path is NUL-terminated.
