@@ -57,10 +57,21 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     layout.image(
         "v2",
         &[(busybox_layer(), TGZ, gzip), (layer(&[("etc/greeting", "second image\n")]), TGZ, gzip)],
-        config,
+        config.clone(),
     );
-    registry.push(&format!("oci:{}:v1", layout.dir.display()), "test/demo:v1");
-    registry.push(&format!("oci:{}:v2", layout.dir.display()), "test/demo:v2");
+    // v1's top layer over another layer: the same content under another chain.
+    layout.image(
+        "v3",
+        &[
+            (busybox_layer(), TGZ, gzip),
+            (layer(&[("etc/motd", "between\n")]), TGZ, gzip),
+            (layer(&[("etc/greeting", "hello from the registry\n")]), TGZ, gzip),
+        ],
+        serde_json::json!({"Cmd": ["/bin/sh", "-c", "cat /etc/motd /etc/greeting"]}),
+    );
+    for tag in ["v1", "v2", "v3"] {
+        registry.push(&format!("oci:{}:{tag}", layout.dir.display()), &format!("test/demo:{tag}"));
+    }
     let image = format!("docker://{}/test/demo:v1", registry.addr);
 
     let mut args = flags().to_vec();
@@ -83,12 +94,22 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     args2.extend(["fetch", v2.as_str()]);
     env.ok(&args2);
     assert_eq!(registry.blob_requests(), 5);
+    // A stored layer over another chain is copied from the store, not downloaded again.
+    let v3 = format!("docker://{}/test/demo:v3", registry.addr);
+    let mut args3 = flags().to_vec();
+    args3.extend(["fetch", v3.as_str()]);
+    env.ok(&args3);
+    assert_eq!(registry.blob_requests(), 7, "v3's config and its middle layer only");
 
     // rkt run works from the store with the registry gone.
     drop(registry);
     let mut run = flags().to_vec();
     run.extend(["run", "--net=host", image.as_str()]);
     assert_eq!(env.ok(&run), "hello from the registry\n");
+    let mut run3 = flags().to_vec();
+    run3.extend(["run", "--net=host", v3.as_str()]);
+    assert_eq!(env.ok(&run3), "between\nhello from the registry\n");
+    env.ok(&["image", "verify"]);
     let mut never = flags().to_vec();
     never.extend(["fetch", "--pull-policy=never", image.as_str()]);
     assert_eq!(env.ok(&never).trim(), &id[..39]);

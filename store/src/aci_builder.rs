@@ -10,11 +10,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::aci::{archive, EntryClass, LayoutCheck};
 use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::ImageManifest;
-use crate::blob::TempBlob;
+use crate::blob::{InPlaceFile, Tee, TempBlob};
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
-use crate::image_id::ImageHasher;
+use crate::image_id::{ImageHasher, ImageId};
 use crate::store::{Imported, Store, StoreLock};
+use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
 use crate::tar_out::{header_blocks, padding, OutEntry};
 
 /// How much of an entry's data is copied at once.
@@ -166,6 +167,37 @@ impl AciBuilder {
         self.pad(entry.size).map_err(EntryError::Store)
     }
 
+    /// Adds the entries of the stored image `donor`'s root filesystem, read from its blob and
+    /// checked against its ID on the way (a Docker layer stored before under another chain: its
+    /// content need not be fetched again).
+    pub async fn copy_rootfs_of(&mut self, donor: &ImageId) -> Result<()> {
+        let file = InPlaceFile(self.store.open_blob(donor)?);
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(COPY_BUFFER, file), None);
+        {
+            let mut archive = tokio_tar::Archive::new(&mut tee);
+            let mut entries = archive.entries().map_err(|e| archive_error(donor, e))?;
+            while let Some(mut entry) = next_entry(&mut entries).await? {
+                let Some(info) = entry_info(&mut entry).await? else { continue };
+                // The manifest and `rootfs` itself are this image's own.
+                if !info.path.starts_with(b"rootfs/") {
+                    continue;
+                }
+                let size = if info.kind == Kind::File { entry.effective_size() } else { 0 };
+                let out = out_entry(&info, size);
+                self.entry(&out, &mut entry).await.map_err(|e| match e {
+                    EntryError::Read(e) => archive_error(donor, e),
+                    EntryError::Store(e) => e,
+                })?;
+            }
+        }
+        tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
+        let actual = tee.finish().0.finish();
+        if actual != *donor {
+            return Err(StoreError::Corrupt { id: donor.clone(), actual });
+        }
+        Ok(())
+    }
+
     /// Ends the archive and imports it: synced, named by its hash, then indexed; with `latest`,
     /// as the `latest` image of its name (see `ImportOptions`).
     pub fn finish(mut self, latest: bool) -> Result<Imported> {
@@ -184,4 +216,33 @@ impl AciBuilder {
 pub enum EntryError {
     Read(std::io::Error),
     Store(StoreError),
+}
+
+fn archive_error(image: &ImageId, e: std::io::Error) -> StoreError {
+    archive(format!("stored image {}: {e}", image.short(32)))
+}
+
+/// The tar entry that writes `info` again, with `size` bytes of data.
+fn out_entry(info: &EntryInfo, size: u64) -> OutEntry<'_> {
+    let (kind, link, dev): (u8, &[u8], u64) = match &info.kind {
+        Kind::File => (b'0', b"", 0),
+        Kind::Dir => (b'5', b"", 0),
+        Kind::Symlink(target) => (b'2', target, 0),
+        Kind::HardLink(target) => (b'1', target, 0),
+        Kind::Special(SpecialKind::Char(dev)) => (b'3', b"", *dev),
+        Kind::Special(SpecialKind::Block(dev)) => (b'4', b"", *dev),
+        Kind::Special(SpecialKind::Fifo) => (b'6', b"", 0),
+    };
+    OutEntry {
+        path: &info.path,
+        kind,
+        mode: info.meta.mode,
+        uid: u64::from(info.meta.uid),
+        gid: u64::from(info.meta.gid),
+        mtime: info.meta.mtime.max(0) as u64,
+        size,
+        link,
+        dev: (nix::sys::stat::major(dev) as u32, nix::sys::stat::minor(dev) as u32),
+        xattrs: &info.meta.xattrs,
+    }
 }

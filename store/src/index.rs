@@ -277,6 +277,23 @@ impl Index {
         })
     }
 
+    /// An image whose name starts with `name_prefix` and whose manifest has the annotation
+    /// `key` = `value`.
+    pub fn image_annotated(&self, name_prefix: &str, key: &str, value: &str) -> Result<Option<ImageId>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT images.id FROM images, json_each(images.manifest, '$.annotations') AS a
+                     WHERE substr(images.name, 1, length(?1)) = ?1
+                       AND json_extract(a.value, '$.name') = ?2 AND json_extract(a.value, '$.value') = ?3
+                     ORDER BY images.import_time LIMIT 1",
+                params![name_prefix, key, value],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(|s| ImageId::parse_full(&s).expect("ids in the index are valid")))
+        })
+    }
+
     /// Whether an image other than `id` lists `name` among its dependencies.
     pub fn is_depended_on(&self, name: &str, id: &ImageId) -> Result<bool> {
         self.read(|c| {

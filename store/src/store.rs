@@ -239,6 +239,12 @@ impl Store {
         Ok(matching.pop().map(|r| r.id))
     }
 
+    /// An image whose name starts with `name_prefix` and that carries the annotation `key` =
+    /// `value` (a Docker layer stored under another chain, by its diff ID).
+    pub fn find_annotated(&self, name_prefix: &str, key: &str, value: &str) -> Result<Option<ImageId>> {
+        self.index().image_annotated(name_prefix, key, value)
+    }
+
     /// An image as the image commands take it: an ID prefix or a name with labels.
     pub fn resolve(&self, image: &str) -> Result<ImageId> {
         if image.starts_with("sha512-") {

@@ -191,3 +191,69 @@ fn a_follower_reads_the_blob_as_it_is_written_and_fails_if_it_is_abandoned() {
     });
     assert!(matches!(abandoned, Ok(Err(_))), "{abandoned:?}");
 }
+
+/// A layer stored under another chain is copied entry for entry: every kind of entry, with its
+/// mode, owner, times, link, device and extended attributes, renders to the same tree. A donor
+/// whose blob no longer hashes to its ID is refused.
+#[test]
+fn a_root_filesystem_copied_from_a_stored_image_renders_the_same() {
+    use rkt_store::tar_out::OutEntry;
+    let is_root = nix::unistd::geteuid().is_root();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let manifest = |name: &str| format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"}}"#);
+    let xattrs = [(b"user.origin".to_vec(), b"donor".to_vec())];
+    let entry = |path: &'static [u8], kind: u8, mode: u32, size: u64| OutEntry {
+        uid: 7,
+        gid: 8,
+        mtime: 1_600_000_000,
+        ..OutEntry::plain(path, kind, mode, size)
+    };
+    let donor = rt()
+        .block_on(async {
+            let mut aci = store.build_aci(manifest("example.com/donor").as_bytes())?;
+            let adds: Vec<(OutEntry, &[u8])> = vec![
+                (entry(b"rootfs/etc", b'5', 0o750, 0), b""),
+                (OutEntry { xattrs: &xattrs, ..entry(b"rootfs/etc/f", b'0', 0o640, 5) }, b"hello"),
+                (OutEntry { link: b"f", ..entry(b"rootfs/etc/sym", b'2', 0o777, 0) }, b""),
+                (OutEntry { link: b"rootfs/etc/f", ..entry(b"rootfs/etc/hard", b'1', 0o640, 0) }, b""),
+                (entry(b"rootfs/etc/pipe", b'6', 0o600, 0), b""),
+                (OutEntry { dev: (1, 3), ..entry(b"rootfs/etc/null", b'3', 0o666, 0) }, b""),
+            ];
+            for (out, mut data) in adds {
+                aci.entry(&out, &mut data).await.map_err(|e| match e {
+                    rkt_store::EntryError::Store(e) => e,
+                    rkt_store::EntryError::Read(e) => StoreError::Stream(e),
+                })?;
+            }
+            aci.finish(false)
+        })
+        .unwrap()
+        .id;
+    let copy = |name: &str| {
+        rt().block_on(async {
+            let mut aci = store.build_aci(manifest(name).as_bytes())?;
+            aci.copy_rootfs_of(&donor).await?;
+            aci.finish(false)
+        })
+    };
+    let copied = copy("example.com/copy").unwrap().id;
+    assert_ne!(copied, donor);
+    if is_root {
+        let donor_tree = rt().block_on(store.render_tree(&donor)).unwrap();
+        let copied_tree = rt().block_on(store.render_tree(&copied)).unwrap();
+        assert_eq!(copied_tree.record.hash, donor_tree.record.hash);
+        assert_eq!(std::fs::read(copied_tree.path.join("rootfs/etc/hard")).unwrap(), b"hello");
+    } else {
+        eprintln!("not root: the trees are not rendered and compared");
+    }
+
+    let blob = store.blob_path(&donor);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
+    bytes[at] = b'j';
+    std::fs::write(&blob, bytes).unwrap();
+    let err = copy("example.com/second-copy").unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(store.images().unwrap().len(), 2);
+}

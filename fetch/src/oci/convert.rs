@@ -58,14 +58,21 @@ fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
     rkt_store::aci::clean_entry_path(raw).map_err(|e| OciError::Invalid(format!("layer {e}")))
 }
 
-/// Converts one layer blob into an ACI and imports it. `digest` is the blob's expected
-/// `sha256:` digest (checked when given), `diff_id` the expected digest of its uncompressed tar.
-/// The ACI is finished only after both check out, so a mismatch leaves nothing stored.
-/// Returns the layer's image ID and whether this import brought it into the store.
+/// Where a layer's content comes from.
+pub enum LayerSource {
+    /// Its blob, and the blob's expected `sha256:` digest (checked when given).
+    Blob(Reader, Option<String>),
+    /// A stored layer ACI with the same diff ID, under another chain: nothing is fetched.
+    Stored(ImageId),
+}
+
+/// Converts one layer into an ACI and imports it. `diff_id` is the expected digest of the
+/// blob's uncompressed tar. The ACI is finished only after the blob's digests check out, so a
+/// mismatch leaves nothing stored. Returns the layer's image ID and whether this import
+/// brought it into the store.
 pub async fn import_layer(
     store: &Store,
-    blob: Reader,
-    digest: Option<&str>,
+    source: LayerSource,
     diff_id: &str,
     manifest: &[u8],
     render: Option<(&LayerOrder, usize)>,
@@ -75,7 +82,10 @@ pub async fn import_layer(
     if let Some((order, index)) = render {
         order.started(index, aci.follow().map_err(refused)?);
     }
-    convert_layer(&mut aci, blob, digest, diff_id).await?;
+    match source {
+        LayerSource::Blob(blob, digest) => convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?,
+        LayerSource::Stored(donor) => aci.copy_rootfs_of(&donor).await.map_err(refused)?,
+    }
     let imported = aci.finish(false).map_err(refused)?;
     Ok((imported.id, !imported.already_stored))
 }

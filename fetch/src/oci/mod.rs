@@ -18,7 +18,7 @@ use rkt_store::{ImageId, Store, StoreError};
 use crate::task::{try_join_bounded, Job};
 use container::Container;
 pub use container::Reader;
-pub(crate) use convert::{import_layer, sha256_hex};
+pub(crate) use convert::{import_layer, sha256_hex, LayerSource};
 pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 
 /// Manifests, indexes and configs larger than this are refused unread.
@@ -246,9 +246,14 @@ async fn plan_docker_archive(
     })
 }
 
+/// Where the ACIs of Docker layers are named.
+const LAYER_PREFIX: &str = "layers.rkt.local/";
+/// The annotation of a layer's ACI that gives the digest of the layer's uncompressed tar.
+const DIFF_ID_ANNOTATION: &str = "appc.io/docker/diffid";
+
 /// The name of the ACI of a layer: its chain ID, which says what lies below it too.
 pub(crate) fn layer_name(chain: &str) -> String {
-    format!("layers.rkt.local/{}", chain.replace(':', "-"))
+    format!("{LAYER_PREFIX}{}", chain.replace(':', "-"))
 }
 
 pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
@@ -367,11 +372,16 @@ pub(crate) async fn store_image(
                 "acVersion": rkt_store::appc::manifest::APPC_VERSION,
                 "name": name,
                 "labels": [{"name": "os", "value": os}, {"name": "arch", "value": arch}],
-                "annotations": [{"name": "appc.io/docker/diffid", "value": diff_id}],
+                "annotations": [{"name": DIFF_ID_ANNOTATION, "value": diff_id}],
             });
             if i > 0 {
                 manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
             }
+            // The same content stored under another chain is copied from the store.
+            let source = match store.find_annotated(LAYER_PREFIX, DIFF_ID_ANNOTATION, diff_id)? {
+                Some(donor) => LayerSource::Stored(donor),
+                None => LayerSource::Blob(blob, digest),
+            };
             let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
             let (committed, running) = (committed.clone(), running.clone());
             // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
@@ -382,8 +392,7 @@ pub(crate) async fn store_image(
                     let _running = running;
                     let render = follow.as_ref().map(|order| (order, i));
                     let manifest = manifest.to_string();
-                    let (id, new) =
-                        import_layer(&store, blob, digest.as_deref(), &diff_id, manifest.as_bytes(), render).await?;
+                    let (id, new) = import_layer(&store, source, &diff_id, manifest.as_bytes(), render).await?;
                     if new {
                         committed.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
                     }
