@@ -45,6 +45,37 @@ fn parallel_fetches_lose_nothing() {
     assert_eq!(verified.lines().filter(|l| l.ends_with("checked)")).count(), expected.len(), "{verified}");
 }
 
+/// hostile-inputs.md row 14: `rkt image gc` run beside fetches (each fetch rendering its tree
+/// as it goes) removes none of what they store, and leaves a store that verifies.
+#[test]
+fn image_gc_beside_fetches_takes_nothing_from_them() {
+    let env = Env::new();
+    env.ok(&["image", "list"]);
+    let mut expected = std::collections::BTreeSet::new();
+    let mut children = Vec::new();
+    for i in 0..8 {
+        let tar = simple_aci(&format!("example.com/gc{i}"), &format!("{i}").repeat(200_000));
+        expected.insert(image_id(&tar));
+        let path = env.write(&format!("{i}.aci"), &gzip(&tar));
+        let mut cmd = env.cmd(&["fetch", "--insecure-options=image", path.to_str().unwrap()]);
+        children.push(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+        let mut gc = env.cmd(&["image", "gc"]);
+        children.push(gc.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
+    let ids: std::collections::BTreeSet<String> =
+        json.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, expected);
+    let verified = env.ok(&["image", "verify"]);
+    let whole = verified.lines().filter(|l| l.ends_with(": ok (1 tree(s) checked)")).count();
+    assert_eq!(whole, expected.len(), "each image with its rendered tree, undamaged: {verified}");
+    assert_eq!(std::fs::read_dir(env.store().join("cas/tmp")).unwrap().count(), 0, "debris in the temp area");
+}
+
 #[test]
 fn a_fetch_killed_half_way_leaves_nothing_behind() {
     let env = Env::new();
