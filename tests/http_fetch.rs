@@ -271,3 +271,28 @@ fn a_terminal_gets_progress_bars() {
     assert!(screen.contains(&format!("Downloading {} [", web.url("/bar.aci"))), "a bar: {screen}");
     assert!(!screen.contains("Downloaded "), "no log lines on a terminal: {screen}");
 }
+
+/// A TLS refusal fails the same way each time, so it is not tried again (a refused connection
+/// is, three times): here a server that answers a TLS hello in plain http.
+#[test]
+fn tls_refusals_are_not_retried() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.read(&mut [0u8; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let env = Env::new();
+    let url = format!("https://127.0.0.1:{port}/app.aci");
+    let err = env.fails(&["--insecure-options=image", "fetch", &url]);
+    assert!(err.contains("the server does not speak TLS"), "{err}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the refusal was tried again");
+}

@@ -253,7 +253,7 @@ pub(crate) async fn send_with_retries(
                 Some(secs.map(|s| Duration::from_secs(s.min(10))).unwrap_or(delay))
             }
             Ok(_) => None,
-            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => Some(delay),
+            Err(e) if (e.is_connect() || e.is_timeout() || e.is_request()) && may_pass(e) => Some(delay),
             Err(_) => None,
         };
         match retry_after {
@@ -265,6 +265,37 @@ pub(crate) async fn send_with_retries(
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// Whether a transport failure may pass if tried again: not a name that does not resolve, nor
+/// a TLS failure (a certificate refused, a server that speaks plain http), which fail the same
+/// way each time and would only keep the user waiting.
+fn may_pass(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(inner) = cause {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            if holds_tls_refusal(io) {
+                return false;
+            }
+            // getaddrinfo's answer for a name that does not exist (EAI_NONAME); a resolver that
+            // could not be asked says "Temporary failure in name resolution" (EAI_AGAIN).
+            if io.to_string().contains("Name or service not known") {
+                return false;
+            }
+        }
+        cause = inner.source();
+    }
+    true
+}
+
+/// Whether rustls refused the connection: the TLS stream hands its error on inside an I/O
+/// error, itself inside another.
+fn holds_tls_refusal(io: &std::io::Error) -> bool {
+    match io.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => true,
+        Some(inner) => inner.downcast_ref::<std::io::Error>().is_some_and(holds_tls_refusal),
+        None => false,
+    }
 }
 
 /// The body as a stream. A transport error (a connection cut before Content-Length, say) ends
