@@ -300,6 +300,40 @@ fn rm_by_id_or_name_and_gc_by_last_use() {
     assert_eq!(std::fs::read_dir(env.store().join("cas/tree")).unwrap().count(), 0);
 }
 
+/// An image unused for longer than the grace period, but a dependency of one used within it
+/// (a Docker layer under an image run today, a base shared by an image pulled today), stays.
+#[test]
+fn gc_keeps_the_dependencies_of_images_in_use() {
+    let env = Env::new();
+    let base = env.fetch(&simple_aci("example.com/base", "base"), "base.aci");
+    let old = env.fetch(&simple_aci("example.com/old", "old"), "old.aci");
+    let mut app = Tar::new();
+    app.manifest(
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/app",
+                     "dependencies":[{"imageName":"example.com/base"}]}"#,
+    )
+    .dir("rootfs")
+    .file("rootfs/app", b"app");
+    let app = env.fetch(&app.finish(), "app.aci");
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .saturating_sub(std::time::Duration::from_secs(2 * 86400))
+        .as_nanos() as i64;
+    let db = rusqlite::Connection::open(env.store().join("cas/db/index.sqlite")).unwrap();
+    for id in [&base, &old] {
+        db.execute("UPDATE images SET last_used = ?1, import_time = ?1 WHERE id = ?2", (two_days_ago, id)).unwrap();
+    }
+    drop(db);
+    let removed = env.ok(&["image", "gc"]);
+    assert!(removed.contains(&old), "{removed}");
+    let listed = env.ok(&["image", "list", "--full"]);
+    assert!(listed.contains(&base) && listed.contains(&app) && !listed.contains(&old), "{listed}");
+    let out = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &app, out.to_str().unwrap()]);
+    assert!(out.join("etc/content").exists() && out.join("app").exists());
+}
+
 #[test]
 fn verify_repairs_trees_reports_corrupt_blobs_and_rebuilds_the_index() {
     if !is_root() {

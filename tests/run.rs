@@ -484,3 +484,61 @@ fn several_apps_the_first_failure_decides_and_stops_the_rest() {
         env.rkt(&["run", "--net=host", &id, "--name=a", "--exec=/bin/true", &id, "--name=b", "--exec=/bin/true"]);
     assert!(both.status.success());
 }
+
+/// `rkt image gc` keeps the image of a prepared pod and of a running one (whose tree it mounts),
+/// however long ago the image was last used; once no pod needs it, it goes.
+#[test]
+fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
+    let Some((env, id)) = busybox() else { return };
+    let age = |env: &Env| {
+        let two_days_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .saturating_sub(Duration::from_secs(2 * 86400))
+            .as_nanos() as i64;
+        let db = rusqlite::Connection::open(env.store().join("cas/db/index.sqlite")).unwrap();
+        db.execute("UPDATE images SET last_used = ?1, import_time = ?1", [two_days_ago]).unwrap();
+    };
+    let kept = |env: &Env| env.ok(&["image", "list", "--full"]).contains(&id);
+
+    let prepared = env.ok(&["prepare", &id]).trim().to_string();
+    age(&env);
+    env.ok(&["image", "gc"]);
+    assert!(kept(&env), "the prepared pod's image was removed");
+    env.ok(&["rm", &prepared]);
+
+    let uuid_file = env.path("uuid");
+    let mut child = env
+        .cmd(&[
+            "run",
+            "--net=host",
+            &format!("--uuid-file-save={}", uuid_file.display()),
+            &id,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "sleep 30",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for waited in 0.. {
+        let status = env.rkt(&["status", "--uuid-file", uuid_file.to_str().unwrap()]);
+        if String::from_utf8_lossy(&status.stdout).contains("state=running") {
+            break;
+        }
+        assert!(waited < 100, "the pod did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    age(&env);
+    env.ok(&["image", "gc"]);
+    assert!(kept(&env), "the running pod's image was removed");
+    let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+    assert_eq!(env.ok(&["enter", &uuid, "/bin/sh", "-c", "echo still there"]), "still there\n");
+    env.ok(&["stop", "--force", &uuid]);
+    child.wait().unwrap();
+
+    age(&env);
+    env.ok(&["image", "gc"]);
+    assert!(!kept(&env), "an image no pod needs stayed");
+}

@@ -15,7 +15,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
     match command {
         ImageCommand::List(args) => list(&store, &args),
         ImageCommand::Rm { images } => rm(&store, &images),
-        ImageCommand::Gc { grace_period } => gc(&store, grace_period),
+        ImageCommand::Gc { grace_period } => gc(&store, grace_period, &crate::commands::pods::images_in_use(ctx)),
         ImageCommand::Export { image, output, overwrite } => {
             let id = store.resolve(&image)?;
             Ok(store.export_squashed(&id, &output, overwrite).await?)
@@ -181,8 +181,8 @@ fn rm(store: &Store, images: &[String]) -> CliResult {
     Ok(())
 }
 
-fn gc(store: &Store, grace: std::time::Duration) -> CliResult {
-    let report = store.gc(grace)?;
+fn gc(store: &Store, grace: std::time::Duration, in_use: &[ImageId]) -> CliResult {
+    let report = store.gc(grace, in_use)?;
     for tree in &report.removed_trees {
         eprintln!("image gc: removed treestore {tree:?}");
     }

@@ -50,6 +50,18 @@ fn app_images(pod: &PodInfo) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
+/// The images of the pods that are being prepared, prepared or running: `rkt image gc` keeps
+/// them, and so their trees, which those pods mount or will mount (rkt kept running pods' too).
+pub fn images_in_use(ctx: &Context) -> Vec<rkt_store::ImageId> {
+    let live = [PodState::Embryo, PodState::Preparing, PodState::Prepared, PodState::Running];
+    let pods = Pods::new(&ctx.data_dir()).list().unwrap_or_default();
+    pods.iter()
+        .filter(|pod| live.contains(&pod.state))
+        .flat_map(app_images)
+        .filter_map(|(_, _, id)| rkt_store::ImageId::parse_full(&id))
+        .collect()
+}
+
 fn pod_json(pod: &PodInfo) -> serde_json::Value {
     let statuses = pod.app_statuses();
     let apps: Vec<serde_json::Value> = app_images(pod)

@@ -1,5 +1,6 @@
 //! Removing images, garbage collection and integrity checks.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -79,8 +80,9 @@ impl Store {
     }
 
     /// Removes images not used within `grace`, the trees rendered from them, trees and blobs the
-    /// index does not know, and what interrupted runs left in the temp area.
-    pub fn gc(&self, grace: Duration) -> Result<GcReport> {
+    /// index does not know, and what interrupted runs left in the temp area. Images `in_use` (by
+    /// pods that are prepared or running) stay, as do the images that kept ones depend on.
+    pub fn gc(&self, grace: Duration, in_use: &[ImageId]) -> Result<GcReport> {
         let _lock = self.lock_exclusive()?;
         let mut report = GcReport::default();
         let known_trees = self.index().trees()?;
@@ -101,7 +103,13 @@ impl Store {
         let cutoff = now_ns() - grace.as_nanos() as i64;
         let mut images = self.index().images()?;
         images.sort_by_key(|r| r.last_used);
+        let recent = images.iter().filter(|r| r.last_used >= cutoff).map(|r| r.id.clone());
+        let recent: Vec<ImageId> = recent.chain(in_use.iter().cloned()).collect();
+        let needed = self.with_dependencies(recent);
         for image in images.iter().take_while(|r| r.last_used < cutoff) {
+            if needed.contains(&image.id) {
+                continue;
+            }
             report.removed_trees.extend(self.remove_locked(&image.id)?);
             report.removed_images.push(image.id.clone());
         }
@@ -115,6 +123,26 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// `images` and every image they depend on, as a render would find them. An image in use
+    /// only as another's dependency (a Docker layer under an image run today, a base layer
+    /// stored long ago and shared by an image pulled now) is thus kept with it.
+    fn with_dependencies(&self, images: Vec<ImageId>) -> HashSet<ImageId> {
+        let mut needed: HashSet<ImageId> = images.iter().cloned().collect();
+        let mut pending = images;
+        while let Some(id) = pending.pop() {
+            let Ok(manifest) = self.manifest(&id) else { continue };
+            for dep in &manifest.dependencies {
+                // One that cannot be found is not in the store to keep.
+                if let Ok(found) = self.resolve_dependency(dep, &manifest) {
+                    if needed.insert(found.clone()) {
+                        pending.push(found);
+                    }
+                }
+            }
+        }
+        needed
     }
 
     /// Every blob file under `cas/blob` with the ID its name gives.

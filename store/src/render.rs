@@ -30,7 +30,7 @@ pub struct Layer {
 }
 
 impl Store {
-    fn resolve_dependency(&self, dep: &Dependency, of: &ImageManifest) -> Result<ImageId> {
+    pub(crate) fn resolve_dependency(&self, dep: &Dependency, of: &ImageManifest) -> Result<ImageId> {
         let missing = || StoreError::MissingDependency { name: dep.image_name.clone(), of: of.name.clone() };
         if let Some(id) = &dep.image_id {
             return self.resolve_id(id).map_err(|_| missing());
