@@ -164,6 +164,65 @@ rkt image list --no-legend --fields=name
     assert_eq!(lines[2].trim(), "example.com/fits");
 }
 
+/// The same for a Docker image converted from an OCI layout: one whose layers do not fit, and
+/// one whose layers fit but whose tree then does not (by `rkt fetch`, then by `rkt run`). Either
+/// way the conversion is taken back whole (its layers, its image), with one line naming ENOSPC.
+#[test]
+fn a_full_disk_during_a_conversion_leaves_the_store_as_it_was() {
+    if !is_root() {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let mut layout = common::oci::Layout::new(env.path("layout"));
+    let layer = |seed: u64| {
+        let mut t = Tar::new();
+        t.file(&format!("f{seed}"), &incompressible(3 << 19, seed));
+        t.finish()
+    };
+    let layers = |n: u64| (0..n).map(|i| (layer(i), common::oci::TAR, common::oci::plain as fn(&[u8]) -> Vec<u8>));
+    layout.image("too-big", &layers(7).collect::<Vec<_>>(), serde_json::json!({}));
+    layout.image("twice", &layers(3).collect::<Vec<_>>(), serde_json::json!({}));
+    let fits = env.write("fits.aci", &{
+        let mut t = Tar::new();
+        t.manifest(&manifest_json("example.com/fits", "")).dir("rootfs");
+        t.file("rootfs/f", &incompressible(2 << 20, 99));
+        t.finish()
+    });
+    let disk = env.path("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let script = r#"set -e
+mount -t tmpfs -o size=12m tmpfs "$DISK"
+rkt() { "$RKT" --dir "$DISK/store" --insecure-options=image "$@"; }
+rkt fetch "$FITS" >/dev/null
+snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
+before=$(snapshot)
+for tag in too-big twice; do
+  if rkt fetch "oci:$LAYOUT:$tag" 2>"$DISK/err"; then echo "fetched $tag"; exit 1; fi
+  lines=$(wc -l <"$DISK/err")
+  [ "$lines" = 1 ] || { cat "$DISK/err"; exit 1; }
+  grep -q 'No space left on device' "$DISK/err" || { cat "$DISK/err"; exit 1; }
+  [ "$(snapshot)" = "$before" ] || { echo "the store changed after $tag"; snapshot; exit 1; }
+done
+# rkt run fetches and renders the same way.
+if rkt run "oci:$LAYOUT:twice" 2>"$DISK/err"; then echo "ran twice"; exit 1; fi
+grep -q 'No space left on device' "$DISK/err" || { cat "$DISK/err"; exit 1; }
+[ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt run"; snapshot; exit 1; }
+rkt image list --no-legend --fields=name
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("DISK", &disk)
+        .env("RKT", env!("CARGO_BIN_EXE_rkt"))
+        .env("LAYOUT", env.path("layout"))
+        .env("FITS", &fits)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "example.com/fits");
+}
+
 /// Parallel CI jobs whose first rkt commands meet on a fresh store all get it: SQLite answers
 /// BUSY at once (no busy handler) to two connections turning a new database to WAL together,
 /// which failed about one start in a hundred with "database is locked".

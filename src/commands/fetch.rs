@@ -31,7 +31,7 @@ pub async fn run(ctx: &Context, args: FetchArgs) -> CliResult {
         let fetched = result?;
         if let Err(e) = render_if_root(&store, &fetched.id).await {
             // An image that cannot be rendered is bad input: the store stays as it was.
-            fetched.undo.apply(&store)?;
+            fetched.take_back(&store)?;
             return Err(e);
         }
         println!("{}", if args.full { fetched.id.to_string() } else { fetched.id.short(32) });
@@ -46,6 +46,13 @@ pub struct Fetched {
     undo: Undo,
 }
 
+impl Fetched {
+    /// Takes back what the fetch stored: the image turned out unusable.
+    pub fn take_back(self, store: &rkt_store::Store) -> CliResult {
+        self.undo.apply(store)
+    }
+}
+
 /// What a fetch changed in the store: taken back when the image turns out unusable (its
 /// dependencies cannot be had, or it cannot be rendered), so that bad input leaves the store as
 /// it was.
@@ -55,6 +62,8 @@ struct Undo {
     file_image: Option<rkt_store::ImageId>,
     /// The images fetched by URL (the image itself, and its dependencies by discovery).
     urls: std::sync::Mutex<Vec<rkt_fetch::http::UrlUndo>>,
+    /// A Docker or OCI image converted now: its layers, itself and its remote row.
+    converted: Option<rkt_fetch::oci::ConvertUndo>,
 }
 
 impl Undo {
@@ -69,6 +78,9 @@ impl Undo {
         }
         if let Some(id) = self.file_image {
             store.take_back(&id)?;
+        }
+        if let Some(converted) = self.converted {
+            converted.undo(store)?;
         }
         Ok(())
     }
@@ -128,14 +140,20 @@ async fn find_or_fetch(
                     "{image}: Docker and OCI images are unsigned; use them with --insecure-options=image"
                 )));
             }
-            rkt_fetch::oci::import(store, &source, renders_at_fetch()).await?
+            let converted = rkt_fetch::oci::import(store, &source, renders_at_fetch()).await?;
+            undo.converted = Some(converted.undo);
+            converted.id
         }
         ImageString::Url(url) => {
             let id = url_image(ctx, store, &url, policy, undo).await?;
             fetch_dependencies(ctx, store, &id, policy, undo).await?;
             id
         }
-        ImageString::Docker(reference) => docker_image(ctx, store, image, &reference, policy).await?,
+        ImageString::Docker(reference) => {
+            let converted = docker_image(ctx, store, image, &reference, policy).await?;
+            undo.converted = Some(converted.undo);
+            converted.id
+        }
     };
     Ok(id)
 }
@@ -204,7 +222,7 @@ pub async fn docker_image(
     typed: &str,
     reference: &str,
     policy: &str,
-) -> Result<rkt_store::ImageId, CliError> {
+) -> Result<rkt_fetch::oci::Converted, CliError> {
     if !ctx.flags.insecure_options.image {
         return Err(CliError::msg(format!(
             "{typed}: Docker images are unsigned; fetch them with --insecure-options=image"
@@ -214,7 +232,7 @@ pub async fn docker_image(
     if policy != "update" {
         if let Some(remote) = store.remote(&url)? {
             if store.image(&remote.image_id).is_ok() {
-                return Ok(remote.image_id);
+                return Ok(rkt_fetch::oci::Converted { id: remote.image_id, undo: Default::default() });
             }
         }
         if policy == "never" {

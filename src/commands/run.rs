@@ -34,8 +34,16 @@ async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpe
     let mut resolved = Vec::new();
     let mut runtime_apps = Vec::new();
     for (app, signature) in req.apps.iter().zip(&req.signatures) {
-        let id = fetch_one(ctx, &store, &app.image, signature.clone(), &req.pull_policy).await?.id;
-        let tree = store.render_tree(&id).await?;
+        let fetched = fetch_one(ctx, &store, &app.image, signature.clone(), &req.pull_policy).await?;
+        let id = fetched.id.clone();
+        let tree = match store.render_tree(&id).await {
+            Ok(tree) => tree,
+            Err(e) => {
+                // As `rkt fetch` does: an image that cannot be rendered leaves the store as it was.
+                fetched.take_back(&store)?;
+                return Err(e.into());
+            }
+        };
         let manifest = store.manifest(&id)?;
         runtime_apps.push((id, manifest.clone()));
         resolved.push(ResolvedApp { options: app.clone(), manifest, rootfs: tree.rootfs() });

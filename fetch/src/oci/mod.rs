@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rkt_store::appc::{AppString, NameValue};
-use rkt_store::{ImageId, Store, StoreError};
+use rkt_store::{ImageId, RemoteRecord, Store, StoreError};
 
 use crate::task::{try_join_bounded, Job};
 use container::Container;
@@ -268,9 +268,49 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// Imports a Docker or OCI image from a file or directory; returns the ID of the image's ACI.
+/// A Docker or OCI image converted into the store, and what to take back should the caller find
+/// it unusable (its tree cannot be rendered, say), so that the store is left as it was.
+#[derive(Debug)]
+pub struct Converted {
+    /// The image's ACI, on top of its layers'.
+    pub id: ImageId,
+    pub undo: ConvertUndo,
+}
+
+#[derive(Debug, Default)]
+pub struct ConvertUndo {
+    /// The images this conversion brought into the store, each after those it depends on.
+    brought_in: Vec<ImageId>,
+    /// The `docker://` string's remote row, and that row as it was before.
+    remote: Option<(String, Option<RemoteRecord>)>,
+}
+
+impl ConvertUndo {
+    /// Takes back what the conversion brought in, top first, each but what other images now
+    /// depend on (see `Store::take_back`); goes on past a failure and returns the first.
+    pub fn undo(self, store: &Store) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        for id in self.brought_in.iter().rev() {
+            if let Err(e) = store.take_back(id) {
+                first = first.and(Err(e));
+            }
+        }
+        let remote = match self.remote {
+            Some((_, Some(before))) if store.image(&before.image_id).is_ok() => store.set_remote(&before),
+            Some((url, _)) => store.remove_remote(&url),
+            None => Ok(()),
+        };
+        first.and(remote)
+    }
+
+    pub(crate) fn with_remote(self, url: String, before: Option<RemoteRecord>) -> Self {
+        ConvertUndo { remote: Some((url, before)), ..self }
+    }
+}
+
+/// Imports a Docker or OCI image from a file or directory, as an ACI on top of its layers'.
 /// With `render`, its tree is rendered while the layers are imported.
-pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<ImageId, OciError> {
+pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<Converted, OciError> {
     let (container, plan) = match source {
         OciSource::Layout { path, reference } => {
             let container = Container::dir(path);
@@ -319,7 +359,7 @@ pub(crate) async fn store_image(
     plan: &Plan,
     layers: LayerBlobs,
     render: bool,
-) -> Result<ImageId, OciError> {
+) -> Result<Converted, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
     // Refused before anything is stored: the image on top of them could never be rendered.
     if layers.len() >= rkt_store::MAX_LAYERS {
@@ -347,10 +387,10 @@ pub(crate) async fn store_image(
         .collect::<Result<_, _>>()?;
     // The layers this fetch brings into the store: taken back if the image is refused, so that
     // bad input leaves the store as it was (a layer that checked out is of no use alone).
-    let committed: Arc<Mutex<Vec<ImageId>>> = Arc::default();
+    let committed: Arc<Mutex<Vec<(usize, ImageId)>>> = Arc::default();
     // Each import task holds a sender: once all are gone, no import can still commit.
     let (running, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
-    let result: Result<ImageId, OciError> = async {
+    let result: Result<Converted, OciError> = async {
         // Only worth it when something is imported: a tree of stored layers may well exist already.
         let progressive = if render && stored.iter().any(Option::is_none) {
             progressive::ProgressiveRender::start(store, chains.len()).ok()
@@ -394,7 +434,7 @@ pub(crate) async fn store_image(
                     let manifest = manifest.to_string();
                     let (id, new) = import_layer(&store, source, &diff_id, manifest.as_bytes(), render).await?;
                     if new {
-                        committed.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
+                        committed.lock().unwrap_or_else(|p| p.into_inner()).push((i, id.clone()));
                     }
                     Ok::<_, OciError>(id)
                 }));
@@ -427,7 +467,11 @@ pub(crate) async fn store_image(
             // A render that failed is done again, the ordinary way, by whoever needs the tree.
             let _ = progressive.finish(store, &imported.id).await;
         }
-        Ok(imported.id)
+        let mut brought_in = bottom_up(&committed);
+        if !imported.already_stored {
+            brought_in.push(imported.id.clone());
+        }
+        Ok(Converted { id: imported.id, undo: ConvertUndo { brought_in, remote: None } })
     }
     .await;
     if result.is_err() {
@@ -436,18 +480,21 @@ pub(crate) async fn store_image(
         drop(running);
         while all_ended.recv().await.is_some() {}
         drop(relied_on);
-        let layers = std::mem::take(&mut *committed.lock().unwrap_or_else(|p| p.into_inner()));
+        let layers = ConvertUndo { brought_in: bottom_up(&committed), remote: None };
         let store = store.clone();
-        // Waits, off the runtime's workers, for the fetches that rely on these layers.
-        let _ = tokio::task::spawn_blocking(move || {
-            for id in layers.iter().rev() {
-                // The refusal is what the user needs to hear; a layer left behind is only space.
-                let _ = store.take_back(id);
-            }
-        })
-        .await;
+        // Waits, off the runtime's workers, for the fetches that rely on these layers. The
+        // refusal is what the user needs to hear; a layer left behind is only space.
+        let _ = tokio::task::spawn_blocking(move || layers.undo(&store)).await;
     }
     result
+}
+
+/// The layers an import brought in, bottom first (they commit in any order, three at a time):
+/// taken back top first, each is then no longer a dependency of the one above it.
+fn bottom_up(committed: &Mutex<Vec<(usize, ImageId)>>) -> Vec<ImageId> {
+    let mut layers = std::mem::take(&mut *committed.lock().unwrap_or_else(|p| p.into_inner()));
+    layers.sort_by_key(|(i, _)| *i);
+    layers.into_iter().map(|(_, id)| id).collect()
 }
 
 /// Labels a stored Docker image carries, for lookups by name.

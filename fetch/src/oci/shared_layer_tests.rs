@@ -90,7 +90,7 @@ async fn a_refused_pull_keeps_the_layer_a_pull_beside_it_builds_on() {
     b_feed.write_all(&b_top).await.unwrap();
     drop(b_feed);
 
-    let b_id = b.await.unwrap().expect("B's pull");
+    let b_id = b.await.unwrap().expect("B's pull").id;
     assert!(a.await.unwrap().is_err(), "A's lie was not found");
     assert!(store.find(&base_name).unwrap().is_some(), "the base layer B builds on was taken back");
     let tree = store.render_tree(&b_id).await.expect("B's image renders");

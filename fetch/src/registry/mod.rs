@@ -4,14 +4,14 @@
 mod blob;
 mod client;
 
-use rkt_store::{now_ns, ImageId, RemoteRecord, Store};
+use rkt_store::{now_ns, RemoteRecord, Store};
 
 pub use client::{base64, base64_decode, RegistryClient};
 
 use crate::oci::naming::{parse_docker_ref, DEFAULT_REGISTRY};
 use crate::oci::{
-    check_document, parse_json, pick_platform, sha256_hex, store_image, Document, ImageConfigFile, OciError, Plan,
-    MAX_DOCUMENT,
+    check_document, parse_json, pick_platform, sha256_hex, store_image, ConvertUndo, Converted, Document,
+    ImageConfigFile, OciError, Plan, MAX_DOCUMENT,
 };
 
 const ACCEPT: &[&str] = &[
@@ -102,7 +102,7 @@ pub async fn import(
     typed: &str,
     reference: &DockerRef,
     options: &RegistryOptions,
-) -> Result<ImageId, OciError> {
+) -> Result<Converted, OciError> {
     let client = std::sync::Arc::new(RegistryClient::new(
         &reference.registry,
         &reference.repository,
@@ -120,7 +120,7 @@ pub async fn import(
     let url = remote_url(typed);
     if let Some(remote) = store.remote(&url)? {
         if remote.etag == top_digest && store.image(&remote.image_id).is_ok() {
-            return Ok(remote.image_id);
+            return Ok(Converted { id: remote.image_id, undo: ConvertUndo::default() });
         }
     }
     let mut doc: Document = parse_json(&bytes, "the manifest")?;
@@ -189,16 +189,17 @@ pub async fn import(
         layers: Vec::new(),
         original: typed.trim_start_matches("docker://").trim_start_matches("docker:").to_string(),
     };
-    let id = store_image(store, &plan, blobs, options.render).await?;
+    let converted = store_image(store, &plan, blobs, options.render).await?;
+    let before = store.remote(&url)?;
     store.set_remote(&RemoteRecord {
-        url,
+        url: url.clone(),
         sig_url: String::new(),
         etag: top_digest,
-        image_id: id.clone(),
+        image_id: converted.id.clone(),
         cache_max_age: 0,
         download_time: now_ns(),
     })?;
-    Ok(id)
+    Ok(Converted { undo: converted.undo.with_remote(url, before), ..converted })
 }
 
 /// A document's declared media type must agree with the Content-Type it was served with.
