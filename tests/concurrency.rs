@@ -104,6 +104,38 @@ fn a_fetch_killed_half_way_leaves_nothing_behind() {
     assert!(env.ok(&["image", "list", "--full"]).contains(&id));
 }
 
+/// `rkt image gc` waits for a fetch under way, and says so rather than hang in silence.
+#[test]
+fn image_gc_waits_for_a_fetch_and_says_so() {
+    let env = Env::new();
+    let big = gzip(&simple_aci("example.com/slow", &"0123456789abcdef".repeat(1 << 16)));
+    let fifo = env.path("slow.aci");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fetch = env
+        .cmd(&["fetch", "--insecure-options=image", "--full", fifo.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(&big[..big.len() / 2]).unwrap();
+    writer.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut gc = env.cmd(&["image", "gc"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(gc.try_wait().unwrap().is_none(), "gc did not wait for the fetch");
+    writer.write_all(&big[big.len() / 2..]).unwrap();
+    drop(writer);
+    let fetched = fetch.wait_with_output().unwrap();
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    let gc = gc.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&gc.stderr);
+    assert!(gc.status.success(), "{said}");
+    assert!(said.contains("image gc: waiting for the rkt commands using the store to finish"), "{said}");
+    let id = String::from_utf8_lossy(&fetched.stdout).trim().to_string();
+    assert!(env.ok(&["image", "list", "--full"]).contains(&id));
+}
+
 /// A disk that fills up during a fetch: the import of an image larger than the free space, and
 /// the render of one that fits as a blob but not twice, each fail with one line naming ENOSPC
 /// and leave the store as it was (here a tmpfs of 12 MiB holding an image of 2 MiB, mounted in

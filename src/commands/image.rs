@@ -159,6 +159,9 @@ fn rm(store: &Store, images: &[String]) -> CliResult {
             }
         }
     }
+    if !ids.is_empty() {
+        say_if_waiting(store, "image rm")?;
+    }
     let mut removed = 0;
     for id in &ids {
         match store.remove_image(id) {
@@ -181,7 +184,16 @@ fn rm(store: &Store, images: &[String]) -> CliResult {
     Ok(())
 }
 
+/// Removals wait for the fetches and renders under way, which may take a while: say so.
+fn say_if_waiting(store: &Store, command: &str) -> CliResult {
+    if store.is_busy()? {
+        eprintln!("{command}: waiting for the rkt commands using the store to finish");
+    }
+    Ok(())
+}
+
 fn gc(store: &Store, grace: std::time::Duration, in_use: &[ImageId]) -> CliResult {
+    say_if_waiting(store, "image gc")?;
     let report = store.gc(grace, in_use)?;
     for tree in &report.removed_trees {
         eprintln!("image gc: removed treestore {tree:?}");

@@ -123,6 +123,16 @@ impl Store {
         self.lock(FlockArg::LockExclusive)
     }
 
+    /// Whether other commands are using the store (a fetch, a render), so that a removal or a
+    /// collection would wait for them now.
+    pub fn is_busy(&self) -> Result<bool> {
+        match self.lock(FlockArg::LockExclusiveNonblock) {
+            Ok(_) => Ok(false),
+            Err(StoreError::Io { source, .. }) if source.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes temp files and staging trees whose writer is gone (nobody holds their claim).
     fn sweep_tmp(&self) {
         crate::tmp_area::sweep(&self.tmp_dir());
