@@ -486,7 +486,8 @@ fn several_apps_the_first_failure_decides_and_stops_the_rest() {
 }
 
 /// `rkt image gc` keeps the image of a prepared pod and of a running one (whose tree it mounts),
-/// however long ago the image was last used; once no pod needs it, it goes.
+/// however long ago the image was last used, and `rkt image rm` refuses it; once no pod needs
+/// it, it goes.
 #[test]
 fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
     let Some((env, id)) = busybox() else { return };
@@ -505,6 +506,15 @@ fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
     age(&env);
     env.ok(&["image", "gc"]);
     assert!(kept(&env), "the prepared pod's image was removed");
+    // Nor can it be removed by hand while the pod is there.
+    let refused = |env: &Env| {
+        let out = env.rkt(&["image", "rm", &id]);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(254), "{said}");
+        assert!(said.contains("in use by a prepared or running pod"), "{said}");
+    };
+    refused(&env);
+    assert!(kept(&env));
     env.ok(&["rm", &prepared]);
 
     let uuid_file = env.path("uuid");
@@ -535,6 +545,7 @@ fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
     assert!(kept(&env), "the running pod's image was removed");
     let uuid = std::fs::read_to_string(&uuid_file).unwrap();
     assert_eq!(env.ok(&["enter", &uuid, "/bin/sh", "-c", "echo still there"]), "still there\n");
+    refused(&env);
     env.ok(&["stop", "--force", &uuid]);
     child.wait().unwrap();
 

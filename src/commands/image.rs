@@ -14,7 +14,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
     let store = ctx.open_store()?;
     match command {
         ImageCommand::List(args) => list(&store, &args),
-        ImageCommand::Rm { images } => rm(&store, &images),
+        ImageCommand::Rm { images } => rm(&store, &images, &crate::commands::pods::images_in_use(ctx)),
         ImageCommand::Gc { grace_period } => gc(&store, grace_period, &crate::commands::pods::images_in_use(ctx)),
         ImageCommand::Export { image, output, overwrite } => {
             let id = store.resolve(&image)?;
@@ -146,11 +146,18 @@ fn list(store: &Store, args: &ListArgs) -> CliResult {
     Ok(())
 }
 
-fn rm(store: &Store, images: &[String]) -> CliResult {
+/// Removes images, but those that prepared or running pods use, directly or as dependencies:
+/// their trees are those pods' root filesystems.
+fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
+    let needed = store.with_dependencies(in_use.to_vec());
     let mut ids: Vec<ImageId> = Vec::new();
     let mut failed = 0;
     for image in images {
         match store.resolve(image) {
+            Ok(id) if needed.contains(&id) => {
+                eprintln!("image rm: {image}: in use by a prepared or running pod (remove the pod first)");
+                failed += 1;
+            }
             Ok(id) if !ids.contains(&id) => ids.push(id),
             Ok(_) => {}
             Err(e) => {

@@ -128,7 +128,7 @@ impl Store {
     /// `images` and every image they depend on, as a render would find them. An image in use
     /// only as another's dependency (a Docker layer under an image run today, a base layer
     /// stored long ago and shared by an image pulled now) is thus kept with it.
-    fn with_dependencies(&self, images: Vec<ImageId>) -> HashSet<ImageId> {
+    pub fn with_dependencies(&self, images: Vec<ImageId>) -> HashSet<ImageId> {
         let mut needed: HashSet<ImageId> = images.iter().cloned().collect();
         let mut pending = images;
         while let Some(id) = pending.pop() {
