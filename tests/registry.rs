@@ -101,6 +101,26 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     env.ok(&args3);
     assert_eq!(registry.blob_requests(), 7, "v3's config and its middle layer only");
 
+    // A layer cannot be removed alone: v1 could no longer be rendered.
+    let v1: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &id])).unwrap();
+    let top_layer = v1["dependencies"][0]["imageName"].as_str().unwrap().to_string();
+    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
+    let layer_id = listed.as_array().unwrap().iter().find(|i| i["name"] == top_layer.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env.rkt(&["image", "rm", &layer_id]);
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("depends on it: remove them too"));
+    // A layer lost all the same (its blob removed by hand, its row dropped by `image verify`)
+    // is brought back by the next fetch of the unchanged tag: here copied from v3's.
+    let blob = env.store().join("cas/blob/sha512").join(&layer_id[7..9]).join(&layer_id);
+    std::fs::remove_file(blob).unwrap();
+    assert!(env.ok(&["image", "verify"]).contains("dropped from the index"));
+    assert_eq!(env.ok(&args).trim(), id);
+    assert_eq!(registry.blob_requests(), 8, "v1's config only");
+    assert!(!env.ok(&["image", "verify"]).contains("dropped"));
+
     // rkt run works from the store with the registry gone.
     drop(registry);
     let mut run = flags().to_vec();

@@ -231,7 +231,12 @@ pub async fn docker_image(
     let url = rkt_fetch::registry::remote_url(typed);
     if policy != "update" {
         if let Some(remote) = store.remote(&url)? {
-            if store.image(&remote.image_id).is_ok() {
+            // With `new`, an image missing one of its layers is pulled again (those there stay).
+            let usable = match policy {
+                "never" => store.image(&remote.image_id).is_ok(),
+                _ => store.dependency_layers(&remote.image_id).is_ok(),
+            };
+            if usable {
                 return Ok(rkt_fetch::oci::Converted { id: remote.image_id, undo: Default::default() });
             }
         }

@@ -166,6 +166,25 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
             }
         }
     }
+    // An image others depend on goes only with them: a Docker image's layer removed alone would
+    // leave its image unable to render, with nowhere to fetch the layer from by name.
+    // (Until nothing changes: an image kept keeps what it depends on.)
+    loop {
+        let mut kept = None;
+        for id in &ids {
+            let others: Vec<ImageId> = store.dependents(id)?.into_iter().filter(|d| !ids.contains(d)).collect();
+            if let Some(first) = others.first() {
+                let name = store.image(first).map(|r| r.name).unwrap_or_default();
+                let more = if others.len() > 1 { format!(" and {} more", others.len() - 1) } else { String::new() };
+                eprintln!("image rm: {id}: {name} ({}){more} depends on it: remove them too", first.short(12));
+                kept = Some(id.clone());
+                break;
+            }
+        }
+        let Some(kept) = kept else { break };
+        ids.retain(|id| *id != kept);
+        failed += 1;
+    }
     if !ids.is_empty() {
         say_if_waiting(store, "image rm")?;
     }

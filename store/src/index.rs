@@ -294,15 +294,16 @@ impl Index {
         })
     }
 
-    /// Whether an image other than `id` lists `name` among its dependencies.
-    pub fn is_depended_on(&self, name: &str, id: &ImageId) -> Result<bool> {
+    /// The images other than `id` that list `name`, or `id` itself, among their dependencies.
+    pub fn naming_as_dependency(&self, name: &str, id: &ImageId) -> Result<Vec<ImageId>> {
         self.read(|c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM images, json_each(images.manifest, '$.dependencies') AS dep
-                     WHERE images.id != ?2 AND json_extract(dep.value, '$.imageName') = ?1)",
-                params![name, id.to_string()],
-                |r| r.get(0),
-            )
+            let mut stmt = c.prepare(
+                "SELECT DISTINCT images.id FROM images, json_each(images.manifest, '$.dependencies') AS dep
+                     WHERE images.id != ?2 AND (json_extract(dep.value, '$.imageName') = ?1
+                                                OR json_extract(dep.value, '$.imageID') = ?2)",
+            )?;
+            let rows = stmt.query_map(params![name, id.to_string()], |r| r.get::<_, String>(0))?;
+            rows.map(|r| r.map(|s| ImageId::parse_full(&s).expect("ids in the index are valid"))).collect()
         })
     }
 

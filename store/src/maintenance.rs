@@ -49,14 +49,30 @@ impl Store {
     /// for them). Returns whether it was removed.
     pub fn take_back(&self, id: &ImageId) -> Result<bool> {
         let _lock = self.lock_exclusive()?;
-        let Some(record) = self.index().image(id)? else {
-            return Ok(false);
-        };
-        if self.index().is_depended_on(&record.name, id)? {
+        let stored = self.index().image(id)?.is_some();
+        if !stored || !self.dependents(id)?.is_empty() {
             return Ok(false);
         }
         self.remove_locked(id)?;
         Ok(true)
+    }
+
+    /// The images whose dependencies, resolved as a render resolves them, include `id`.
+    pub fn dependents(&self, id: &ImageId) -> Result<Vec<ImageId>> {
+        let name = self.image(id)?.name;
+        let candidates = self.index().naming_as_dependency(&name, id)?;
+        let mut found = Vec::new();
+        for candidate in candidates {
+            let manifest = self.manifest(&candidate)?;
+            let depends = manifest
+                .dependencies
+                .iter()
+                .any(|dep| self.resolve_dependency(dep, &manifest).is_ok_and(|resolved| resolved == *id));
+            if depends {
+                found.push(candidate);
+            }
+        }
+        Ok(found)
     }
 
     fn remove_locked(&self, id: &ImageId) -> Result<Vec<String>> {

@@ -119,7 +119,9 @@ pub async fn import(
     }
     let url = remote_url(typed);
     if let Some(remote) = store.remote(&url)? {
-        if remote.etag == top_digest && store.image(&remote.image_id).is_ok() {
+        // Unchanged, and whole: a layer lost since (a blob removed by hand and dropped by
+        // `image verify`, say) is fetched again below, with the layers still there reused.
+        if remote.etag == top_digest && store.dependency_layers(&remote.image_id).is_ok() {
             return Ok(Converted { id: remote.image_id, undo: ConvertUndo::default() });
         }
     }
