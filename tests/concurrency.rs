@@ -33,14 +33,8 @@ fn parallel_fetches_lose_nothing() {
             children.push((round, cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
         }
     }
-    for (_, child) in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let json: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
-    let ids: std::collections::BTreeSet<String> =
-        json.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, expected);
+    all_succeed(children.into_iter().map(|(_, child)| child).collect());
+    assert_eq!(env.image_ids(), expected);
     let verified = env.ok(&["image", "verify"]);
     assert_eq!(verified.lines().filter(|l| l.ends_with("checked)")).count(), expected.len(), "{verified}");
 }
@@ -62,14 +56,8 @@ fn image_gc_beside_fetches_takes_nothing_from_them() {
         let mut gc = env.cmd(&["image", "gc"]);
         children.push(gc.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
     }
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let json: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
-    let ids: std::collections::BTreeSet<String> =
-        json.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, expected);
+    all_succeed(children);
+    assert_eq!(env.image_ids(), expected);
     let verified = env.ok(&["image", "verify"]);
     let whole = verified.lines().filter(|l| l.ends_with(": ok (1 tree(s) checked)")).count();
     assert_eq!(whole, expected.len(), "each image with its rendered tree, undamaged: {verified}");

@@ -250,14 +250,7 @@ fn deep_directories() {
     let again = Env::new();
     assert_eq!(again.fetch(&std::fs::read(&exported).unwrap(), "again.aci"), id);
     // An image on top of it is exported squashed: the deep tree is read from the render.
-    let mut top = Tar::new();
-    top.manifest(
-        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/top",
-                     "dependencies":[{"imageName":"example.com/evil"}]}"#,
-    )
-    .dir("rootfs")
-    .file("rootfs/top", b"top");
-    let top_id = env.fetch(&top.finish(), "top.aci");
+    let top_id = env.fetch(&aci_on("example.com/top", "example.com/evil", "top", b"top"), "top.aci");
     let squashed = env.path("squashed.aci");
     env.ok(&["image", "export", &top_id, squashed.to_str().unwrap()]);
     let squashed_id = again.fetch(&std::fs::read(&squashed).unwrap(), "squashed.aci");

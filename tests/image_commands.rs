@@ -307,24 +307,8 @@ fn gc_keeps_the_dependencies_of_images_in_use() {
     let env = Env::new();
     let base = env.fetch(&simple_aci("example.com/base", "base"), "base.aci");
     let old = env.fetch(&simple_aci("example.com/old", "old"), "old.aci");
-    let mut app = Tar::new();
-    app.manifest(
-        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/app",
-                     "dependencies":[{"imageName":"example.com/base"}]}"#,
-    )
-    .dir("rootfs")
-    .file("rootfs/app", b"app");
-    let app = env.fetch(&app.finish(), "app.aci");
-    let two_days_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .saturating_sub(std::time::Duration::from_secs(2 * 86400))
-        .as_nanos() as i64;
-    let db = rusqlite::Connection::open(env.store().join("cas/db/index.sqlite")).unwrap();
-    for id in [&base, &old] {
-        db.execute("UPDATE images SET last_used = ?1, import_time = ?1 WHERE id = ?2", (two_days_ago, id)).unwrap();
-    }
-    drop(db);
+    let app = env.fetch(&aci_on("example.com/app", "example.com/base", "app", b"app"), "app.aci");
+    env.age_images(&[&base, &old], 2);
     let removed = env.ok(&["image", "gc"]);
     assert!(removed.contains(&old), "{removed}");
     let listed = env.ok(&["image", "list", "--full"]);

@@ -27,6 +27,19 @@ fn busybox() -> Option<(Env, String)> {
     Some((env, id))
 }
 
+/// Waits until the pod whose UUID `rkt run` saves in `uuid_file` is running; returns its UUID.
+fn running_pod(env: &Env, uuid_file: &std::path::Path) -> String {
+    for waited in 0.. {
+        let status = env.rkt(&["status", "--uuid-file", uuid_file.to_str().unwrap()]);
+        if String::from_utf8_lossy(&status.stdout).contains("state=running") {
+            break;
+        }
+        assert!(waited < 100, "the pod did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_to_string(uuid_file).unwrap()
+}
+
 /// Runs `sh -c script` in a pod; returns (exit code, stdout, stderr).
 fn sh(env: &Env, id: &str, flags: &[&str], script: &str) -> (i32, String, String) {
     let mut args = vec!["run", "--net=host"];
@@ -285,15 +298,7 @@ fn signals_reach_the_app_and_stop_ends_the_pod() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut waited = 0;
-    while env.rkt(&["status", "--uuid-file", uuid_file.to_str().unwrap()]).stdout.is_empty() || waited == 0 {
-        std::thread::sleep(Duration::from_millis(200));
-        waited += 1;
-        if waited > 50 {
-            panic!("the pod did not start");
-        }
-    }
-    let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+    let uuid = running_pod(&env, &uuid_file);
     let status = env.ok(&["status", &uuid]);
     assert!(status.contains("state=running") && status.contains("pid="), "{status}");
     std::thread::sleep(Duration::from_millis(300));
@@ -491,19 +496,10 @@ fn several_apps_the_first_failure_decides_and_stops_the_rest() {
 #[test]
 fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
     let Some((env, id)) = busybox() else { return };
-    let age = |env: &Env| {
-        let two_days_ago = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .saturating_sub(Duration::from_secs(2 * 86400))
-            .as_nanos() as i64;
-        let db = rusqlite::Connection::open(env.store().join("cas/db/index.sqlite")).unwrap();
-        db.execute("UPDATE images SET last_used = ?1, import_time = ?1", [two_days_ago]).unwrap();
-    };
     let kept = |env: &Env| env.ok(&["image", "list", "--full"]).contains(&id);
 
     let prepared = env.ok(&["prepare", &id]).trim().to_string();
-    age(&env);
+    env.age_images(&[], 2);
     env.ok(&["image", "gc"]);
     assert!(kept(&env), "the prepared pod's image was removed");
     // Nor can it be removed by hand while the pod is there.
@@ -532,24 +528,16 @@ fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    for waited in 0.. {
-        let status = env.rkt(&["status", "--uuid-file", uuid_file.to_str().unwrap()]);
-        if String::from_utf8_lossy(&status.stdout).contains("state=running") {
-            break;
-        }
-        assert!(waited < 100, "the pod did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    age(&env);
+    let uuid = running_pod(&env, &uuid_file);
+    env.age_images(&[], 2);
     env.ok(&["image", "gc"]);
     assert!(kept(&env), "the running pod's image was removed");
-    let uuid = std::fs::read_to_string(&uuid_file).unwrap();
     assert_eq!(env.ok(&["enter", &uuid, "/bin/sh", "-c", "echo still there"]), "still there\n");
     refused(&env);
     env.ok(&["stop", "--force", &uuid]);
     child.wait().unwrap();
 
-    age(&env);
+    env.age_images(&[], 2);
     env.ok(&["image", "gc"]);
     assert!(!kept(&env), "an image no pod needs stayed");
 }

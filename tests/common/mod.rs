@@ -176,6 +176,23 @@ pub fn simple_aci(name: &str, content: &str) -> Vec<u8> {
     t.finish()
 }
 
+/// An ACI named `name` that depends on the image named `dependency`, with one file of its own.
+pub fn aci_on(name: &str, dependency: &str, file: &str, content: &[u8]) -> Vec<u8> {
+    let mut t = Tar::new();
+    t.manifest(&manifest_json(name, &format!(r#""dependencies":[{{"imageName":"{dependency}"}}]"#)))
+        .dir("rootfs")
+        .file(&format!("rootfs/{file}"), content);
+    t.finish()
+}
+
+/// Waits for rkt processes, each of which must succeed.
+pub fn all_succeed(children: Vec<std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// Bytes no compressor can shrink (xorshift), so that compressed files stay as large as this.
 pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -292,6 +309,29 @@ impl Env {
             err.lines().filter(|l| !l.starts_with("Downloading ") && !l.starts_with("Downloaded ")).collect();
         assert_eq!(message.len(), 1, "one line expected: {err}");
         message[0].to_string() + "\n"
+    }
+
+    /// The full IDs of the stored images.
+    pub fn image_ids(&self) -> std::collections::BTreeSet<String> {
+        let json: serde_json::Value = serde_json::from_str(&self.ok(&["image", "list", "--format=json"])).unwrap();
+        json.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// Makes the images `ids` (all, when empty) last used and imported `days` ago.
+    pub fn age_images(&self, ids: &[&str], days: u64) {
+        let then = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .saturating_sub(std::time::Duration::from_secs(days * 86400))
+            .as_nanos() as i64;
+        let db = rusqlite::Connection::open(self.store().join("cas/db/index.sqlite")).unwrap();
+        let set = "UPDATE images SET last_used = ?1, import_time = ?1";
+        if ids.is_empty() {
+            db.execute(set, [then]).unwrap();
+        }
+        for id in ids {
+            db.execute(&format!("{set} WHERE id = ?2"), (then, id)).unwrap();
+        }
     }
 
     pub fn fetch(&self, bytes: &[u8], name: &str) -> String {
