@@ -378,8 +378,8 @@ pub(crate) async fn store_image(
     }
     let (os, arch) = naming::appc_os_arch(&plan.config);
     let chains = chain_ids(diff_ids);
-    // Held until the image is stored on top of them: a failed fetch beside this one takes
-    // back the layers it brought in only once this fetch depends on them, so it keeps them.
+    // Held until the image is stored on its layers: a failed fetch beside this one waits for
+    // it before taking back the layers it brought in, and then keeps those this image uses.
     let relied_on = store.lock_shared()?;
     let stored: Vec<Option<ImageId>> = chains
         .iter()
