@@ -64,24 +64,31 @@ fn image_gc_beside_fetches_takes_nothing_from_them() {
     assert_eq!(std::fs::read_dir(env.store().join("cas/tmp")).unwrap().count(), 0, "debris in the temp area");
 }
 
+/// `rkt fetch --full` of `image` read from a fifo, of which half is written (and 0.3 s
+/// given to read it): the fetch is under way, holding the store. Returns it and the fifo.
+fn half_fed_fetch(env: &Env, image: &[u8]) -> (std::process::Child, std::fs::File) {
+    let fifo = env.path("slow.aci");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let child = env
+        .cmd(&["fetch", "--insecure-options=image", "--full", fifo.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(&image[..image.len() / 2]).unwrap();
+    writer.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (child, writer)
+}
+
 #[test]
 fn a_fetch_killed_half_way_leaves_nothing_behind() {
     let env = Env::new();
     env.fetch(&simple_aci("example.com/kept", "k"), "kept.aci");
     let before = env.snapshot();
     let big = gzip(&simple_aci("example.com/big", &"0123456789abcdef".repeat(1 << 16)));
-    let fifo = env.path("slow.aci");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut child = env
-        .cmd(&["fetch", "--insecure-options=image", fifo.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    writer.write_all(&big[..big.len() / 2]).unwrap();
-    writer.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut child, writer) = half_fed_fetch(&env, &big);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(writer);
@@ -97,18 +104,7 @@ fn a_fetch_killed_half_way_leaves_nothing_behind() {
 fn image_gc_waits_for_a_fetch_and_says_so() {
     let env = Env::new();
     let big = gzip(&simple_aci("example.com/slow", &"0123456789abcdef".repeat(1 << 16)));
-    let fifo = env.path("slow.aci");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let fetch = env
-        .cmd(&["fetch", "--insecure-options=image", "--full", fifo.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    writer.write_all(&big[..big.len() / 2]).unwrap();
-    writer.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (fetch, mut writer) = half_fed_fetch(&env, &big);
     let mut gc = env.cmd(&["image", "gc"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(gc.try_wait().unwrap().is_none(), "gc did not wait for the fetch");
@@ -124,31 +120,18 @@ fn image_gc_waits_for_a_fetch_and_says_so() {
     assert!(env.ok(&["image", "list", "--full"]).contains(&id));
 }
 
-/// A disk that fills up during a fetch: the import of an image larger than the free space, and
-/// the render of one that fits as a blob but not twice, each fail with one line naming ENOSPC
-/// and leave the store as it was (here a tmpfs of 12 MiB holding an image of 2 MiB, mounted in
-/// a mount namespace of the test's own).
-#[test]
-fn a_full_disk_leaves_the_store_as_it_was() {
-    if !is_root() {
-        eprintln!("skipping: mounting a small tmpfs needs root");
-        return;
-    }
-    let env = Env::new();
-    let image = |name: &str, files: usize| {
-        let mut t = Tar::new();
-        t.manifest(&manifest_json(name, "")).dir("rootfs");
-        for i in 0..files {
-            t.file(&format!("rootfs/f{i}"), &incompressible(2 << 20, i as u64));
-        }
-        t.finish()
-    };
-    let fits = env.write("fits.aci", &image("example.com/fits", 1));
-    let too_big = env.write("too-big.aci", &image("example.com/too-big", 5));
-    let twice_too_big = env.write("twice.aci", &image("example.com/twice", 3));
+/// Runs the shell script `body` in a mount namespace of its own, with a 12 MiB tmpfs at $DISK
+/// holding a store with an image of 2 MiB (example.com/fits) and `rkt` using that store; `vars`
+/// are given to it. There `out_of_space ARG…` runs rkt, which must fail with one line naming
+/// ENOSPC and leave the store as it was, and prints that line. Returns what the script printed.
+fn on_a_small_disk(env: &Env, body: &str, vars: &[(&str, &std::path::Path)]) -> String {
+    let mut fits = Tar::new();
+    fits.manifest(&manifest_json("example.com/fits", "")).dir("rootfs");
+    fits.file("rootfs/f", &incompressible(2 << 20, 99));
+    let fits = env.write("fits.aci", &fits.finish());
     let disk = env.path("disk");
     std::fs::create_dir(&disk).unwrap();
-    let script = r#"set -e
+    let preamble = r#"set -e
 mount -t tmpfs -o size=12m tmpfs "$DISK"
 rkt() { "$RKT" --dir "$DISK/store" --insecure-options=image "$@"; }
 rkt fetch "$FITS" >/dev/null
@@ -156,27 +139,55 @@ rkt fetch "$FITS" >/dev/null
 # lock files of trees.
 snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
 before=$(snapshot)
-for aci in "$TOO_BIG" "$TWICE"; do
-  if rkt fetch "$aci" 2>"$DISK/err"; then echo "fetched $aci"; exit 1; fi
-  lines=$(wc -l <"$DISK/err")
-  [ "$lines" = 1 ] || { cat "$DISK/err"; exit 1; }
+out_of_space() {
+  if rkt "$@" 2>"$DISK/err"; then echo "rkt $* succeeded"; exit 1; fi
+  [ "$(wc -l <"$DISK/err")" = 1 ] || { cat "$DISK/err"; exit 1; }
   grep -q 'No space left on device' "$DISK/err" || { cat "$DISK/err"; exit 1; }
-  echo "$(basename "$aci"): $(cat "$DISK/err")"
-  [ "$(snapshot)" = "$before" ] || { echo "the store changed"; snapshot; exit 1; }
+  [ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt $*"; snapshot; exit 1; }
+  cat "$DISK/err"
+}
+"#;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &format!("{preamble}{body}")])
+        .env("DISK", &disk)
+        .env("RKT", env!("CARGO_BIN_EXE_rkt"))
+        .env("FITS", &fits);
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// A disk that fills up during a fetch: the import of an image larger than the free space, and
+/// the render of one that fits as a blob but not twice, each fail with one line naming ENOSPC
+/// and leave the store as it was.
+#[test]
+fn a_full_disk_leaves_the_store_as_it_was() {
+    if !is_root() {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let image = |name: &str, files: u64| {
+        let mut t = Tar::new();
+        t.manifest(&manifest_json(name, "")).dir("rootfs");
+        for i in 0..files {
+            t.file(&format!("rootfs/f{i}"), &incompressible(2 << 20, i));
+        }
+        t.finish()
+    };
+    let too_big = env.write("too-big.aci", &image("example.com/too-big", 5));
+    let twice_too_big = env.write("twice.aci", &image("example.com/twice", 3));
+    let body = r#"for aci in "$TOO_BIG" "$TWICE"; do
+  out_of_space fetch "$aci" >"$DISK/said"
+  echo "$(basename "$aci"): $(cat "$DISK/said")"
 done
 rkt image list --no-legend --fields=name
 "#;
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .env("DISK", &disk)
-        .env("RKT", env!("CARGO_BIN_EXE_rkt"))
-        .env("TOO_BIG", &too_big)
-        .env("TWICE", &twice_too_big)
-        .env("FITS", &fits)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = on_a_small_disk(&env, body, &[("TOO_BIG", &too_big), ("TWICE", &twice_too_big)]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].starts_with("too-big.aci: fetch: "), "{stdout}");
@@ -203,43 +214,13 @@ fn a_full_disk_during_a_conversion_leaves_the_store_as_it_was() {
     let layers = |n: u64| (0..n).map(|i| (layer(i), common::oci::TAR, common::oci::plain as fn(&[u8]) -> Vec<u8>));
     layout.image("too-big", &layers(7).collect::<Vec<_>>(), serde_json::json!({}));
     layout.image("twice", &layers(3).collect::<Vec<_>>(), serde_json::json!({}));
-    let fits = env.write("fits.aci", &{
-        let mut t = Tar::new();
-        t.manifest(&manifest_json("example.com/fits", "")).dir("rootfs");
-        t.file("rootfs/f", &incompressible(2 << 20, 99));
-        t.finish()
-    });
-    let disk = env.path("disk");
-    std::fs::create_dir(&disk).unwrap();
-    let script = r#"set -e
-mount -t tmpfs -o size=12m tmpfs "$DISK"
-rkt() { "$RKT" --dir "$DISK/store" --insecure-options=image "$@"; }
-rkt fetch "$FITS" >/dev/null
-snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
-before=$(snapshot)
-for tag in too-big twice; do
-  if rkt fetch "oci:$LAYOUT:$tag" 2>"$DISK/err"; then echo "fetched $tag"; exit 1; fi
-  lines=$(wc -l <"$DISK/err")
-  [ "$lines" = 1 ] || { cat "$DISK/err"; exit 1; }
-  grep -q 'No space left on device' "$DISK/err" || { cat "$DISK/err"; exit 1; }
-  [ "$(snapshot)" = "$before" ] || { echo "the store changed after $tag"; snapshot; exit 1; }
-done
+    let body = r#"out_of_space fetch "oci:$LAYOUT:too-big" >/dev/null
+out_of_space fetch "oci:$LAYOUT:twice" >/dev/null
 # rkt run fetches and renders the same way.
-if rkt run "oci:$LAYOUT:twice" 2>"$DISK/err"; then echo "ran twice"; exit 1; fi
-grep -q 'No space left on device' "$DISK/err" || { cat "$DISK/err"; exit 1; }
-[ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt run"; snapshot; exit 1; }
+out_of_space run "oci:$LAYOUT:twice" >/dev/null
 rkt image list --no-legend --fields=name
 "#;
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .env("DISK", &disk)
-        .env("RKT", env!("CARGO_BIN_EXE_rkt"))
-        .env("LAYOUT", env.path("layout"))
-        .env("FITS", &fits)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = on_a_small_disk(&env, body, &[("LAYOUT", &env.path("layout"))]);
     assert_eq!(stdout.trim(), "example.com/fits");
 }
 
