@@ -27,6 +27,19 @@ fn busybox() -> Option<(Env, String)> {
     Some((env, id))
 }
 
+/// Starts `rkt run` of `sh -c script` in the background and waits until its pod runs; returns
+/// the rkt process (its stdout piped) and the pod's UUID.
+fn start_pod(env: &Env, id: &str, script: &str) -> (std::process::Child, String) {
+    let uuid_file = env.path("uuid");
+    let save = format!("--uuid-file-save={}", uuid_file.display());
+    let child = env
+        .cmd(&["run", "--net=host", &save, id, "--exec=/bin/sh", "--", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, running_pod(env, &uuid_file))
+}
+
 /// Waits until the pod whose UUID `rkt run` saves in `uuid_file` is running; returns its UUID.
 fn running_pod(env: &Env, uuid_file: &std::path::Path) -> String {
     for waited in 0.. {
@@ -283,22 +296,8 @@ fn nothing_is_left_on_the_host_after_the_pod() {
 #[test]
 fn signals_reach_the_app_and_stop_ends_the_pod() {
     let Some((env, id)) = busybox() else { return };
-    let uuid_file = env.path("uuid");
-    let child = env
-        .cmd(&[
-            "run",
-            "--net=host",
-            &format!("--uuid-file-save={}", uuid_file.display()),
-            &id,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            "trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let uuid = running_pod(&env, &uuid_file);
+    let (child, uuid) =
+        start_pod(&env, &id, "trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.1; done");
     let status = env.ok(&["status", &uuid]);
     assert!(status.contains("state=running") && status.contains("pid="), "{status}");
     std::thread::sleep(Duration::from_millis(300));
@@ -513,22 +512,7 @@ fn image_gc_keeps_the_images_of_prepared_and_running_pods() {
     assert!(kept(&env));
     env.ok(&["rm", &prepared]);
 
-    let uuid_file = env.path("uuid");
-    let mut child = env
-        .cmd(&[
-            "run",
-            "--net=host",
-            &format!("--uuid-file-save={}", uuid_file.display()),
-            &id,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            "sleep 30",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let uuid = running_pod(&env, &uuid_file);
+    let (mut child, uuid) = start_pod(&env, &id, "sleep 30");
     env.age_images(&[], 2);
     env.ok(&["image", "gc"]);
     assert!(kept(&env), "the running pod's image was removed");
