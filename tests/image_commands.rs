@@ -316,6 +316,17 @@ fn gc_keeps_the_dependencies_of_images_in_use() {
     let out = env.path("r");
     env.ok(&["image", "render", "--rootfs-only", &app, out.to_str().unwrap()]);
     assert!(out.join("etc/content").exists() && out.join("app").exists());
+    if is_root() {
+        // A use of the app's tree (here a fetch that finds it rendered) is a use of its base.
+        env.age_images(&[], 2);
+        env.fetch(&aci_on("example.com/app", "example.com/base", "app", b"app"), "app.aci");
+        let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+        for image in listed.as_array().unwrap() {
+            let age = now - image["last_used_time"].as_i64().unwrap();
+            assert!(age < 60_000_000_000, "{} not counted as used: {image}", image["name"]);
+        }
+    }
 }
 
 #[test]

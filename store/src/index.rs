@@ -254,9 +254,14 @@ impl Index {
         })
     }
 
-    pub fn touch(&mut self, id: &ImageId) -> Result<()> {
+    /// Records a use of the images `ids` (rkt's `lastused`), in one transaction.
+    pub fn touch(&mut self, ids: &[ImageId]) -> Result<()> {
+        let now = now_ns();
         self.write(|tx| {
-            tx.execute("UPDATE images SET last_used = ?1 WHERE id = ?2", params![now_ns(), id.to_string()]).map(drop)
+            for id in ids {
+                tx.execute("UPDATE images SET last_used = ?1 WHERE id = ?2", params![now, id.to_string()])?;
+            }
+            Ok(())
         })
     }
 

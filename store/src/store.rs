@@ -295,7 +295,7 @@ impl Store {
     pub fn open_blob(&self, id: &ImageId) -> Result<File> {
         let path = self.blob_path(id);
         let file = File::open(&path).at(&path)?;
-        self.index().touch(id)?;
+        self.index().touch(std::slice::from_ref(id))?;
         Ok(file)
     }
 

@@ -61,7 +61,7 @@ impl Store {
         let id = tree_id(&layers);
         // One render of a tree at a time; the others wait and then find it done.
         let _tree_lock = self.lock_tree(&id).await?;
-        if let Some(tree) = self.rendered_tree(&id, top)? {
+        if let Some(tree) = self.rendered_tree(&id)? {
             return Ok(tree);
         }
         let tmp = self.tmp_dir();
@@ -117,7 +117,7 @@ impl Store {
         std::fs::write(&manifest, self.image(top)?.manifest).at(&manifest)?;
         let id = tree_id(&layers);
         let _tree_lock = self.lock_tree(&id).await?;
-        if let Some(tree) = self.rendered_tree(&id, top)? {
+        if let Some(tree) = self.rendered_tree(&id)? {
             return Ok(tree);
         }
         self.commit_tree(&staging, &id, top, &layers, &digests)
@@ -134,14 +134,15 @@ impl Store {
     }
 
     /// The tree `id` when it is rendered and recorded (under its lock).
-    fn rendered_tree(&self, id: &str, top: &ImageId) -> Result<Option<Tree>> {
+    fn rendered_tree(&self, id: &str) -> Result<Option<Tree>> {
         let path = self.tree_path(id);
         // The index's guard must be gone before `touch` takes it again.
         let record = self.index().tree(id)?;
         match record {
             Some(record) if path.join("rendered").exists() => {
-                // A run uses the image: `image gc` counts from here (rkt did not, rkt#3387).
-                self.index().touch(top)?;
+                // A run uses the image and the images below it: `image gc` and `image list`
+                // count from here (rkt did not, rkt#3387).
+                self.index().touch(&record.images)?;
                 Ok(Some(Tree { record, path }))
             }
             _ => Ok(None),
