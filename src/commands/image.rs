@@ -166,25 +166,7 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
             }
         }
     }
-    // An image others depend on goes only with them: a Docker image's layer removed alone would
-    // leave its image unable to render, with nowhere to fetch the layer from by name.
-    // (Until nothing changes: an image kept keeps what it depends on.)
-    loop {
-        let mut kept = None;
-        for id in &ids {
-            let others: Vec<ImageId> = store.dependents(id)?.into_iter().filter(|d| !ids.contains(d)).collect();
-            if let Some(first) = others.first() {
-                let name = store.image(first).map(|r| r.name).unwrap_or_default();
-                let more = if others.len() > 1 { format!(" and {} more", others.len() - 1) } else { String::new() };
-                eprintln!("image rm: {id}: {name} ({}){more} depends on it: remove them too", first.short(12));
-                kept = Some(id.clone());
-                break;
-            }
-        }
-        let Some(kept) = kept else { break };
-        ids.retain(|id| *id != kept);
-        failed += 1;
-    }
+    failed += keep_what_others_need(store, &mut ids)?;
     if !ids.is_empty() {
         say_if_waiting(store, "image rm")?;
     }
@@ -208,6 +190,30 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
         return Err(CliError::msg(format!("{failed} image(s) could not be removed")));
     }
     Ok(())
+}
+
+/// Leaves out of `ids` (saying why) each image that images staying in the store depend on: a
+/// Docker image's layer removed alone would leave its image unable to render, with nowhere to
+/// fetch the layer from by name. Returns how many were left out.
+fn keep_what_others_need(store: &Store, ids: &mut Vec<ImageId>) -> Result<usize, CliError> {
+    let mut dependents = Vec::new();
+    for id in ids.iter() {
+        dependents.push((id.clone(), store.dependents(id)?));
+    }
+    let mut kept = 0;
+    // Until nothing changes: an image kept keeps what it depends on.
+    while let Some((id, others)) = dependents.iter().find_map(|(id, of)| {
+        let others: Vec<&ImageId> = of.iter().filter(|d| !ids.contains(d)).collect();
+        (ids.contains(id) && !others.is_empty()).then_some((id, others))
+    }) {
+        let name = store.image(others[0]).map(|r| r.name).unwrap_or_default();
+        let more = if others.len() > 1 { format!(" and {} more", others.len() - 1) } else { String::new() };
+        eprintln!("image rm: {id}: {name} ({}){more} depends on it: remove them too", others[0].short(12));
+        let id = id.clone();
+        ids.retain(|i| *i != id);
+        kept += 1;
+    }
+    Ok(kept)
 }
 
 /// Removals wait for the fetches and renders under way, which may take a while: say so.

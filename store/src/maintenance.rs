@@ -44,9 +44,9 @@ impl Store {
     }
 
     /// Takes back an image that a failed fetch brought into the store, unless another image
-    /// now depends on its name: a fetch running beside the failed one found it stored and built
-    /// on it (fetches hold the shared lock while they rely on what they found, so this waits
-    /// for them). Returns whether it was removed.
+    /// now depends on it: a fetch running beside the failed one found it stored and built on it
+    /// (fetches hold the shared lock while they rely on what they found, so this waits for
+    /// them). Returns whether it was removed.
     pub fn take_back(&self, id: &ImageId) -> Result<bool> {
         let _lock = self.lock_exclusive()?;
         let stored = self.index().image(id)?.is_some();
