@@ -40,17 +40,19 @@ fn start_pod(env: &Env, id: &str, script: &str) -> (std::process::Child, String)
     (child, running_pod(env, &uuid_file))
 }
 
-/// Waits until the pod whose UUID `rkt run` saves in `uuid_file` is running; returns its UUID.
+/// Waits until the pod whose UUID `rkt run` saves in `uuid_file` runs its app (a command can
+/// enter it); returns its UUID.
 fn running_pod(env: &Env, uuid_file: &std::path::Path) -> String {
     for waited in 0.. {
-        let status = env.rkt(&["status", "--uuid-file", uuid_file.to_str().unwrap()]);
-        if String::from_utf8_lossy(&status.stdout).contains("state=running") {
-            break;
+        if let Ok(uuid) = std::fs::read_to_string(uuid_file) {
+            if env.rkt(&["enter", &uuid, "/bin/true"]).status.success() {
+                return uuid;
+            }
         }
-        assert!(waited < 100, "the pod did not start");
+        assert!(waited < 200, "the pod's app did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::fs::read_to_string(uuid_file).unwrap()
+    unreachable!()
 }
 
 /// Runs `sh -c script` in a pod; returns (exit code, stdout, stderr).
