@@ -251,7 +251,9 @@ fn whiteouts_hide_what_lies_below() {
         .dir("rootfs/dir")
         .file("rootfs/dir/x", b"x")
         .dir("rootfs/lib")
-        .file("rootfs/lib/keep", b"k");
+        .file("rootfs/lib/keep", b"k")
+        .dir("rootfs/dir2")
+        .file("rootfs/dir2/old", b"old");
     env.fetch(&base.finish(), "base.aci");
     let mut top = Tar::new();
     top.manifest(&manifest_json("example.com/top", r#""dependencies":[{"imageName":"example.com/base"}]"#))
@@ -261,7 +263,13 @@ fn whiteouts_hide_what_lies_below() {
         .dir("rootfs/dir")
         .file("rootfs/dir/.wh..wh..opq", b"")
         .file("rootfs/dir/y", b"y")
-        .file("rootfs/.wh.lib", b"");
+        .file("rootfs/.wh.lib", b"")
+        // Whiteouts hide only what the layers below wrote, not what this one wrote before them.
+        .file("rootfs/etc/c", b"c")
+        .file("rootfs/etc/.wh.c", b"")
+        .dir("rootfs/dir2")
+        .file("rootfs/dir2/new", b"new")
+        .file("rootfs/dir2/.wh..wh..opq", b"");
     let id = env.fetch(&top.finish(), "top.aci");
     let out = env.path("r");
     env.ok(&["image", "render", "--rootfs-only", &id, out.to_str().unwrap()]);
@@ -271,6 +279,8 @@ fn whiteouts_hide_what_lies_below() {
     assert!(out.join("dir/y").exists());
     assert!(!out.join("lib").exists());
     assert!(!out.join("etc/.wh.a").exists() && !out.join("dir/.wh..wh..opq").exists());
+    assert!(out.join("etc/c").exists());
+    assert!(out.join("dir2/new").exists() && !out.join("dir2/old").exists());
 }
 
 #[test]

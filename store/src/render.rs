@@ -3,6 +3,7 @@
 //! of dependents filter what lies below them, and whiteouts hide what lies below them.
 
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::path::Path;
 
 use tokio::io::AsyncRead;
@@ -195,7 +196,7 @@ async fn apply_entries<R: AsyncRead + Unpin>(
     writer: &mut TreeWriter,
 ) -> Result<()> {
     let root = writer.root_path().to_path_buf();
-    let mut written: HashSet<Vec<u8>> = HashSet::new();
+    let mut written = WrittenPaths::default();
     let mut tar = tokio_tar::Archive::new(reader);
     let mut entries = tar.entries().map_err(|e| archive(e.to_string()))?;
     while let Some(mut entry) = next_entry(&mut entries).await? {
@@ -209,7 +210,7 @@ async fn apply_entries<R: AsyncRead + Unpin>(
             Action::Skip => {}
             Action::Write => {
                 write_entry(writer, rel, b"rootfs/", &info, &mut entry).await?;
-                written.insert(rel.to_vec());
+                written.insert(rel);
             }
             Action::Hide(Whiteout::Entry(target)) => {
                 let target = in_rootfs(&target).unwrap_or_default();
@@ -218,11 +219,35 @@ async fn apply_entries<R: AsyncRead + Unpin>(
                 }
             }
             Action::Hide(Whiteout::Opaque(dir)) => {
-                writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), &written).at(&root)?;
+                writer.clear_dir(in_rootfs(&dir).unwrap_or_default(), |path| written.contains(path)).at(&root)?;
             }
         }
     }
     Ok(())
+}
+
+/// The paths a layer wrote, which its own whiteouts leave alone. Each is kept as a 128-bit
+/// hash (16 bytes, where the path itself took its length and an allocation), keyed at random
+/// in each process, so that no archive can be made to collide with it.
+#[derive(Default)]
+struct WrittenPaths {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    hashes: HashSet<u128>,
+}
+
+impl WrittenPaths {
+    fn hash(&self, path: &[u8]) -> u128 {
+        (u128::from(self.keys.0.hash_one(path)) << 64) | u128::from(self.keys.1.hash_one(path))
+    }
+
+    fn insert(&mut self, path: &[u8]) {
+        let hash = self.hash(path);
+        self.hashes.insert(hash);
+    }
+
+    fn contains(&self, path: &[u8]) -> bool {
+        self.hashes.contains(&self.hash(path))
+    }
 }
 
 /// What to do with one entry of a layer.

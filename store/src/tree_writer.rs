@@ -369,9 +369,9 @@ impl TreeWriter {
         }
     }
 
-    /// Empties the directory `path` but for the entries in `keep` (an opaque whiteout hides only
-    /// what the layers below wrote).
-    pub fn clear_dir(&mut self, path: &[u8], keep: &std::collections::HashSet<Vec<u8>>) -> io::Result<()> {
+    /// Empties the directory `path` but for the entries `keep` names (an opaque whiteout hides
+    /// only what the layers below wrote).
+    pub fn clear_dir(&mut self, path: &[u8], keep: impl Fn(&[u8]) -> bool) -> io::Result<()> {
         self.open_dirs.clear();
         let dir = match self.open_dir(path, false) {
             Ok(dir) => dir,
@@ -380,7 +380,7 @@ impl TreeWriter {
         };
         for name in list_dir(dir.as_fd())? {
             let full = if path.is_empty() { name.clone() } else { [path, b"/", &name].concat() };
-            if !keep.contains(&full) {
+            if !keep(&full) {
                 remove_entry(dir.as_fd(), &name)?;
             }
         }
