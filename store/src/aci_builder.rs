@@ -190,12 +190,7 @@ impl AciBuilder {
                 })?;
             }
         }
-        tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
-        let actual = tee.finish().0.finish();
-        if actual != *donor {
-            return Err(StoreError::Corrupt { id: donor.clone(), actual });
-        }
-        Ok(())
+        tee.check_rest(donor).await
     }
 
     /// Ends the archive and imports it: synced, named by its hash, then indexed; with `latest`,

@@ -9,7 +9,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::image_id::ImageHasher;
+use crate::error::{Result, StoreError};
+use crate::image_id::{ImageHasher, ImageId};
 use crate::tmp_area::{link_into_place, unnamed_file, Claim};
 
 /// A file being written in `cas/tmp`. With `O_TMPFILE` it has no name until `persist`, so a
@@ -80,6 +81,19 @@ impl<R> Tee<R> {
 
     pub fn finish(self) -> (ImageHasher, u64) {
         (self.hasher, self.size)
+    }
+}
+
+impl<R: AsyncRead + Unpin> Tee<R> {
+    /// Reads the rest of a stored blob read through this tee and checks that all of it hashes
+    /// to `id`, the ID it is stored under.
+    pub async fn check_rest(mut self, id: &ImageId) -> Result<()> {
+        tokio::io::copy(&mut self, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
+        let actual = self.hasher.finish();
+        if actual != *id {
+            return Err(StoreError::Corrupt { id: id.clone(), actual });
+        }
+        Ok(())
     }
 }
 

@@ -173,12 +173,7 @@ impl Store {
         let mut tee = if verify { Tee::new(reader, None) } else { Tee::passthrough(reader) };
         apply_entries(&mut tee, &mut action, writer).await?;
         if verify {
-            tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.map_err(StoreError::Stream)?;
-            let (hasher, _) = tee.finish();
-            let actual = hasher.finish();
-            if actual != layer.id {
-                return Err(StoreError::Corrupt { id: layer.id.clone(), actual });
-            }
+            tee.check_rest(&layer.id).await?;
         }
         Ok(())
     }
