@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -16,7 +16,7 @@ use crate::image_id::ImageId;
 use crate::store::{write_replacing, Store};
 use crate::tar_out::{finish, write_entry, OutEntry};
 use crate::tmp_area::Claim;
-use crate::tree_hash::xattrs_into;
+use crate::tree_hash::{named_from, xattrs_into};
 use crate::tree_writer::list_dir;
 
 impl Store {
@@ -151,6 +151,5 @@ fn entry_xattrs(root_fd: &OwnedFd, root: &Path, rel: &[u8], names: &mut Vec<u8>)
         None => (b".".as_slice(), rel),
     };
     let dir = open_dir_at(Some(root_fd), parent, &path)?;
-    let by_fd = [format!("/proc/self/fd/{}/", dir.as_raw_fd()).as_bytes(), name].concat();
-    Ok(xattrs_into(Path::new(OsStr::from_bytes(&by_fd)), names))
+    Ok(xattrs_into(&named_from(&dir, name), names))
 }

@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
@@ -159,8 +159,7 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
             let named = match path.as_os_str().len() < libc::PATH_MAX as usize {
                 true => &path,
                 false => {
-                    let fd_path = format!("/proc/self/fd/{}/", dir.as_raw_fd());
-                    by_fd = Path::new(OsStr::from_bytes(&[fd_path.as_bytes(), &name].concat())).to_path_buf();
+                    by_fd = named_from(&dir, &name);
                     &by_fd
                 }
             };
@@ -207,6 +206,13 @@ fn type_of(format: libc::mode_t) -> Option<char> {
         libc::S_IFIFO => 'p',
         _ => return None,
     })
+}
+
+/// The entry `name` of the directory open at `dir`, by a path through /proc that is short
+/// whatever the directory's own path: for calls that take only paths (the xattr ones).
+pub(crate) fn named_from(dir: &impl AsRawFd, name: &[u8]) -> PathBuf {
+    let fd_path = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+    PathBuf::from(OsStr::from_bytes(&[fd_path.as_bytes(), name].concat()))
 }
 
 /// The file `name` of `dir`, opened for reading without following a symlink; `path` names it
