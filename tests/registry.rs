@@ -135,6 +135,57 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     assert_eq!(env.ok(&never).trim(), &id[..39]);
 }
 
+/// A layer the pull would copy from the store (the same content under another chain) whose
+/// stored copy is damaged is downloaded instead: the pull succeeds and says so.
+#[test]
+fn a_damaged_stored_layer_is_downloaded_instead_of_copied() {
+    let env = Env::new();
+    let Some(registry) = Registry::start(&env.path("registry")) else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    let greeting = layer(&[("etc/greeting", "hello from the registry\n")]);
+    let config = serde_json::json!({});
+    layout.image("v1", &[(layer(&[("etc/base", "base\n")]), TGZ, gzip), (greeting.clone(), TGZ, gzip)], config.clone());
+    layout.image("v2", &[(layer(&[("etc/other", "other\n")]), TGZ, gzip), (greeting, TGZ, gzip)], config);
+    for tag in ["v1", "v2"] {
+        registry.push(&format!("oci:{}:{tag}", layout.dir.display()), &format!("test/damage:{tag}"));
+    }
+    let fetch = |tag: &str| {
+        let image = format!("docker://{}/test/damage:{tag}", registry.addr);
+        env.rkt(&["--insecure-options=image,http", "fetch", "--full", &image])
+    };
+    let v1 = fetch("v1");
+    assert!(v1.status.success(), "{}", String::from_utf8_lossy(&v1.stderr));
+    assert_eq!(registry.blob_requests(), 3);
+
+    // Bit rot in v1's top layer, the one v2 would copy.
+    let v1_id = String::from_utf8_lossy(&v1.stdout).trim().to_string();
+    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &v1_id])).unwrap();
+    let top_layer = manifest["dependencies"][0]["imageName"].as_str().unwrap().to_string();
+    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
+    let layer_id = listed.as_array().unwrap().iter().find(|i| i["name"] == top_layer.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = env.store().join("cas/blob/sha512").join(&layer_id[7..9]).join(&layer_id);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
+    bytes[at] = b'j';
+    std::fs::write(&blob, bytes).unwrap();
+
+    let v2 = fetch("v2");
+    let stderr = String::from_utf8_lossy(&v2.stderr);
+    assert!(v2.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("warning: stored layer {} is damaged", &layer_id[..39])), "{stderr}");
+    assert_eq!(registry.blob_requests(), 6, "v2's config and both its layers");
+    let rendered = render_fetched(&env, &v2);
+    assert_eq!(std::fs::read_to_string(rendered.join("etc/greeting")).unwrap(), "hello from the registry\n");
+    assert_eq!(std::fs::read_to_string(rendered.join("etc/other")).unwrap(), "other\n");
+    // The damage itself is left for `image verify` to report.
+    let verified = env.rkt(&["image", "verify"]);
+    assert_eq!(verified.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains(&format!("{layer_id}: CORRUPT")));
+}
+
 #[test]
 fn digests_errors_and_plain_http_are_checked() {
     let env = Env::new();

@@ -141,6 +141,7 @@ async fn find_or_fetch(
                 )));
             }
             let converted = rkt_fetch::oci::import(store, &source, renders_at_fetch()).await?;
+            report_damaged(&converted.damaged);
             undo.converted = Some(converted.undo);
             converted.id
         }
@@ -151,6 +152,7 @@ async fn find_or_fetch(
         }
         ImageString::Docker(reference) => {
             let converted = docker_image(ctx, store, image, &reference, policy).await?;
+            report_damaged(&converted.damaged);
             undo.converted = Some(converted.undo);
             converted.id
         }
@@ -237,7 +239,7 @@ pub async fn docker_image(
                 _ => store.dependency_layers(&remote.image_id).is_ok(),
             };
             if usable {
-                return Ok(rkt_fetch::oci::Converted { id: remote.image_id, undo: Default::default() });
+                return Ok(rkt_fetch::oci::Converted::found(remote.image_id));
             }
         }
         if policy == "never" {
@@ -300,6 +302,18 @@ pub fn report_signers(signers: &[String]) {
         for signer in signers {
             eprintln!("  {signer}");
         }
+    }
+}
+
+/// Stored layers a conversion could not copy from: the fetch went on without them, but the
+/// user should know that the store needs looking at.
+fn report_damaged(damaged: &[rkt_fetch::oci::DamagedImage]) {
+    for image in damaged {
+        eprintln!(
+            "warning: stored layer {} is damaged, its content was fetched instead ({}); `rkt image verify` lists damaged images",
+            image.id.short(32),
+            image.problem
+        );
     }
 }
 

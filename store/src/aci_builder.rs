@@ -169,15 +169,17 @@ impl AciBuilder {
 
     /// Adds the entries of the stored image `donor`'s root filesystem, read from its blob and
     /// checked against its ID on the way (a Docker layer stored before under another chain: its
-    /// content need not be fetched again).
-    pub async fn copy_rootfs_of(&mut self, donor: &ImageId) -> Result<()> {
-        let file = InPlaceFile(self.store.open_blob(donor)?);
+    /// content need not be fetched again). A donor that cannot be read whole, or not as the
+    /// image it was stored as, is `CopyError::Damaged`: the caller may fetch the content instead.
+    pub async fn copy_rootfs_of(&mut self, donor: &ImageId) -> std::result::Result<(), CopyError> {
+        let damaged = CopyError::Damaged;
+        let file = InPlaceFile(self.store.open_blob(donor).map_err(damaged)?);
         let mut tee = Tee::new(tokio::io::BufReader::with_capacity(COPY_BUFFER, file), None);
         {
             let mut archive = tokio_tar::Archive::new(&mut tee);
-            let mut entries = archive.entries().map_err(|e| archive_error(donor, e))?;
-            while let Some(mut entry) = next_entry(&mut entries).await? {
-                let Some(info) = entry_info(&mut entry).await? else { continue };
+            let mut entries = archive.entries().map_err(|e| damaged(archive_error(donor, e)))?;
+            while let Some(mut entry) = next_entry(&mut entries).await.map_err(damaged)? {
+                let Some(info) = entry_info(&mut entry).await.map_err(damaged)? else { continue };
                 // The manifest and `rootfs` itself are this image's own.
                 if !info.path.starts_with(b"rootfs/") {
                     continue;
@@ -185,12 +187,15 @@ impl AciBuilder {
                 let size = if info.kind == Kind::File { entry.effective_size() } else { 0 };
                 let out = out_entry(&info, size);
                 self.entry(&out, &mut entry).await.map_err(|e| match e {
-                    EntryError::Read(e) => archive_error(donor, e),
-                    EntryError::Store(e) => e,
+                    EntryError::Read(e) => damaged(archive_error(donor, e)),
+                    // Writing the copy failed: the store's trouble, not the donor's.
+                    EntryError::Store(e @ StoreError::Io { .. }) => CopyError::Store(e),
+                    // The donor's entries passed these same rules when it was stored.
+                    EntryError::Store(e) => damaged(e),
                 })?;
             }
         }
-        tee.check_rest(donor).await
+        tee.check_rest(donor).await.map_err(damaged)
     }
 
     /// Ends the archive and imports it: synced, named by its hash, then indexed; with `latest`,
@@ -204,6 +209,17 @@ impl AciBuilder {
         let store = self.store.clone();
         store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.flushed, latest)
     }
+}
+
+/// Why a stored image's root filesystem could not be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The stored image is damaged: missing, unreadable, or no longer what its ID says.
+    #[error("{0}")]
+    Damaged(StoreError),
+    /// The copy could not be written.
+    #[error("{0}")]
+    Store(StoreError),
 }
 
 /// Why an entry could not be added: its data could not be read, or the store refused it.

@@ -21,7 +21,7 @@ pub mod tree;
 pub mod tree_hash;
 pub mod tree_writer;
 
-pub use aci_builder::{AciBuilder, EntryError};
+pub use aci_builder::{AciBuilder, CopyError, EntryError};
 pub use error::{Result, StoreError};
 pub use growing_blob::{BlobStopper, GrowingBlob};
 pub use image_id::{ImageHasher, ImageId};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use futures_core::Stream;
-use rkt_store::{AciBuilder, EntryError, ImageId, Store};
+use rkt_store::{AciBuilder, CopyError, EntryError, ImageId, Store};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -62,32 +62,71 @@ fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
 pub enum LayerSource {
     /// Its blob, and the blob's expected `sha256:` digest (checked when given).
     Blob(Reader, Option<String>),
-    /// A stored layer ACI with the same diff ID, under another chain: nothing is fetched.
-    Stored(ImageId),
+    /// A stored layer ACI with the same diff ID, under another chain: nothing is fetched unless
+    /// it turns out damaged, and then the blob (with its digest) is.
+    Stored(ImageId, Reader, Option<String>),
+}
+
+/// A layer imported into the store.
+pub struct ImportedLayer {
+    pub id: ImageId,
+    /// This import brought it into the store.
+    pub new: bool,
+    /// The stored layer it was to be copied from, found damaged: its content was fetched.
+    pub damaged: Option<DamagedImage>,
+}
+
+/// A stored image found damaged on the way, and what was wrong with it.
+#[derive(Debug, Clone)]
+pub struct DamagedImage {
+    pub id: ImageId,
+    pub problem: String,
 }
 
 /// Converts one layer into an ACI and imports it. `diff_id` is the expected digest of the
 /// blob's uncompressed tar. The ACI is finished only after the blob's digests check out, so a
-/// mismatch leaves nothing stored. Returns the layer's image ID and whether this import
-/// brought it into the store.
+/// mismatch leaves nothing stored.
 pub async fn import_layer(
     store: &Store,
     source: LayerSource,
     diff_id: &str,
     manifest: &[u8],
     render: Option<(&LayerOrder, usize)>,
-) -> Result<(ImageId, bool), OciError> {
+) -> Result<ImportedLayer, OciError> {
     let refused = |source| OciError::Layer { diff_id: diff_id.into(), source };
-    let mut aci = store.build_aci(manifest).map_err(refused)?;
-    if let Some((order, index)) = render {
-        order.started(index, aci.follow().map_err(refused)?);
-    }
-    match source {
-        LayerSource::Blob(blob, digest) => convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?,
-        LayerSource::Stored(donor) => aci.copy_rootfs_of(&donor).await.map_err(refused)?,
-    }
+    // A render follows a conversion as it is written; a copy, which may turn out damaged only
+    // at its end, it reads once stored.
+    let converting = || -> Result<AciBuilder, OciError> {
+        let aci = store.build_aci(manifest).map_err(refused)?;
+        if let Some((order, index)) = render {
+            order.started(index, aci.follow().map_err(refused)?);
+        }
+        Ok(aci)
+    };
+    let mut damaged = None;
+    let aci = match source {
+        LayerSource::Blob(blob, digest) => {
+            let mut aci = converting()?;
+            convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?;
+            aci
+        }
+        LayerSource::Stored(donor, blob, digest) => {
+            let mut aci = store.build_aci(manifest).map_err(refused)?;
+            match aci.copy_rootfs_of(&donor).await {
+                Ok(()) => aci,
+                Err(CopyError::Store(e)) => return Err(refused(e)),
+                Err(CopyError::Damaged(e)) => {
+                    damaged = Some(DamagedImage { id: donor, problem: e.to_string() });
+                    drop(aci);
+                    let mut aci = converting()?;
+                    convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?;
+                    aci
+                }
+            }
+        }
+    };
     let imported = aci.finish(false).map_err(refused)?;
-    Ok((imported.id, !imported.already_stored))
+    Ok(ImportedLayer { id: imported.id, new: !imported.already_stored, damaged })
 }
 
 async fn convert_layer(

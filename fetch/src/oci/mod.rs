@@ -18,6 +18,7 @@ use rkt_store::{ImageId, RemoteRecord, Store, StoreError};
 use crate::task::{try_join_bounded, Job};
 use container::Container;
 pub use container::Reader;
+pub use convert::DamagedImage;
 pub(crate) use convert::{import_layer, sha256_hex, LayerSource};
 pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 
@@ -275,6 +276,15 @@ pub struct Converted {
     /// The image's ACI, on top of its layers'.
     pub id: ImageId,
     pub undo: ConvertUndo,
+    /// Stored layers found damaged while converting: what they held was fetched again.
+    pub damaged: Vec<DamagedImage>,
+}
+
+impl Converted {
+    /// An image found in the store as it is: nothing to take back.
+    pub fn found(id: ImageId) -> Self {
+        Converted { id, undo: ConvertUndo::default(), damaged: Vec::new() }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -388,6 +398,7 @@ pub(crate) async fn store_image(
     // The layers this fetch brings into the store: taken back if the image is refused, so that
     // bad input leaves the store as it was (a layer that checked out is of no use alone).
     let committed: Arc<Mutex<Vec<(usize, ImageId)>>> = Arc::default();
+    let damaged: Arc<Mutex<Vec<DamagedImage>>> = Arc::default();
     // Each import task holds a sender: once all are gone, no import can still commit.
     let (running, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
     let result: Result<Converted, OciError> = async {
@@ -419,11 +430,11 @@ pub(crate) async fn store_image(
             }
             // The same content stored under another chain is copied from the store.
             let source = match store.find_annotated(LAYER_PREFIX, DIFF_ID_ANNOTATION, diff_id)? {
-                Some(donor) => LayerSource::Stored(donor),
+                Some(donor) => LayerSource::Stored(donor, blob, digest),
                 None => LayerSource::Blob(blob, digest),
             };
             let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
-            let (committed, running) = (committed.clone(), running.clone());
+            let (committed, running, damaged) = (committed.clone(), running.clone(), damaged.clone());
             // Each layer is imported by a task of its own, so that the layers' SHA-512s (the
             // slowest stage) run on every core; spawned only once admitted, to keep the bound.
             pending.push(Box::pin(async move {
@@ -432,11 +443,12 @@ pub(crate) async fn store_image(
                     let _running = running;
                     let render = follow.as_ref().map(|order| (order, i));
                     let manifest = manifest.to_string();
-                    let (id, new) = import_layer(&store, source, &diff_id, manifest.as_bytes(), render).await?;
-                    if new {
-                        committed.lock().unwrap_or_else(|p| p.into_inner()).push((i, id.clone()));
+                    let layer = import_layer(&store, source, &diff_id, manifest.as_bytes(), render).await?;
+                    if layer.new {
+                        committed.lock().unwrap_or_else(|p| p.into_inner()).push((i, layer.id.clone()));
                     }
-                    Ok::<_, OciError>(id)
+                    damaged.lock().unwrap_or_else(|p| p.into_inner()).extend(layer.damaged);
+                    Ok::<_, OciError>(layer.id)
                 }));
                 let id = (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))??;
                 if let Some(order) = &order {
@@ -471,7 +483,8 @@ pub(crate) async fn store_image(
         if !imported.already_stored {
             brought_in.push(imported.id.clone());
         }
-        Ok(Converted { id: imported.id, undo: ConvertUndo { brought_in, remote: None } })
+        let damaged = std::mem::take(&mut *damaged.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(Converted { id: imported.id, undo: ConvertUndo { brought_in, remote: None }, damaged })
     }
     .await;
     if result.is_err() {

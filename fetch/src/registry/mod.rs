@@ -10,8 +10,8 @@ pub use client::{base64, base64_decode, RegistryClient};
 
 use crate::oci::naming::{parse_docker_ref, DEFAULT_REGISTRY};
 use crate::oci::{
-    check_document, parse_json, pick_platform, sha256_hex, store_image, ConvertUndo, Converted, Document,
-    ImageConfigFile, OciError, Plan, MAX_DOCUMENT,
+    check_document, parse_json, pick_platform, sha256_hex, store_image, Converted, Document, ImageConfigFile, OciError,
+    Plan, MAX_DOCUMENT,
 };
 
 const ACCEPT: &[&str] = &[
@@ -122,7 +122,7 @@ pub async fn import(
         // Unchanged, and whole: a layer lost since (a blob removed by hand and dropped by
         // `image verify`, say) is fetched again below, with the layers still there reused.
         if remote.etag == top_digest && store.dependency_layers(&remote.image_id).is_ok() {
-            return Ok(Converted { id: remote.image_id, undo: ConvertUndo::default() });
+            return Ok(Converted::found(remote.image_id));
         }
     }
     let mut doc: Document = parse_json(&bytes, "the manifest")?;
