@@ -37,6 +37,13 @@ fn fetch_by_name_through_discovery() {
     let mut loop_b = Tar::new();
     loop_b.manifest(&manifest_json("example.com/loop-b", &with_dep("example.com/loop-a"))).dir("rootfs");
     let loop_b = env.write("loop-b.aci", &loop_b.finish());
+    // pair -> extra -> absent: extra is fetched, then absent cannot be found.
+    let mut pair = Tar::new();
+    pair.manifest(&manifest_json("example.com/pair", &with_dep("example.com/extra"))).dir("rootfs");
+    let pair = env.write("pair.aci", &pair.finish());
+    let mut extra = Tar::new();
+    extra.manifest(&manifest_json("example.com/extra", &with_dep("example.com/absent"))).dir("rootfs");
+    let extra = env.write("extra.aci", &extra.finish());
     let mut wrong = Tar::new();
     wrong.manifest(&manifest_json("example.com/other", labels)).dir("rootfs");
     let wrong_aci = env.write("wrong.aci", &wrong.finish());
@@ -72,6 +79,8 @@ fn fetch_by_name_through_discovery() {
         "/images/example.com/app-2.0.0-linux-amd64.aci": {"file": wrong_aci},
         "/images/example.com/base-1.0.0-linux-amd64.aci": {"file": base_aci},
         "/images/example.com/loop-a-1.0.0-linux-amd64.aci": {"file": loop_a},
+        "/images/example.com/pair-1.0.0-linux-amd64.aci": {"file": pair},
+        "/images/example.com/extra-1.0.0-linux-amd64.aci": {"file": extra},
         "/images/example.com/loop-b-1.0.0-linux-amd64.aci": {"file": loop_b},
         "/images/example.com/app/signed-1.0.0-linux-amd64.aci": {"file": signed_aci},
         "/images/example.com/app/signed-1.0.0-linux-amd64.aci.asc": {"file": signature},
@@ -94,6 +103,9 @@ $rkt image render --rootfs-only example.com/app:1.0.0 {rendered}
 if $rkt fetch example.com/app:2.0.0 2> {err}; then echo unexpected; exit 1; fi
 if $rkt fetch example.com/loop-a:1.0.0 2> {cycle}; then echo unexpected; exit 1; fi
 if $rkt fetch example.com/endless:1.0.0 2> {endless}; then echo unexpected; exit 1; fi
+$rkt image list --no-legend --fields=id > {ids_before}
+if $rkt fetch example.com/pair:1.0.0 2> {absent}; then echo unexpected; exit 1; fi
+$rkt image list --no-legend --fields=id > {ids_after}
 $rkt image list --no-legend --fields=name > {list}
 signed="{rkt} --dir {store} --local-config {config} --quiet"
 if $signed fetch example.com/app/signed:1.0.0 2> {untrusted}; then echo unexpected; exit 1; fi
@@ -116,6 +128,9 @@ $signed fetch example.com/app/signed:1.0.0 2> {verified}
         list = env.path("list").display(),
         cycle = env.path("cycle").display(),
         endless = env.path("endless").display(),
+        ids_before = env.path("ids_before").display(),
+        absent = env.path("absent").display(),
+        ids_after = env.path("ids_after").display(),
         config = env.path("config").display(),
         untrusted = env.path("untrusted").display(),
         trusted = env.path("trusted").display(),
@@ -138,6 +153,13 @@ $signed fetch example.com/app/signed:1.0.0 2> {verified}
     );
     let endless = std::fs::read_to_string(env.path("endless")).unwrap();
     assert!(endless.contains("endless?ac-discovery=1: the answer is over the 4194304-byte limit"), "{endless}");
+    let absent = std::fs::read_to_string(env.path("absent")).unwrap();
+    assert!(absent.contains("example.com/absent"), "{absent}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("ids_after")).unwrap(),
+        std::fs::read_to_string(env.path("ids_before")).unwrap(),
+        "a fetch whose dependency's dependency cannot be had leaves the store as it was"
+    );
     let err = std::fs::read_to_string(env.path("err")).unwrap();
     assert!(err.contains("named \"example.com/other\""), "{err}");
     let list = std::fs::read_to_string(env.path("list")).unwrap();

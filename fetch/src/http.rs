@@ -68,15 +68,26 @@ pub struct UrlUndo {
 }
 
 impl UrlUndo {
+    /// The image the fetch brought into the store, if it did.
+    pub fn new_image(&self) -> Option<&ImageId> {
+        self.new_image.as_ref()
+    }
+
+    /// Puts the URL's row back as it was before the fetch (after its image is taken back: a
+    /// row whose image is gone is removed).
+    pub fn restore_row(self, store: &Store) -> Result<(), rkt_store::StoreError> {
+        match &self.remote {
+            Some(before) if store.image(&before.image_id).is_ok() => store.set_remote(before),
+            _ => store.remove_remote(&self.url),
+        }
+    }
+
     pub fn undo(self, store: &Store) -> Result<(), rkt_store::StoreError> {
         if let Some(id) = &self.new_image {
             // Its rows in `remotes` go with it.
             store.take_back(id)?;
         }
-        match &self.remote {
-            Some(before) if store.image(&before.image_id).is_ok() => store.set_remote(before),
-            _ => store.remove_remote(&self.url),
-        }
+        self.restore_row(store)
     }
 }
 

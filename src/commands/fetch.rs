@@ -73,11 +73,14 @@ impl Undo {
 
     fn apply(self, store: &rkt_store::Store) -> CliResult {
         let urls = self.urls.into_inner().unwrap_or_else(|p| p.into_inner());
+        // An image that one the fetch brought in still depends on would be kept: they all go
+        // together, dependents first.
+        let images: Vec<rkt_store::ImageId> =
+            self.file_image.into_iter().chain(urls.iter().filter_map(|u| u.new_image().cloned())).collect();
+        store.take_back_all(&images)?;
+        // Newest first, so that a URL fetched twice ends with the row it had before the first.
         for undo in urls.into_iter().rev() {
-            undo.undo(store)?;
-        }
-        if let Some(id) = self.file_image {
-            store.take_back(&id)?;
+            undo.restore_row(store)?;
         }
         if let Some(converted) = self.converted {
             converted.undo(store)?;

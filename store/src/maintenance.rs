@@ -57,6 +57,29 @@ impl Store {
         Ok(true)
     }
 
+    /// Takes back the images a failed fetch brought in, each as `take_back` does, in whatever
+    /// order they come: one kept because another of them depends on it goes once that one has
+    /// gone. Returns those removed.
+    pub fn take_back_all(&self, ids: &[ImageId]) -> Result<Vec<ImageId>> {
+        let mut left = ids.to_vec();
+        let mut removed = Vec::new();
+        loop {
+            let mut kept = Vec::new();
+            let removed_before = removed.len();
+            for id in std::mem::take(&mut left) {
+                if self.take_back(&id)? {
+                    removed.push(id);
+                } else {
+                    kept.push(id);
+                }
+            }
+            if kept.is_empty() || removed.len() == removed_before {
+                return Ok(removed);
+            }
+            left = kept;
+        }
+    }
+
     /// The images whose dependencies, resolved as a render resolves them, include `id`.
     pub fn dependents(&self, id: &ImageId) -> Result<Vec<ImageId>> {
         let name = self.image(id)?.name;

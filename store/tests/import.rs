@@ -260,3 +260,32 @@ fn a_root_filesystem_copied_from_a_stored_image_renders_the_same() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert_eq!(store.images().unwrap().len(), 2);
 }
+
+/// Images a failed fetch brought in go back whatever order they come in: a base is kept while
+/// an image on it is stored, and goes once that image has gone. One that an image the fetch did
+/// not bring in depends on stays.
+#[test]
+fn images_taken_back_together_go_dependents_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let import = |name: &str, dep: Option<&str>| {
+        let deps = dep.map(|d| format!(r#","dependencies":[{{"imageName":"{d}"}}]"#)).unwrap_or_default();
+        let manifest = format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"{deps}}}"#);
+        let bytes = aci(&manifest, &[("rootfs/f", name.as_bytes())]);
+        rt().block_on(store.import(&bytes[..], &ImportOptions::default())).unwrap().id
+    };
+    let base = import("example.com/base", None);
+    let middle = import("example.com/middle", Some("example.com/base"));
+    let top = import("example.com/top", Some("example.com/middle"));
+    let removed = store.take_back_all(&[base.clone(), middle.clone(), top.clone()]).unwrap();
+    assert_eq!(removed, vec![top, middle, base]);
+    assert!(store.images().unwrap().is_empty());
+
+    let base = import("example.com/base", None);
+    let kept = import("example.com/kept", Some("example.com/base"));
+    let brought = import("example.com/brought", Some("example.com/base"));
+    assert_eq!(store.take_back_all(&[base.clone(), brought.clone()]).unwrap(), vec![brought]);
+    let left: Vec<_> = store.images().unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&base) && left.contains(&kept));
+}
