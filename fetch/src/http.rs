@@ -13,7 +13,7 @@ use reqwest::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, ETAG, IF_NONE_MATCH, IF_RANGE, LOCATION, RANGE, RETRY_AFTER,
 };
 use reqwest::{Client, Response, StatusCode, Url};
-use rkt_store::{now_ns, ImageId, ImportOptions, RemoteRecord, Store};
+use rkt_store::{now_ns, BroughtIn, ImageId, ImportOptions, RemoteRecord, Store};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::oci::Reader;
@@ -53,7 +53,8 @@ pub enum UrlOutcome {
     /// The server answered 304 Not Modified.
     NotModified(ImageId),
     /// Downloaded; `new` when the store did not have the image before.
-    Downloaded { id: ImageId, new: bool },
+    /// With what to take back should the image fail, when the download brought it in.
+    Downloaded { id: ImageId, brought_in: Option<BroughtIn> },
 }
 
 /// What a URL fetch changed in the store, for a caller that finds the image unusable (its
@@ -64,12 +65,12 @@ pub struct UrlUndo {
     /// The URL's row before the fetch.
     remote: Option<RemoteRecord>,
     /// The image, when the fetch brought it into the store.
-    new_image: Option<ImageId>,
+    new_image: Option<BroughtIn>,
 }
 
 impl UrlUndo {
     /// The image the fetch brought into the store, if it did.
-    pub fn new_image(&self) -> Option<&ImageId> {
+    pub fn new_image(&self) -> Option<&BroughtIn> {
         self.new_image.as_ref()
     }
 
@@ -453,7 +454,7 @@ pub async fn fetch_url(
     let before = store.remote(url)?;
     let (outcome, signers) = fetch_url_changing(store, url, before.clone(), options, checks).await?;
     let new_image = match &outcome {
-        UrlOutcome::Downloaded { id, new: true } => Some(id.clone()),
+        UrlOutcome::Downloaded { brought_in, .. } => brought_in.clone(),
         _ => None,
     };
     Ok((outcome, signers, UrlUndo { url: url.to_string(), remote: before, new_image }))
@@ -574,7 +575,7 @@ async fn fetch_url_changing(
         cache_max_age: age,
         download_time: now_ns(),
     })?;
-    Ok((UrlOutcome::Downloaded { new: !imported.already_stored, id: imported.id }, signers))
+    Ok((UrlOutcome::Downloaded { brought_in: imported.brought_in(), id: imported.id }, signers))
 }
 
 /// Passes a body through while appending it to a file; notes a broken transfer.

@@ -59,7 +59,7 @@ impl Fetched {
 #[derive(Default)]
 struct Undo {
     /// A local ACI file imported now.
-    file_image: Option<rkt_store::ImageId>,
+    file_image: Option<rkt_store::BroughtIn>,
     /// The images fetched by URL (the image itself, and its dependencies by discovery).
     urls: std::sync::Mutex<Vec<rkt_fetch::http::UrlUndo>>,
     /// A Docker or OCI image converted now: its layers, itself and its remote row.
@@ -75,7 +75,7 @@ impl Undo {
         let urls = self.urls.into_inner().unwrap_or_else(|p| p.into_inner());
         // An image that one the fetch brought in still depends on would be kept: they all go
         // together, dependents first.
-        let images: Vec<rkt_store::ImageId> =
+        let images: Vec<rkt_store::BroughtIn> =
             self.file_image.into_iter().chain(urls.iter().filter_map(|u| u.new_image().cloned())).collect();
         store.take_back_all(&images)?;
         // Newest first, so that a URL fetched twice ends with the row it had before the first.
@@ -126,9 +126,7 @@ async fn find_or_fetch(
             };
             let (imported, signers) = fetch_file(store, &path, &options).await?;
             report_signers(&signers);
-            if !imported.already_stored {
-                undo.file_image = Some(imported.id.clone());
-            }
+            undo.file_image = imported.brought_in();
             fetch_dependencies(ctx, store, &imported.id, policy, undo).await?;
             imported.id
         }

@@ -28,6 +28,6 @@ pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::{Layer, MAX_LAYERS};
-pub use store::{read_manifest, ImportOptions, Imported, Store, StoreLock};
+pub use store::{read_manifest, BroughtIn, ImportOptions, Imported, Store, StoreLock};
 pub use tmp_area::lock_exclusive_waiting;
 pub use tree::Tree;

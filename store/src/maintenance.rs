@@ -8,7 +8,7 @@ use crate::blob::Tee;
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
 use crate::index::{now_ns, ImageRecord};
-use crate::store::{scan_aci, Store};
+use crate::store::{scan_aci, BroughtIn, Store};
 use crate::tree::remove_dir_atomically;
 
 #[derive(Debug, Default)]
@@ -43,34 +43,34 @@ impl Store {
         self.remove_locked(id)
     }
 
-    /// Takes back an image that a failed fetch brought into the store, unless another image
-    /// now depends on it: a fetch running beside the failed one found it stored and built on it
+    /// Takes back an image that a failed fetch brought into the store, unless another fetch
+    /// now relies on it: one running beside the failed one found it stored and built on it
     /// (fetches hold the shared lock while they rely on what they found, so this waits for
-    /// them). Returns whether it was removed.
-    pub fn take_back(&self, id: &ImageId) -> Result<bool> {
+    /// them), or imported it again for itself. Returns whether it was removed.
+    pub fn take_back(&self, image: &BroughtIn) -> Result<bool> {
         let _lock = self.lock_exclusive()?;
-        let stored = self.index().image(id)?.is_some();
-        if !stored || !self.dependents(id)?.is_empty() {
+        let Some(record) = self.index().image(&image.id)? else { return Ok(false) };
+        if record.import_time != image.import_time || !self.dependents(&image.id)?.is_empty() {
             return Ok(false);
         }
-        self.remove_locked(id)?;
+        self.remove_locked(&image.id)?;
         Ok(true)
     }
 
     /// Takes back the images a failed fetch brought in, each as `take_back` does, in whatever
     /// order they come: one kept because another of them depends on it goes once that one has
     /// gone. Returns those removed.
-    pub fn take_back_all(&self, ids: &[ImageId]) -> Result<Vec<ImageId>> {
-        let mut left = ids.to_vec();
+    pub fn take_back_all(&self, images: &[BroughtIn]) -> Result<Vec<ImageId>> {
+        let mut left = images.to_vec();
         let mut removed = Vec::new();
         loop {
             let mut kept = Vec::new();
             let removed_before = removed.len();
-            for id in std::mem::take(&mut left) {
-                if self.take_back(&id)? {
-                    removed.push(id);
+            for image in std::mem::take(&mut left) {
+                if self.take_back(&image)? {
+                    removed.push(image.id);
                 } else {
-                    kept.push(id);
+                    kept.push(image);
                 }
             }
             if kept.is_empty() || removed.len() == removed_before {

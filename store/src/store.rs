@@ -51,6 +51,23 @@ pub struct Imported {
     pub compression: Compression,
     /// The store had this image before the import.
     pub already_stored: bool,
+    /// When this import wrote the image's row (nanoseconds since the epoch).
+    pub import_time: i64,
+}
+
+impl Imported {
+    /// What a fetch that fails takes back: the image, unless the store had it before.
+    pub fn brought_in(&self) -> Option<BroughtIn> {
+        (!self.already_stored).then(|| BroughtIn { id: self.id.clone(), import_time: self.import_time })
+    }
+}
+
+/// An image a fetch brought into the store, as that fetch imported it: a fetch beside it that
+/// imports the same image again makes it its own too (see `Store::take_back`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroughtIn {
+    pub id: ImageId,
+    pub import_time: i64,
 }
 
 /// A flock on the store: shared while images are added or read, exclusive while they are removed.
@@ -220,7 +237,7 @@ impl Store {
             last_used: now,
             latest,
         })?;
-        Ok(Imported { id, manifest, size, compression: Compression::None, already_stored })
+        Ok(Imported { id, manifest, size, compression: Compression::None, already_stored, import_time: now })
     }
 
     /// Resolves an ID as typed (`sha512-` and at least two hex digits) as rkt's `ResolveKey` does.

@@ -263,7 +263,7 @@ fn a_root_filesystem_copied_from_a_stored_image_renders_the_same() {
 
 /// Images a failed fetch brought in go back whatever order they come in: a base is kept while
 /// an image on it is stored, and goes once that image has gone. One that an image the fetch did
-/// not bring in depends on stays.
+/// not bring in depends on stays, as does one that another fetch imported again meanwhile.
 #[test]
 fn images_taken_back_together_go_dependents_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -272,20 +272,27 @@ fn images_taken_back_together_go_dependents_first() {
         let deps = dep.map(|d| format!(r#","dependencies":[{{"imageName":"{d}"}}]"#)).unwrap_or_default();
         let manifest = format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"{deps}}}"#);
         let bytes = aci(&manifest, &[("rootfs/f", name.as_bytes())]);
-        rt().block_on(store.import(&bytes[..], &ImportOptions::default())).unwrap().id
+        rt().block_on(store.import(&bytes[..], &ImportOptions::default())).unwrap()
     };
-    let base = import("example.com/base", None);
-    let middle = import("example.com/middle", Some("example.com/base"));
-    let top = import("example.com/top", Some("example.com/middle"));
+    let brought = |name: &str, dep: Option<&str>| import(name, dep).brought_in().expect("a new image");
+    let base = brought("example.com/base", None);
+    let middle = brought("example.com/middle", Some("example.com/base"));
+    let top = brought("example.com/top", Some("example.com/middle"));
     let removed = store.take_back_all(&[base.clone(), middle.clone(), top.clone()]).unwrap();
-    assert_eq!(removed, vec![top, middle, base]);
+    assert_eq!(removed, vec![top.id, middle.id, base.id]);
     assert!(store.images().unwrap().is_empty());
 
-    let base = import("example.com/base", None);
-    let kept = import("example.com/kept", Some("example.com/base"));
-    let brought = import("example.com/brought", Some("example.com/base"));
-    assert_eq!(store.take_back_all(&[base.clone(), brought.clone()]).unwrap(), vec![brought]);
+    let base = brought("example.com/base", None);
+    let kept = brought("example.com/kept", Some("example.com/base"));
+    let mine = brought("example.com/mine", Some("example.com/base"));
+    assert_eq!(store.take_back_all(&[base.clone(), mine.clone()]).unwrap(), vec![mine.id]);
     let left: Vec<_> = store.images().unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(left.len(), 2);
-    assert!(left.contains(&base) && left.contains(&kept));
+    assert!(left.contains(&base.id) && left.contains(&kept.id));
+
+    let first = brought("example.com/twice", None);
+    let again = import("example.com/twice", None);
+    assert!(again.already_stored && again.brought_in().is_none());
+    assert!(!store.take_back(&first).unwrap(), "imported again by another fetch: theirs too");
+    assert!(store.image(&first.id).is_ok());
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use futures_core::Stream;
-use rkt_store::{AciBuilder, CopyError, EntryError, ImageId, Store};
+use rkt_store::{AciBuilder, BroughtIn, CopyError, EntryError, ImageId, Store};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -70,8 +70,8 @@ pub enum LayerSource {
 /// A layer imported into the store.
 pub struct ImportedLayer {
     pub id: ImageId,
-    /// This import brought it into the store.
-    pub new: bool,
+    /// What to take back should the image fail: the layer, when this import brought it in.
+    pub brought_in: Option<BroughtIn>,
     /// The stored layer it was to be copied from, found damaged: its content was fetched.
     pub damaged: Option<DamagedImage>,
 }
@@ -126,7 +126,7 @@ pub async fn import_layer(
         }
     };
     let imported = aci.finish(false).map_err(refused)?;
-    Ok(ImportedLayer { id: imported.id, new: !imported.already_stored, damaged })
+    Ok(ImportedLayer { brought_in: imported.brought_in(), id: imported.id, damaged })
 }
 
 async fn convert_layer(

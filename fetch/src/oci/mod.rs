@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rkt_store::appc::{AppString, NameValue};
-use rkt_store::{ImageId, RemoteRecord, Store, StoreError};
+use rkt_store::{BroughtIn, ImageId, RemoteRecord, Store, StoreError};
 
 use crate::task::{try_join_bounded, Job};
 use container::Container;
@@ -290,9 +290,9 @@ impl Converted {
 #[derive(Debug, Default)]
 pub struct ConvertUndo {
     /// The images this conversion brought into the store, each after those it depends on.
-    brought_in: Vec<ImageId>,
-    /// The `docker://` string's remote row, and that row as it was before.
-    remote: Option<(String, Option<RemoteRecord>)>,
+    brought_in: Vec<BroughtIn>,
+    /// The `docker://` string's remote row as the conversion wrote it, and as it was before.
+    remote: Option<(RemoteRecord, Option<RemoteRecord>)>,
 }
 
 impl ConvertUndo {
@@ -306,15 +306,17 @@ impl ConvertUndo {
             }
         }
         let remote = match self.remote {
+            // A fetch beside this one wrote the row since: it is that fetch's now.
+            Some((written, _)) if store.remote(&written.url).ok().flatten().as_ref() != Some(&written) => Ok(()),
             Some((_, Some(before))) if store.image(&before.image_id).is_ok() => store.set_remote(&before),
-            Some((url, _)) => store.remove_remote(&url),
+            Some((written, _)) => store.remove_remote(&written.url),
             None => Ok(()),
         };
         first.and(remote)
     }
 
-    pub(crate) fn with_remote(self, url: String, before: Option<RemoteRecord>) -> Self {
-        ConvertUndo { remote: Some((url, before)), ..self }
+    pub(crate) fn with_remote(self, written: RemoteRecord, before: Option<RemoteRecord>) -> Self {
+        ConvertUndo { remote: Some((written, before)), ..self }
     }
 }
 
@@ -397,7 +399,7 @@ pub(crate) async fn store_image(
         .collect::<Result<_, _>>()?;
     // The layers this fetch brings into the store: taken back if the image is refused, so that
     // bad input leaves the store as it was (a layer that checked out is of no use alone).
-    let committed: Arc<Mutex<Vec<(usize, ImageId)>>> = Arc::default();
+    let committed: Arc<Mutex<Vec<(usize, BroughtIn)>>> = Arc::default();
     let damaged: Arc<Mutex<Vec<DamagedImage>>> = Arc::default();
     // Each import task holds a sender: once all are gone, no import can still commit.
     let (running, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
@@ -444,8 +446,8 @@ pub(crate) async fn store_image(
                     let render = follow.as_ref().map(|order| (order, i));
                     let manifest = manifest.to_string();
                     let layer = import_layer(&store, source, &diff_id, manifest.as_bytes(), render).await?;
-                    if layer.new {
-                        committed.lock().unwrap_or_else(|p| p.into_inner()).push((i, layer.id.clone()));
+                    if let Some(brought_in) = layer.brought_in {
+                        committed.lock().unwrap_or_else(|p| p.into_inner()).push((i, brought_in));
                     }
                     damaged.lock().unwrap_or_else(|p| p.into_inner()).extend(layer.damaged);
                     Ok::<_, OciError>(layer.id)
@@ -480,9 +482,7 @@ pub(crate) async fn store_image(
             let _ = progressive.finish(store, &imported.id).await;
         }
         let mut brought_in = bottom_up(&committed);
-        if !imported.already_stored {
-            brought_in.push(imported.id.clone());
-        }
+        brought_in.extend(imported.brought_in());
         let damaged = std::mem::take(&mut *damaged.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(Converted { id: imported.id, undo: ConvertUndo { brought_in, remote: None }, damaged })
     }
@@ -504,7 +504,7 @@ pub(crate) async fn store_image(
 
 /// The layers an import brought in, bottom first (they commit in any order, three at a time):
 /// taken back top first, each is then no longer a dependency of the one above it.
-fn bottom_up(committed: &Mutex<Vec<(usize, ImageId)>>) -> Vec<ImageId> {
+fn bottom_up(committed: &Mutex<Vec<(usize, BroughtIn)>>) -> Vec<BroughtIn> {
     let mut layers = std::mem::take(&mut *committed.lock().unwrap_or_else(|p| p.into_inner()));
     layers.sort_by_key(|(i, _)| *i);
     layers.into_iter().map(|(_, id)| id).collect()

@@ -1,5 +1,5 @@
-//! Two pulls that share a layer, at the same time: the one that fails must not take back the
-//! layer the other found stored and built on.
+//! Two pulls that share a layer or a whole image, at the same time: the one that fails must not
+//! take back what the other found stored and built on, or stored again for itself.
 
 use std::time::Duration;
 
@@ -96,4 +96,46 @@ async fn a_refused_pull_keeps_the_layer_a_pull_beside_it_builds_on() {
     let tree = store.render_tree(&b_id).await.expect("B's image renders");
     assert!(tree.path.join("rootfs/base").is_file());
     assert!(tree.path.join("rootfs/b").is_file());
+}
+
+/// Two pulls of the same image, the first refused after both stored it (its tree could not be
+/// rendered, say): the first's undo leaves what the second stored and the row it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pull_leaves_the_image_and_row_a_second_pull_of_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, top) = (layer("base").await, layer("top").await);
+    let plan = plan("same", &[diff_id(&base), diff_id(&top)]);
+    let pull = || store_image(&store, &plan, vec![(bytes(base.clone()), None), (bytes(top.clone()), None)], false);
+    let row = |image_id: &rkt_store::ImageId, download_time: i64| rkt_store::RemoteRecord {
+        url: "docker://example.com/same:v1".into(),
+        sig_url: String::new(),
+        etag: "sha256:m".into(),
+        image_id: image_id.clone(),
+        cache_max_age: 0,
+        download_time,
+    };
+    let first = pull().await.unwrap();
+    let first_row = row(&first.id, 1);
+    store.set_remote(&first_row).unwrap();
+    let first_undo = first.undo.with_remote(first_row, None);
+    let second = pull().await.unwrap();
+    assert_eq!(second.id, first.id);
+    let second_row = row(&second.id, 2);
+    store.set_remote(&second_row).unwrap();
+
+    first_undo.undo(&store).unwrap();
+    assert!(store.image(&second.id).is_ok(), "the image the second pull stored was taken back");
+    assert_eq!(store.remote(&second_row.url).unwrap(), Some(second_row.clone()));
+    store.render_tree(&second.id).await.expect("its layers are there");
+
+    // Had no pull come second, the first's undo takes back all it brought in.
+    let alone = tempfile::tempdir().unwrap();
+    let store = Store::open(alone.path()).unwrap();
+    let only = store_image(&store, &plan, vec![(bytes(base), None), (bytes(top), None)], false).await.unwrap();
+    let only_row = row(&only.id, 3);
+    store.set_remote(&only_row).unwrap();
+    only.undo.with_remote(only_row.clone(), None).undo(&store).unwrap();
+    assert!(store.images().unwrap().is_empty());
+    assert_eq!(store.remote(&only_row.url).unwrap(), None);
 }

@@ -193,15 +193,16 @@ pub async fn import(
     };
     let converted = store_image(store, &plan, blobs, options.render).await?;
     let before = store.remote(&url)?;
-    store.set_remote(&RemoteRecord {
-        url: url.clone(),
+    let written = RemoteRecord {
+        url,
         sig_url: String::new(),
         etag: top_digest,
         image_id: converted.id.clone(),
         cache_max_age: 0,
         download_time: now_ns(),
-    })?;
-    Ok(Converted { undo: converted.undo.with_remote(url, before), ..converted })
+    };
+    store.set_remote(&written)?;
+    Ok(Converted { undo: converted.undo.with_remote(written, before), ..converted })
 }
 
 /// A document's declared media type must agree with the Content-Type it was served with.
