@@ -64,6 +64,8 @@ pub struct UrlUndo {
     url: String,
     /// The URL's row before the fetch.
     remote: Option<RemoteRecord>,
+    /// The row the fetch wrote, if it wrote one.
+    written: Option<RemoteRecord>,
     /// The image, when the fetch brought it into the store.
     new_image: Option<BroughtIn>,
 }
@@ -75,8 +77,13 @@ impl UrlUndo {
     }
 
     /// Puts the URL's row back as it was before the fetch (after its image is taken back: a
-    /// row whose image is gone is removed).
+    /// row whose image is gone is removed), unless another fetch of the URL has written it since.
     pub fn restore_row(self, store: &Store) -> Result<(), rkt_store::StoreError> {
+        let Some(written) = &self.written else { return Ok(()) };
+        // None: it went with the image the fetch brought in.
+        if store.remote(&self.url)?.is_some_and(|now| now != *written) {
+            return Ok(());
+        }
         match &self.remote {
             Some(before) if store.image(&before.image_id).is_ok() => store.set_remote(before),
             _ => store.remove_remote(&self.url),
@@ -452,28 +459,29 @@ pub async fn fetch_url(
     checks: UrlChecks<'_>,
 ) -> Result<(UrlOutcome, Vec<String>, UrlUndo), FetchError> {
     let before = store.remote(url)?;
-    let (outcome, signers) = fetch_url_changing(store, url, before.clone(), options, checks).await?;
+    let (outcome, signers, written) = fetch_url_changing(store, url, before.clone(), options, checks).await?;
     let new_image = match &outcome {
         UrlOutcome::Downloaded { brought_in, .. } => brought_in.clone(),
         _ => None,
     };
-    Ok((outcome, signers, UrlUndo { url: url.to_string(), remote: before, new_image }))
+    Ok((outcome, signers, UrlUndo { url: url.to_string(), remote: before, written, new_image }))
 }
 
-/// `fetch_url`'s work; `remote` is the URL's row as the fetch found it.
+/// `fetch_url`'s work; `remote` is the URL's row as the fetch found it. Returns the row it
+/// wrote, if it wrote one.
 async fn fetch_url_changing(
     store: &Store,
     url: &str,
     remote: Option<RemoteRecord>,
     options: &HttpOptions,
     checks: UrlChecks<'_>,
-) -> Result<(UrlOutcome, Vec<String>), FetchError> {
+) -> Result<(UrlOutcome, Vec<String>, Option<RemoteRecord>), FetchError> {
     let UrlChecks { verify, expected } = checks;
     let remote = remote.filter(|r| store.image(&r.image_id).is_ok());
     if let Some(r) = &remote {
         let age_ns = now_ns() - r.download_time;
         if r.cache_max_age > 0 && age_ns < r.cache_max_age * 1_000_000_000 {
-            return Ok((UrlOutcome::Fresh(r.image_id.clone()), Vec::new()));
+            return Ok((UrlOutcome::Fresh(r.image_id.clone()), Vec::new(), None));
         }
     }
     let client = client(options)?;
@@ -481,7 +489,7 @@ async fn fetch_url_changing(
     let started = now_ns();
     let download = Download::lock(store, url).await?;
     let remote = match store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
-        Some(r) if r.download_time >= started => return Ok((UrlOutcome::NotModified(r.image_id), Vec::new())),
+        Some(r) if r.download_time >= started => return Ok((UrlOutcome::NotModified(r.image_id), Vec::new(), None)),
         other => other,
     };
     let mut headers = HeaderMap::new();
@@ -506,7 +514,7 @@ async fn fetch_url_changing(
         r.download_time = now_ns();
         r.cache_max_age = age;
         store.set_remote(&r)?;
-        return Ok((UrlOutcome::NotModified(r.image_id), Vec::new()));
+        return Ok((UrlOutcome::NotModified(r.image_id.clone()), Vec::new(), Some(r)));
     }
     let resumed = status == StatusCode::PARTIAL_CONTENT && have > 0;
     if status != StatusCode::OK && !resumed {
@@ -567,15 +575,16 @@ async fn fetch_url_changing(
     };
     let signers = signers.into_inner().expect("not poisoned");
     download.done();
-    store.set_remote(&RemoteRecord {
+    let written = RemoteRecord {
         url: url.to_string(),
         sig_url: String::new(),
         etag,
         image_id: imported.id.clone(),
         cache_max_age: age,
         download_time: now_ns(),
-    })?;
-    Ok((UrlOutcome::Downloaded { brought_in: imported.brought_in(), id: imported.id }, signers))
+    };
+    store.set_remote(&written)?;
+    Ok((UrlOutcome::Downloaded { brought_in: imported.brought_in(), id: imported.id }, signers, Some(written)))
 }
 
 /// Passes a body through while appending it to a file; notes a broken transfer.
@@ -673,5 +682,36 @@ mod tests {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=60, no-cache"));
         assert_eq!(max_age(&h), 0);
         assert_eq!(max_age(&HeaderMap::new()), 0);
+    }
+
+    /// A failed fetch puts back the row it wrote, and leaves one another fetch wrote since.
+    #[test]
+    fn a_url_row_goes_back_only_while_it_is_the_one_the_fetch_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let manifest = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/app"}"#;
+        let id = store.build_aci(manifest).unwrap().finish(false).unwrap().id;
+        let row = |etag: &str| RemoteRecord {
+            url: "https://example.com/app.aci".into(),
+            sig_url: String::new(),
+            etag: etag.into(),
+            image_id: id.clone(),
+            cache_max_age: 0,
+            download_time: 1,
+        };
+        let undo = |written: Option<RemoteRecord>| UrlUndo {
+            url: "https://example.com/app.aci".into(),
+            remote: None,
+            written,
+            new_image: None,
+        };
+        store.set_remote(&row("mine")).unwrap();
+        undo(Some(row("mine"))).restore_row(&store).unwrap();
+        assert_eq!(store.remote("https://example.com/app.aci").unwrap(), None);
+
+        store.set_remote(&row("theirs")).unwrap();
+        undo(Some(row("mine"))).restore_row(&store).unwrap();
+        undo(None).restore_row(&store).unwrap();
+        assert_eq!(store.remote("https://example.com/app.aci").unwrap(), Some(row("theirs")));
     }
 }

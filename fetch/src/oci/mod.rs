@@ -306,8 +306,9 @@ impl ConvertUndo {
             }
         }
         let remote = match self.remote {
-            // A fetch beside this one wrote the row since: it is that fetch's now.
-            Some((written, _)) if store.remote(&written.url).ok().flatten().as_ref() != Some(&written) => Ok(()),
+            // A fetch beside this one wrote the row since: it is that fetch's now. (A row that is
+            // gone went with the image this conversion brought in.)
+            Some((written, _)) if store.remote(&written.url).ok().flatten().is_some_and(|now| now != written) => Ok(()),
             Some((_, Some(before))) if store.image(&before.image_id).is_ok() => store.set_remote(&before),
             Some((written, _)) => store.remove_remote(&written.url),
             None => Ok(()),

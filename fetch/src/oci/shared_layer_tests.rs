@@ -105,7 +105,7 @@ async fn a_refused_pull_leaves_the_image_and_row_a_second_pull_of_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (base, top) = (layer("base").await, layer("top").await);
-    let plan = plan("same", &[diff_id(&base), diff_id(&top)]);
+    let (plan, old_plan) = (plan("same", &[diff_id(&base), diff_id(&top)]), plan("old", &[diff_id(&base)]));
     let pull = || store_image(&store, &plan, vec![(bytes(base.clone()), None), (bytes(top.clone()), None)], false);
     let row = |image_id: &rkt_store::ImageId, download_time: i64| rkt_store::RemoteRecord {
         url: "docker://example.com/same:v1".into(),
@@ -132,10 +132,14 @@ async fn a_refused_pull_leaves_the_image_and_row_a_second_pull_of_it_wrote() {
     // Had no pull come second, the first's undo takes back all it brought in.
     let alone = tempfile::tempdir().unwrap();
     let store = Store::open(alone.path()).unwrap();
+    let old = store_image(&store, &old_plan, vec![(bytes(base.clone()), None)], false).await.unwrap();
+    let old_row = row(&old.id, 3);
+    store.set_remote(&old_row).unwrap();
+    let stored_before = store.images().unwrap().len();
     let only = store_image(&store, &plan, vec![(bytes(base), None), (bytes(top), None)], false).await.unwrap();
-    let only_row = row(&only.id, 3);
+    let only_row = row(&only.id, 4);
     store.set_remote(&only_row).unwrap();
-    only.undo.with_remote(only_row.clone(), None).undo(&store).unwrap();
-    assert!(store.images().unwrap().is_empty());
-    assert_eq!(store.remote(&only_row.url).unwrap(), None);
+    only.undo.with_remote(only_row.clone(), Some(old_row.clone())).undo(&store).unwrap();
+    assert_eq!(store.images().unwrap().len(), stored_before);
+    assert_eq!(store.remote(&only_row.url).unwrap(), Some(old_row), "the tag's row before the pull");
 }
