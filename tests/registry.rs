@@ -25,6 +25,15 @@ fn busybox_layer() -> Vec<u8> {
     t.finish()
 }
 
+/// The full ID of the top layer of the converted image `image`: the image its manifest depends on.
+fn top_layer_id(env: &Env, image: &str) -> String {
+    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", image])).unwrap();
+    let top_layer = manifest["dependencies"][0]["imageName"].as_str().unwrap().to_string();
+    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
+    let found = listed.as_array().unwrap().iter().find(|i| i["name"] == top_layer.as_str()).unwrap();
+    found["id"].as_str().unwrap().to_string()
+}
+
 /// A configuration directory whose auth.d gives `registry` these credentials.
 fn docker_auth(env: &Env, registry: &str, user: &str, password: &str) -> std::path::PathBuf {
     let config = env.path("config");
@@ -102,13 +111,7 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     assert_eq!(registry.blob_requests(), 7, "v3's config and its middle layer only");
 
     // A layer cannot be removed alone: v1 could no longer be rendered.
-    let v1: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &id])).unwrap();
-    let top_layer = v1["dependencies"][0]["imageName"].as_str().unwrap().to_string();
-    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
-    let layer_id = listed.as_array().unwrap().iter().find(|i| i["name"] == top_layer.as_str()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let layer_id = top_layer_id(&env, &id);
     let out = env.rkt(&["image", "rm", &layer_id]);
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("depends on it: remove them too"));
@@ -158,14 +161,7 @@ fn a_damaged_stored_layer_is_downloaded_instead_of_copied() {
     assert_eq!(registry.blob_requests(), 3);
 
     // Bit rot in v1's top layer, the one v2 would copy.
-    let v1_id = String::from_utf8_lossy(&v1.stdout).trim().to_string();
-    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &v1_id])).unwrap();
-    let top_layer = manifest["dependencies"][0]["imageName"].as_str().unwrap().to_string();
-    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
-    let layer_id = listed.as_array().unwrap().iter().find(|i| i["name"] == top_layer.as_str()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let layer_id = top_layer_id(&env, String::from_utf8_lossy(&v1.stdout).trim());
     let blob = env.store().join("cas/blob/sha512").join(&layer_id[7..9]).join(&layer_id);
     let mut bytes = std::fs::read(&blob).unwrap();
     let at = bytes.windows(5).position(|w| w == b"hello").unwrap();

@@ -36,6 +36,12 @@ fn aci(manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// The manifest of an image named `name`, on the image named `dep` if given.
+fn manifest_on(name: &str, dep: Option<&str>) -> String {
+    let deps = dep.map(|d| format!(r#","dependencies":[{{"imageName":"{d}"}}]"#)).unwrap_or_default();
+    format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"{deps}}}"#)
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -78,14 +84,10 @@ fn lookup_by_name_prefers_latest_then_newest() {
 fn a_chain_rendered_layer_by_layer_equals_the_ordinary_render() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let manifest = |name: &str, dep: Option<&str>| {
-        let deps = dep.map(|d| format!(r#","dependencies":[{{"imageName":"{d}"}}]"#)).unwrap_or_default();
-        format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"{deps}}}"#)
-    };
-    let base = aci(&manifest("example.com/l0", None), &[("rootfs/a", b"base"), ("rootfs/gone", b"x")]);
+    let base = aci(&manifest_on("example.com/l0", None), &[("rootfs/a", b"base"), ("rootfs/gone", b"x")]);
     let mid =
-        aci(&manifest("example.com/l1", Some("example.com/l0")), &[("rootfs/a", b"mid"), ("rootfs/.wh.gone", b"")]);
-    let top = aci(&manifest("example.com/top", Some("example.com/l1")), &[]);
+        aci(&manifest_on("example.com/l1", Some("example.com/l0")), &[("rootfs/a", b"mid"), ("rootfs/.wh.gone", b"")]);
+    let top = aci(&manifest_on("example.com/top", Some("example.com/l1")), &[]);
     rt().block_on(async {
         let mut ids = Vec::new();
         for image in [&base, &mid, &top] {
@@ -269,9 +271,7 @@ fn images_taken_back_together_go_dependents_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let import = |name: &str, dep: Option<&str>| {
-        let deps = dep.map(|d| format!(r#","dependencies":[{{"imageName":"{d}"}}]"#)).unwrap_or_default();
-        let manifest = format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"{deps}}}"#);
-        let bytes = aci(&manifest, &[("rootfs/f", name.as_bytes())]);
+        let bytes = aci(&manifest_on(name, dep), &[("rootfs/f", name.as_bytes())]);
         rt().block_on(store.import(&bytes[..], &ImportOptions::default())).unwrap()
     };
     let brought = |name: &str, dep: Option<&str>| import(name, dep).brought_in().expect("a new image");
