@@ -3,6 +3,7 @@
 //! without a pipe between the writer and the store and without reading its tar back.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -14,6 +15,7 @@ use crate::blob::{InPlaceFile, Tee, TempBlob};
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::{ImageHasher, ImageId};
+use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
 use crate::tar_out::{header_blocks, padding, OutEntry};
@@ -39,6 +41,7 @@ pub struct AciBuilder {
     progress: ProgressGuard,
     /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
     flushed: u64,
+    space: SpaceGuard,
 }
 
 impl Store {
@@ -65,6 +68,7 @@ impl Store {
             pending: Vec::with_capacity(COPY_BUFFER),
             progress: ProgressGuard(Arc::default()),
             flushed: 0,
+            space: SpaceGuard::default(),
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
         builder.small(b"rootfs", b'5', 0o755, b"")?;
@@ -99,7 +103,9 @@ impl AciBuilder {
     }
 
     fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
-        self.temp.file.write_all(bytes).map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
+        let room = self.space.before_write(self.temp.file.as_fd(), bytes.len() as u64);
+        let written = room.and_then(|()| self.temp.file.write_all(bytes));
+        written.map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
         self.flushed += bytes.len() as u64;
         self.progress.0.wrote(self.flushed);
         Ok(())

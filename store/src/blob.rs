@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -11,6 +12,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::error::{Result, StoreError};
 use crate::image_id::{ImageHasher, ImageId};
+use crate::space::SpaceGuard;
 use crate::tmp_area::{link_into_place, unnamed_file, Claim};
 
 /// A file being written in `cas/tmp`. With `O_TMPFILE` it has no name until `persist`, so a
@@ -57,17 +59,27 @@ pub struct Tee<R> {
     hasher: ImageHasher,
     size: u64,
     out: Option<File>,
+    space: SpaceGuard,
     write_error: Option<io::Error>,
 }
 
 impl<R> Tee<R> {
     pub fn new(inner: R, out: Option<File>) -> Self {
-        Tee { inner, hashing: true, hasher: ImageHasher::new(), size: 0, out, write_error: None }
+        Tee {
+            inner,
+            hashing: true,
+            hasher: ImageHasher::new(),
+            size: 0,
+            out,
+            space: SpaceGuard::default(),
+            write_error: None,
+        }
     }
 
     /// Passes the stream through, counting it, hashing nothing.
     pub fn passthrough(inner: R) -> Self {
-        Tee { inner, hashing: false, hasher: ImageHasher::new(), size: 0, out: None, write_error: None }
+        let space = SpaceGuard::default();
+        Tee { inner, hashing: false, hasher: ImageHasher::new(), size: 0, out: None, space, write_error: None }
     }
 
     pub fn size(&self) -> u64 {
@@ -110,7 +122,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<R> {
         if let Some(out) = &mut this.out {
             // A plain write: the data is in the page cache at once, and a task of its own would
             // cost a copy of every buffer.
-            if let Err(e) = out.write_all(fresh) {
+            let room = this.space.before_write(out.as_fd(), fresh.len() as u64);
+            if let Err(e) = room.and_then(|()| out.write_all(fresh)) {
                 let shown = io::Error::new(e.kind(), format!("writing the image blob: {e}"));
                 this.write_error = Some(e);
                 return Poll::Ready(Err(shown));

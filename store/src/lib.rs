@@ -12,6 +12,7 @@ pub mod index;
 mod maintenance;
 mod path_tree;
 mod render;
+mod space;
 mod squash;
 mod store;
 mod tar_entry;

@@ -18,6 +18,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::space::SpaceGuard;
 use crate::tree_hash::FileHasher;
 
 /// The owner, mode, time and extended attributes an entry gets.
@@ -51,6 +52,7 @@ pub struct TreeWriter {
     /// With `digesting`, the digest of every file written, by inode: the tree hash then need
     /// not read the files again.
     digests: Option<FileDigests>,
+    space: SpaceGuard,
 }
 
 /// The BLAKE3 digests of files' contents by (device, inode), as `tree_hash` uses them.
@@ -193,6 +195,7 @@ impl TreeWriter {
             pending_dirs: Vec::new(),
             buffer: vec![0; 256 * 1024],
             digests: None,
+            space: SpaceGuard::default(),
         })
     }
 
@@ -270,12 +273,14 @@ impl TreeWriter {
         let mut file = File::from(fd);
         let mut buffer = std::mem::take(&mut self.buffer);
         let mut hasher = self.digests.as_ref().map(|_| FileHasher::new());
+        let space = &mut self.space;
         let copied = async {
             loop {
                 let n = data.read(&mut buffer).await?;
                 if n == 0 {
                     return Ok::<(), io::Error>(());
                 }
+                space.before_write(file.as_fd(), n as u64)?;
                 file.write_all(&buffer[..n])?;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&buffer[..n]);
