@@ -52,8 +52,8 @@ pub enum UrlOutcome {
     Fresh(ImageId),
     /// The server answered 304 Not Modified.
     NotModified(ImageId),
-    /// Downloaded; `new` when the store did not have the image before.
-    /// With what to take back should the image fail, when the download brought it in.
+    /// Downloaded; with what to take back should the image fail, when the store did not have
+    /// it before.
     Downloaded { id: ImageId, brought_in: Option<BroughtIn> },
 }
 
