@@ -51,6 +51,10 @@ impl Room {
         let st = nix::sys::statvfs::fstatvfs(file)?;
         let unit = st.fragment_size() as u64;
         let total = st.blocks() as u64 * unit;
+        if total == 0 {
+            // A filesystem that gives no sizes (some FUSE ones): nothing to go by.
+            return Ok(Room { free: u64::MAX, reserve: 0 });
+        }
         // Root may write into the blocks a filesystem keeps for root; others may not.
         let blocks = if nix::unistd::geteuid().is_root() { st.blocks_free() } else { st.blocks_available() };
         Ok(Room { free: blocks as u64 * unit, reserve: (total / 100).min(MAX_RESERVE) })
