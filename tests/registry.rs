@@ -171,7 +171,11 @@ fn a_damaged_stored_layer_is_downloaded_instead_of_copied() {
     let v2 = fetch("v2");
     let stderr = String::from_utf8_lossy(&v2.stderr);
     assert!(v2.status.success(), "{stderr}");
-    assert!(stderr.contains(&format!("warning: stored layer {} is damaged", &layer_id[..39])), "{stderr}");
+    let warning = format!(
+        "warning: stored layer {} is damaged, its content was fetched instead (its data no longer hashes to its ID)",
+        &layer_id[..39]
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
     assert_eq!(registry.blob_requests(), 6, "v2's config and both its layers");
     let rendered = render_fetched(&env, &v2);
     assert_eq!(std::fs::read_to_string(rendered.join("etc/greeting")).unwrap(), "hello from the registry\n");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use futures_core::Stream;
-use rkt_store::{AciBuilder, BroughtIn, CopyError, EntryError, ImageId, Store};
+use rkt_store::{AciBuilder, BroughtIn, CopyError, EntryError, ImageId, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -116,7 +116,11 @@ pub async fn import_layer(
                 Ok(()) => aci,
                 Err(CopyError::Store(e)) => return Err(refused(e)),
                 Err(CopyError::Damaged(e)) => {
-                    damaged = Some(DamagedImage { id: donor, problem: e.to_string() });
+                    let problem = match e {
+                        StoreError::Corrupt { .. } => "its data no longer hashes to its ID".to_string(),
+                        other => other.to_string(),
+                    };
+                    damaged = Some(DamagedImage { id: donor, problem });
                     drop(aci);
                     let mut aci = converting()?;
                     convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?;
