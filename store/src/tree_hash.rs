@@ -292,6 +292,19 @@ mod tests {
     }
 
     #[test]
+    fn of_digests_for_one_inode_the_last_counts() {
+        let mut known = FileDigests::new();
+        for (file, digest) in [((1, 9), 1), ((1, 3), 2), ((1, 9), 3), ((2, 9), 4), ((1, 9), 5)] {
+            known.insert(file, [digest; 32]);
+        }
+        known.sort();
+        assert_eq!(known.get(&(1, 9)), Some(&[5; 32]), "an inode number used again");
+        assert_eq!(known.get(&(1, 3)), Some(&[2; 32]));
+        assert_eq!(known.get(&(2, 9)), Some(&[4; 32]));
+        assert_eq!(known.get(&(1, 4)), None);
+    }
+
+    #[test]
     fn digests_taken_while_writing_give_the_hash_of_reading_the_files() {
         let tree = sample_tree();
         let mut known = FileDigests::new();
@@ -302,6 +315,7 @@ mod tests {
             let meta = path.metadata().unwrap();
             known.insert((meta.dev(), meta.ino()), h.finish());
         }
+        known.sort();
         let read = hash_tree(tree.path(), TreeHash::Blake3, &FileDigests::new()).unwrap();
         assert_eq!(hash_tree(tree.path(), TreeHash::Blake3, &known).unwrap(), read);
     }
