@@ -143,7 +143,7 @@ before=$(snapshot)
 out_of_space() {
   if rkt "$@" 2>"$DISK/err"; then echo "rkt $* succeeded"; exit 1; fi
   [ "$(wc -l <"$DISK/err")" = 1 ] || { cat "$DISK/err"; exit 1; }
-  grep -q -e 'No space left on device' -e "the store's filesystem is nearly full" "$DISK/err" || { cat "$DISK/err"; exit 1; }
+  grep -q -e 'No space left on device' -e "the filesystem is nearly full" "$DISK/err" || { cat "$DISK/err"; exit 1; }
   [ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt $*"; snapshot; exit 1; }
   cat "$DISK/err"
 }
@@ -216,7 +216,7 @@ fn a_decompression_bomb_stops_at_the_reserve() {
     let body = r#"out_of_space fetch "$BOMB"
 "#;
     let said = on_a_small_disk(&env, body, &[("BOMB", &bomb)]);
-    assert!(said.contains("the store's filesystem is nearly full: "), "not ENOSPC: {said}");
+    assert!(said.contains("the filesystem is nearly full: "), "not ENOSPC: {said}");
     assert!(said.contains("free (1% of it, at most 1 GiB)"), "{said}");
 }
 

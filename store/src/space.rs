@@ -1,8 +1,9 @@
-//! Room on the store's filesystem. Writing a blob or a tree stops once the filesystem would keep
-//! less than a reserve free (1% of it, at most 1 GiB): an image too large for the disk, or one
-//! that expands without end (a decompression bomb), then fails on its own before the host's other
-//! programs find the disk full. The failure is an ordinary write error: the import or render
-//! that meets it takes back what it wrote.
+//! Room on the filesystem written to: the store's, or the directory an image is extracted or
+//! rendered into. Writing a blob or a tree stops once the filesystem would keep less than a
+//! reserve free (1% of it, at most 1 GiB): an image too large for the disk, or one that expands
+//! without end (a decompression bomb), then fails on its own before the host's other programs
+//! find the disk full. The failure is an ordinary write error: the import or render that meets
+//! it takes back what it wrote.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -64,7 +65,7 @@ impl Room {
         io::Error::new(
             io::ErrorKind::StorageFull,
             format!(
-                "the store's filesystem is nearly full: {} left, and rkt keeps {} free (1% of it, at most 1 GiB)",
+                "the filesystem is nearly full: {} left, and rkt keeps {} free (1% of it, at most 1 GiB)",
                 shown(self.free),
                 shown(self.reserve)
             ),
