@@ -9,6 +9,7 @@ mod error;
 mod growing_blob;
 pub mod image_id;
 pub mod index;
+mod keyed_hash;
 mod maintenance;
 mod path_tree;
 mod render;

@@ -5,19 +5,15 @@
 //! the components the previous path shared (archives list neighbours together), so an entry
 //! costs about its path's length.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use crate::keyed_hash::{HashedMap, KeyedHash};
 
 /// A node's index; the root (the empty path) is 0.
 pub type NodeId = u32;
 
 pub struct PathTree<V> {
-    /// A child's id by its parent's id and its component, kept as a 128-bit hash of the two,
-    /// keyed at random in each process: 16 bytes where the component took its length and an
-    /// allocation (a million-entry archive's tree took 110 MB), and no archive can be made to
-    /// collide with it.
-    children: HashMap<(u64, u64), NodeId, BuildHasherDefault<Prehashed>>,
-    keys: (RandomState, RandomState),
+    /// A child's id by the keyed hash of its parent's id and its component.
+    children: HashedMap<NodeId>,
+    hash: KeyedHash,
     values: Vec<Option<V>>,
     last: Vec<u8>,
     /// The nodes of `last`'s components, each with the offset where its component ends.
@@ -27,30 +23,12 @@ pub struct PathTree<V> {
 impl<V> Default for PathTree<V> {
     fn default() -> Self {
         PathTree {
-            children: HashMap::default(),
-            keys: (RandomState::new(), RandomState::new()),
+            children: HashedMap::default(),
+            hash: KeyedHash::default(),
             values: vec![None],
             last: Vec::new(),
             walked: Vec::new(),
         }
-    }
-}
-
-/// The map's own hash of a key that is a keyed hash already: its first half.
-#[derive(Default)]
-struct Prehashed(Option<u64>);
-
-impl Hasher for Prehashed {
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("keys are pairs of u64")
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0.get_or_insert(n);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0.unwrap_or(0)
     }
 }
 
@@ -88,7 +66,7 @@ impl<V> PathTree<V> {
     pub fn find(&self, path: &[u8]) -> Option<NodeId> {
         let mut node: NodeId = 0;
         for part in path.split(|b| *b == b'/') {
-            node = *self.children.get(&self.key(node, part))?;
+            node = *self.children.get(&self.hash.of((node, part)))?;
         }
         Some(node)
     }
@@ -111,23 +89,13 @@ impl<V> PathTree<V> {
     }
 
     fn child_or_new(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
-        let key = self.key(parent, name);
+        let key = self.hash.of((parent, name));
         let next = NodeId::try_from(self.values.len()).expect("fewer than 2^32 entries in one archive");
         let id = *self.children.entry(key).or_insert(next);
         if id == next {
             self.values.push(None);
         }
         id
-    }
-
-    fn key(&self, parent: NodeId, name: &[u8]) -> (u64, u64) {
-        let hash = |state: &RandomState| {
-            let mut hasher = state.build_hasher();
-            hasher.write_u32(parent);
-            hasher.write(name);
-            hasher.finish()
-        };
-        (hash(&self.keys.0), hash(&self.keys.1))
     }
 }
 

@@ -3,7 +3,6 @@
 //! of dependents filter what lies below them, and whiteouts hide what lies below them.
 
 use std::collections::HashSet;
-use std::hash::BuildHasher;
 use std::path::Path;
 
 use tokio::io::AsyncRead;
@@ -13,6 +12,7 @@ use crate::appc::{AppString, Dependency, ImageManifest};
 use crate::blob::{InPlaceFile, Tee};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::ImageId;
+use crate::keyed_hash::{HashedSet, KeyedHash};
 use crate::path_tree::PathTree;
 use crate::store::Store;
 use crate::tar_entry::{entry_info, next_entry, write_entry, Kind};
@@ -221,27 +221,21 @@ async fn apply_entries<R: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// The paths a layer wrote, which its own whiteouts leave alone. Each is kept as a 128-bit
-/// hash (16 bytes, where the path itself took its length and an allocation), keyed at random
-/// in each process, so that no archive can be made to collide with it.
+/// The paths a layer wrote, which its own whiteouts leave alone, by their keyed hashes.
 #[derive(Default)]
 struct WrittenPaths {
-    keys: (std::hash::RandomState, std::hash::RandomState),
-    hashes: HashSet<u128>,
+    hash: KeyedHash,
+    hashes: HashedSet,
 }
 
 impl WrittenPaths {
-    fn hash(&self, path: &[u8]) -> u128 {
-        (u128::from(self.keys.0.hash_one(path)) << 64) | u128::from(self.keys.1.hash_one(path))
-    }
-
     fn insert(&mut self, path: &[u8]) {
-        let hash = self.hash(path);
+        let hash = self.hash.of(path);
         self.hashes.insert(hash);
     }
 
     fn contains(&self, path: &[u8]) -> bool {
-        self.hashes.contains(&self.hash(path))
+        self.hashes.contains(&self.hash.of(path))
     }
 }
 
