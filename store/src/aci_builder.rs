@@ -2,8 +2,6 @@
 //! checked against the ACI layout rules and hashed as it is written, so the image is imported
 //! without a pipe between the writer and the store and without reading its tar back.
 
-use std::io::Write;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -103,8 +101,7 @@ impl AciBuilder {
     }
 
     fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
-        let room = self.space.before_write(self.temp.file.as_fd(), bytes.len() as u64);
-        let written = room.and_then(|()| self.temp.file.write_all(bytes));
+        let written = self.space.write_all(&mut self.temp.file, bytes);
         written.map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
         self.flushed += bytes.len() as u64;
         self.progress.0.wrote(self.flushed);

@@ -2,8 +2,7 @@
 //! their ID only when complete and synced.
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -122,8 +121,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<R> {
         if let Some(out) = &mut this.out {
             // A plain write: the data is in the page cache at once, and a task of its own would
             // cost a copy of every buffer.
-            let room = this.space.before_write(out.as_fd(), fresh.len() as u64);
-            if let Err(e) = room.and_then(|()| out.write_all(fresh)) {
+            if let Err(e) = this.space.write_all(out, fresh) {
                 let shown = io::Error::new(e.kind(), format!("writing the image blob: {e}"));
                 this.write_error = Some(e);
                 return Poll::Ready(Err(shown));

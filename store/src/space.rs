@@ -5,16 +5,17 @@
 //! find the disk full. The failure is an ordinary write error: the import or render that meets
 //! it takes back what it wrote.
 
-use std::io;
-use std::os::fd::BorrowedFd;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// The reserve is 1% of the filesystem, up to this.
 const MAX_RESERVE: u64 = 1 << 30;
 /// How much is written between two looks at the room left, at most: a look is one syscall.
 const MAX_BETWEEN_LOOKS: u64 = 8 << 20;
 
-/// Counts what a writer puts on the store's filesystem, and looks at the room left whenever
-/// what it may write without looking is spent.
+/// Writes for one writer (a blob, a tree), counting what it puts on the filesystem and looking
+/// at the room left whenever what it may write without looking is spent.
 #[derive(Default)]
 pub(crate) struct SpaceGuard {
     since_look: u64,
@@ -23,9 +24,14 @@ pub(crate) struct SpaceGuard {
 }
 
 impl SpaceGuard {
-    /// Asks before writing `n` bytes to `file`: fails, writing nothing, when they would leave
-    /// the filesystem holding it with less than the reserve free.
-    pub fn before_write(&mut self, file: BorrowedFd<'_>, n: u64) -> io::Result<()> {
+    /// Writes all of `bytes` to `file`, or fails, writing nothing, when they would leave the
+    /// filesystem holding it with less than the reserve free.
+    pub fn write_all(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        self.make_room(file.as_fd(), bytes.len() as u64)?;
+        file.write_all(bytes)
+    }
+
+    fn make_room(&mut self, file: BorrowedFd<'_>, n: u64) -> io::Result<()> {
         if self.since_look + n <= self.allowance {
             self.since_look += n;
             return Ok(());
@@ -84,7 +90,6 @@ fn shown(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn the_refusal_names_the_room_left_and_the_reserve() {
@@ -95,18 +100,18 @@ mod tests {
 
     #[test]
     fn a_guard_looks_first_then_once_its_allowance_is_spent() {
-        let file = tempfile::tempfile().unwrap();
+        let mut file = tempfile::tempfile().unwrap();
         let mut guard = SpaceGuard::default();
         // Whatever the temp directory's filesystem, the first write looks.
-        if guard.before_write(file.as_fd(), 1).is_err() {
+        if guard.write_all(&mut file, b"x").is_err() {
             eprintln!("the temp directory's filesystem is full: nothing more to check");
             return;
         }
         assert!(guard.allowance >= 1 && guard.allowance <= MAX_BETWEEN_LOOKS);
         let allowance = guard.allowance;
-        guard.before_write(file.as_fd(), allowance - 1).unwrap();
+        guard.write_all(&mut file, &vec![0; (allowance - 1) as usize]).unwrap();
         assert_eq!(guard.since_look, allowance, "no look within the allowance");
-        guard.before_write(file.as_fd(), 1).unwrap();
+        guard.write_all(&mut file, b"x").unwrap();
         assert_eq!(guard.since_look, 1, "a look once it is spent");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -318,8 +318,7 @@ impl TreeWriter {
                 if n == 0 {
                     return Ok::<(), io::Error>(());
                 }
-                space.before_write(file.as_fd(), n as u64)?;
-                file.write_all(&buffer[..n])?;
+                space.write_all(&mut file, &buffer[..n])?;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&buffer[..n]);
                 }
