@@ -4,6 +4,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::container::Reader;
 use super::progressive::LayerOrder;
+use super::unpadded_end::UnpaddedEnd;
 use super::OciError;
 use rkt_store::tar_out::OutEntry;
 
@@ -54,8 +56,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A layer's entry names and hard link targets are relative to the image's root even when
+/// written absolute: Docker, containerd and umoci read them so, and `umoci insert` names the
+/// layer's root `/`. Leading slashes go; `..` is still refused, so nothing lands outside.
 fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
-    rkt_store::aci::clean_entry_path(raw).map_err(|e| OciError::Invalid(format!("layer {e}")))
+    let relative = &raw[raw.iter().take_while(|b| **b == b'/').count()..];
+    rkt_store::aci::clean_entry_path(relative).map_err(|e| OciError::Invalid(format!("layer {e}")))
 }
 
 /// Where a layer's content comes from.
@@ -146,12 +152,14 @@ async fn convert_layer(
     // The tar reader asks for each header's 512 bytes on its own: through a buffer, the decoder
     // inflates big runs at a time rather than a few hundred bytes per call.
     let plain = tokio::io::BufReader::with_capacity(PLAIN_BUFFER, plain);
+    let (plain, data_end) = UnpaddedEnd::new(plain);
     let mut archive = tokio_tar::Archive::new(plain);
     {
         let mut entries = archive.entries().map_err(io)?;
         while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
             let mut entry = entry.map_err(|e| OciError::Invalid(format!("layer is not a readable tar: {e}")))?;
             let header = entry.header().clone();
+            data_end.store(entry.raw_file_position() + entry.effective_size(), Ordering::Release);
             let etype = header.entry_type();
             if etype.is_pax_global_extensions() {
                 continue;

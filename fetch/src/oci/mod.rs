@@ -8,6 +8,7 @@ mod convert;
 pub mod naming;
 mod progressive;
 mod types;
+mod unpadded_end;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
