@@ -206,6 +206,17 @@ fn digests_errors_and_plain_http_are_checked() {
     let err =
         env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{}/test/nothing:v1", registry.addr)]);
     assert!(err.contains("NAME_UNKNOWN") || err.contains("MANIFEST_UNKNOWN"), "the registry's own words: {err}");
+    // References outside Docker's grammar never reach the registry.
+    let asked = registry.manifest_requests();
+    for (bad, why) in [
+        ("test/Plain:v1", "must be lowercase"),
+        ("test/../plain:v1", "component \"..\""),
+        ("test/plain:v1?x=y", "tag \"v1?x=y\""),
+    ] {
+        let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{}/{bad}", registry.addr)]);
+        assert!(err.contains("is not a Docker image reference") && err.contains(why), "{bad}: {err}");
+    }
+    assert_eq!(registry.manifest_requests(), asked);
     assert_eq!(env.snapshot(), before);
 
     // Without --insecure-options=http, no plain http.

@@ -3,6 +3,7 @@
 
 mod blob;
 mod client;
+mod grammar;
 
 use rkt_store::{now_ns, RemoteRecord, Store};
 
@@ -38,16 +39,17 @@ impl DockerRef {
         };
         if let Some(d) = &digest {
             let hex = d.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
                 return Err(OciError::Invalid(format!("{s:?}: bad digest {d:?}")));
             }
-        }
-        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase() && !name.contains('/')) {
-            return Err(OciError::Invalid(format!("{s:?} is not a Docker image reference")));
         }
         let (registry, repository, tag) = parse_docker_ref(name);
         let tag =
             if digest.is_some() && !name.rsplit('/').next().unwrap_or("").contains(':') { String::new() } else { tag };
+        grammar::check_registry(&registry)
+            .and_then(|()| grammar::check_repository(&registry, &repository))
+            .and_then(|()| if tag.is_empty() { Ok(()) } else { grammar::check_tag(&tag) })
+            .map_err(|why| OciError::Invalid(format!("{s:?} is not a Docker image reference: {why}")))?;
         Ok(DockerRef { registry, repository, tag, digest })
     }
 
@@ -235,6 +237,11 @@ mod tests {
         let r = DockerRef::parse(&format!("alpine@{d}")).unwrap();
         assert_eq!((r.tag.as_str(), r.digest.as_deref()), ("", Some(d.as_str())));
         assert!(DockerRef::parse("alpine@sha256:zz").is_err());
+        assert!(DockerRef::parse(&format!("alpine@sha256:{}", "A".repeat(64))).is_err());
+        for bad in ["", "Busybox", "127.0.0.1:5000/Play/bb", "r.io/a/../b", "r.io/a?b=c", "busybox:.x", "busybox:a#b"] {
+            let err = DockerRef::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a Docker image reference"), "{bad}: {err}");
+        }
         assert_eq!(remote_url("docker:busybox"), "docker://busybox");
     }
 }
