@@ -270,6 +270,23 @@ fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
     let out =
         fresh.rkt(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
     assert_eq!(out.status.code(), Some(254));
+
+    // Docker's client config, keyed as `docker login http://HOST/v2/` leaves it: from
+    // $DOCKER_CONFIG, else from ~/.docker.
+    let docker_config = fresh.path("home/.docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let auths = serde_json::json!({"auths": {format!("http://{}/v2/", registry.addr): {"auth": base64(b"alice:s3cret", false)}}});
+    std::fs::write(docker_config.join("config.json"), auths.to_string()).unwrap();
+    for (variable, value) in [("DOCKER_CONFIG", docker_config.clone()), ("HOME", fresh.path("home"))] {
+        let fresh = Env::new();
+        let out = fresh
+            .cmd(&["--insecure-options=image,http", "fetch", &image])
+            .env_remove("DOCKER_CONFIG")
+            .env(variable, &value)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{variable}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 fn base64(bytes: &[u8], url: bool) -> String {

@@ -266,6 +266,8 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rkt"));
         c.arg("--dir").arg(self.store()).args(args);
+        // No registry credentials from whoever runs the tests.
+        c.env("DOCKER_CONFIG", self.path("no-docker-config"));
         c
     }
 

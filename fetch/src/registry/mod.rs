@@ -75,18 +75,28 @@ pub struct RegistryOptions {
     pub render: bool,
 }
 
-/// Credentials for `registry` from `~/.docker/config.json`'s `auths`.
+/// Credentials for `registry` from Docker's client config: `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`, its `auths`.
 pub fn docker_config_credentials(registry: &str) -> Option<(String, String)> {
-    let home = std::env::var_os("HOME")?;
-    let text = std::fs::read(std::path::Path::new(&home).join(".docker/config.json")).ok()?;
-    let config: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    let auths = config["auths"].as_object()?;
-    let keys: Vec<String> = if registry == DEFAULT_REGISTRY {
-        vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into(), registry.into()]
-    } else {
-        vec![registry.into(), format!("https://{registry}"), format!("http://{registry}")]
+    let dir = match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(&std::env::var_os("HOME")?).join(".docker"),
     };
-    let entry = keys.iter().find_map(|k| auths.get(k))?;
+    credentials_in(&std::fs::read(dir.join("config.json")).ok()?, registry)
+}
+
+/// An `auths` entry for `registry`. Docker keys them by host as `docker login` was given it,
+/// with or without scheme and path (`https://index.docker.io/v1/` for Docker Hub).
+fn credentials_in(config: &[u8], registry: &str) -> Option<(String, String)> {
+    let config: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let host = |key: &str| {
+        let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+        match key.split('/').next().unwrap_or(key) {
+            "index.docker.io" | "docker.io" => DEFAULT_REGISTRY.to_string(),
+            other => other.to_string(),
+        }
+    };
+    let entry = config["auths"].as_object()?.iter().find(|(key, _)| host(key) == registry)?.1;
     let decoded = String::from_utf8(base64_decode(entry["auth"].as_str()?)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -243,5 +253,25 @@ mod tests {
             assert!(err.contains("is not a Docker image reference"), "{bad}: {err}");
         }
         assert_eq!(remote_url("docker:busybox"), "docker://busybox");
+    }
+
+    #[test]
+    fn docker_config_auths_by_host() {
+        let config = |key: &str| {
+            format!(r#"{{"auths":{{"other.io":{{"auth":"eDp5"}},"{key}":{{"auth":"{}"}}}}}}"#, base64(b"me:pw"))
+        };
+        let me = Some(("me".to_string(), "pw".to_string()));
+        for (key, registry) in [
+            ("https://index.docker.io/v1/", DEFAULT_REGISTRY),
+            ("docker.io", DEFAULT_REGISTRY),
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+            ("https://127.0.0.1:5000/v2/", "127.0.0.1:5000"),
+            ("http://r.io", "r.io"),
+        ] {
+            assert_eq!(credentials_in(config(key).as_bytes(), registry), me, "{key}");
+        }
+        assert_eq!(credentials_in(config("r.io").as_bytes(), "r.io:5000"), None);
+        assert_eq!(credentials_in(config("r.io.evil").as_bytes(), "r.io"), None);
+        assert_eq!(credentials_in(b"not json", "r.io"), None);
     }
 }
