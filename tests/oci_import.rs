@@ -291,6 +291,48 @@ fn an_image_built_with_umoci_renders_and_runs() {
     }
 }
 
+/// rkt's Docker volume semantics: a mount point given no volume starts with what the image holds
+/// there, with that directory's owner and mode, in a volume of the pod's own (the image's tree
+/// stays as it was). An appc image's mount point gets a plain empty volume.
+#[test]
+fn docker_volumes_start_with_what_the_image_holds() {
+    if !tools() || !Path::new("/bin/busybox").exists() {
+        return;
+    }
+    let env = Env::new();
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let root = |t: &mut Tar, prefix: &str| {
+        t.dir(&format!("{prefix}bin"))
+            .file_mode(&format!("{prefix}bin/busybox"), &busybox, 0o755, 0, 0)
+            .symlink(&format!("{prefix}bin/sh"), "busybox")
+            .dir(&format!("{prefix}etc"))
+            .file(&format!("{prefix}etc/passwd"), b"root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
+            .file(&format!("{prefix}etc/group"), b"root:x:0:\napp:x:1000:\n")
+            .dir_mode(&format!("{prefix}data"), 0o770, 1000, 1000)
+            .file_mode(&format!("{prefix}data/seed"), b"seeded\n", 0o640, 1000, 1000);
+    };
+    let script = "cat /data/seed; stat -c '%u %a' /data; echo new > /data/new && cat /data/new";
+    let mut t = Tar::new();
+    root(&mut t, "");
+    let mut layout = Layout::new(env.path("layout"));
+    let config = serde_json::json!({"Cmd": ["/bin/sh", "-c", script], "User": "app", "Volumes": {"/data": {}}});
+    layout.image("v1", &[(t.finish(), TAR, plain)], config);
+    let id = env.ok(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
+    assert_eq!(env.ok(&["run", "--net=host", id.trim()]), "seeded\n1000 770\nnew\n");
+    let trees: Vec<_> = std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
+    let data: Vec<_> =
+        std::fs::read_dir(trees[0].join("rootfs/data")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(data, ["seed"]);
+
+    let mut t = Tar::new();
+    let app = r#""app":{"exec":["/bin/sh","-c","ls -A /data; stat -c '%u %a' /data"],"user":"0","group":"0",
+        "mountPoints":[{"name":"data","path":"/data"}]}"#;
+    t.manifest(&manifest_json("example.com/appc-volume", app)).dir("rootfs");
+    root(&mut t, "rootfs/");
+    let aci = env.fetch(&t.finish(), "appc.aci");
+    assert_eq!(env.ok(&["run", "--net=host", &aci]), "0 755\n");
+}
+
 fn refused(env: &Env, source: &str, why: &str) {
     refused_any(env, source, &[why]);
 }

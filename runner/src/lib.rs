@@ -4,6 +4,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod cni;
+pub mod copy_up;
 pub mod enter;
 pub mod init;
 pub mod launch;

@@ -295,7 +295,15 @@ pub fn build(
             if target.is_some() {
                 continue;
             }
-            mounts.push(volume_mount(pod, &mp.name, &mp.path, mp.read_only)?);
+            if pod.volumes.iter().any(|v| v.name == mp.name) {
+                mounts.push(volume_mount(pod, &mp.name, &mp.path, mp.read_only)?);
+            } else {
+                // appc: a mount point without a volume gets an empty volume of its own, named
+                // (as rkt names it) after the app and the mount point.
+                let mut mount = volume_mount(pod, &format!("{name}-{}", mp.name), &mp.path, mp.read_only)?;
+                mount.implicit = true;
+                mounts.push(mount);
+            }
         }
         for (volume, target) in &app.options.mounts {
             mounts.push(volume_mount(pod, volume, target, false)?);
@@ -405,6 +413,7 @@ fn volume_mount(pod: &PodOptions, volume: &str, target: &str, read_only: bool) -
             target: target.to_string(),
             read_only: v.read_only || read_only,
             recursive: v.recursive,
+            implicit: false,
         }),
         // appc: a mount point without a volume gets an empty volume.
         None => Ok(BindMount {
@@ -412,6 +421,7 @@ fn volume_mount(pod: &PodOptions, volume: &str, target: &str, read_only: bool) -
             target: target.to_string(),
             read_only,
             recursive: false,
+            implicit: false,
         }),
     }
 }

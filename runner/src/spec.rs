@@ -62,6 +62,10 @@ pub struct BindMount {
     pub target: String,
     pub read_only: bool,
     pub recursive: bool,
+    /// An empty volume made for a mount point given none; an image converted from Docker
+    /// fills it with what the image holds there.
+    #[serde(default)]
+    pub implicit: bool,
 }
 
 /// Where things live in a pod directory.

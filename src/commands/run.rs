@@ -6,7 +6,7 @@ use rkt_runner::cgroups::PodCgroups;
 use rkt_runner::plan::{self, ResolvedApp};
 use rkt_runner::pod::{PodLock, Pods};
 use rkt_runner::spec::{NetMode, PodPaths, PodSpec};
-use rkt_runner::{launch, network};
+use rkt_runner::{copy_up, launch, network};
 use rkt_store::appc::pod::{PodManifest, RuntimeApp, RuntimeImage, Volume};
 
 use crate::cli::RunPreparedArgs;
@@ -52,10 +52,18 @@ async fn prepare_pod(ctx: &Context, req: &RunRequest) -> Result<(PodLock, PodSpe
     let pod = pods.create()?;
     let host_env: Vec<(String, String)> = std::env::vars().collect();
     let spec = plan::build(&pod.uuid, &resolved, &req.pod, &host_env).map_err(CliError::msg)?;
-    // Empty volumes, including the implicit ones of mount points without a volume.
-    for app in &spec.apps {
+    // Empty volumes, including the implicit ones of mount points without a volume: those of an
+    // image converted from Docker start with what the image holds there.
+    for (app, resolved) in spec.apps.iter().zip(&resolved) {
+        let from_docker = resolved.manifest.annotation(copy_up::DOCKER_ANNOTATION).is_some();
         for m in app.mounts.iter().filter(|m| m.source.is_relative()) {
-            std::fs::create_dir_all(pod.dir.join(&m.source))?;
+            let dir = pod.dir.join(&m.source);
+            std::fs::create_dir_all(&dir)?;
+            if m.implicit && from_docker {
+                copy_up::copy_up(&app.lower, &m.target, &dir).map_err(|e| {
+                    CliError::msg(format!("filling the volume at {} with the image's content: {e}", m.target))
+                })?;
+            }
         }
     }
     for volume in req.pod.volumes.iter().filter(|v| v.source.is_none()) {
