@@ -244,6 +244,37 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     // The layers came three times and are stored once each (skopeo recompresses, so by content).
     let list = env.ok(&["image", "list", "--no-legend", "--fields=name"]);
     assert_eq!(list.lines().filter(|l| l.starts_with("layers.rkt.local/")).count(), 2, "{list}");
+
+    // An archive of two images (`podman save --multi-image-archive`): one is named or none.
+    let unpacked = env.path("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let tar = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("tar").args(args).output().unwrap();
+        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    tar(&["-xf".as_ref(), docker.as_os_str(), "-C".as_ref(), unpacked.as_os_str()]);
+    let mut entries: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let mut other = entries[0].clone();
+    other["RepoTags"] = serde_json::json!(["example.com/other:1"]);
+    entries.as_array_mut().unwrap().push(other);
+    std::fs::write(unpacked.join("manifest.json"), entries.to_string()).unwrap();
+    let multi = env.path("multi.tar");
+    let mut args = vec!["-cf".as_ref(), multi.as_os_str(), "-C".as_ref(), unpacked.as_os_str()];
+    let names: Vec<_> = std::fs::read_dir(&unpacked).unwrap().map(|e| e.unwrap().file_name()).collect();
+    args.extend(names.iter().map(|n| n.as_os_str()));
+    tar(&args);
+    let err = env.fails(&["fetch", "--insecure-options=image", &format!("docker-archive:{}", multi.display())]);
+    assert!(err.contains("holds 2 images: name one") && err.contains("example.com/other:1"), "{err}");
+    let err = env.fails(&["fetch", "--insecure-options=image", &format!("docker-archive:{}:nope:1", multi.display())]);
+    assert!(err.contains("no image \"nope:1\" in the archive (it has: example.com/demo:2.0"), "{err}");
+    let d = env.ok(&[
+        "fetch",
+        "--insecure-options=image",
+        &format!("docker-archive:{}:example.com/other:1", multi.display()),
+    ]);
+    let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", d.trim()])).unwrap();
+    assert_eq!(manifest["name"], "example.com/other");
 }
 
 /// Fetches `source` and expects a refusal that mentions `why`, with the store unchanged.

@@ -210,10 +210,15 @@ async fn plan_docker_archive(
         None => None,
     }
     .ok_or_else(|| {
-        OciError::Invalid(format!(
-            "no image {} in the archive",
-            reference.unwrap_or("(the archive holds several: name one)")
-        ))
+        let tags: Vec<&str> = entries.iter().flat_map(|e| e.repo_tags.iter().flatten()).map(String::as_str).collect();
+        OciError::Invalid(match reference {
+            Some(r) => format!("no image {r:?} in the archive (it has: {})", tags.join(", ")),
+            None => format!(
+                "the archive holds {} images: name one (docker-archive:PATH:NAME:TAG; it has: {})",
+                entries.len(),
+                tags.join(", ")
+            ),
+        })
     })?;
     let config_bytes = container.read_small(&entry.config, MAX_DOCUMENT).await?;
     let config_hex = sha256_hex(&config_bytes);
