@@ -142,6 +142,7 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     assert_eq!(my_links, their_links);
     assert!(mine.contains_key("opaque/new") && !mine.contains_key("opaque/old") && !mine.contains_key("etc/gone"));
     assert!(my_links.contains(&vec!["etc/absolute".to_string(), "etc/absolute-link".to_string()]), "{my_links:?}");
+    assert!(!Path::new("/etc/absolute").exists(), "an absolute name reached the host");
     // So is the tree `rkt run` uses, rendered in the tree store while the layers were fetched.
     let trees: Vec<_> = std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(trees.len(), 1, "{trees:?}");
@@ -257,6 +258,16 @@ fn docker_archive_and_oci_archive_from_skopeo() {
         serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
     let mut other = entries[0].clone();
     other["RepoTags"] = serde_json::json!(["example.com/other:1"]);
+    // Its layers reached through links, as `docker save` writes a layer two images share once:
+    // one image's by a symlink, the other's by a hard link.
+    let first = entries[0]["Layers"][0].as_str().unwrap().to_string();
+    std::fs::create_dir(unpacked.join("shared")).unwrap();
+    std::fs::create_dir(unpacked.join("linked")).unwrap();
+    std::fs::rename(unpacked.join(&first), unpacked.join("shared/layer.tar")).unwrap();
+    std::os::unix::fs::symlink("../shared/layer.tar", unpacked.join("linked/layer.tar")).unwrap();
+    std::fs::hard_link(unpacked.join("shared/layer.tar"), unpacked.join("copy.tar")).unwrap();
+    entries[0]["Layers"][0] = "linked/layer.tar".into();
+    other["Layers"][0] = "copy.tar".into();
     entries.as_array_mut().unwrap().push(other);
     std::fs::write(unpacked.join("manifest.json"), entries.to_string()).unwrap();
     let multi = env.path("multi.tar");
@@ -275,6 +286,15 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     ]);
     let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", d.trim()])).unwrap();
     assert_eq!(manifest["name"], "example.com/other");
+    // Each into a store of its own, or the second would find the shared layer stored.
+    for name in ["example.com/demo:2.0", "example.com/other:1"] {
+        let fresh = Env::new();
+        let id =
+            fresh.ok(&["fetch", "--insecure-options=image", &format!("docker-archive:{}:{name}", multi.display())]);
+        let out = fresh.path(name);
+        fresh.ok(&["image", "render", "--rootfs-only", id.trim(), out.to_str().unwrap()]);
+        assert_eq!(describe(&out), trees[1], "{name}");
+    }
 }
 
 /// Fetches `source` and expects a refusal that mentions `why`, with the store unchanged.

@@ -20,26 +20,33 @@ pub enum Container {
     Tar { file: PathBuf, index: HashMap<String, (u64, u64)> },
 }
 
-/// `a/./b//c` → `a/b/c`; names that climb out are not indexed.
+/// `a/./b//c/../d` → `a/b/d`; names that climb out of the archive are not indexed.
 fn clean(raw: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut parts = Vec::new();
     for part in text.split('/') {
         match part {
             "" | "." => {}
-            ".." => return None,
+            ".." => {
+                parts.pop()?;
+            }
             p => parts.push(p),
         }
     }
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
+/// How many links a name may go through to reach a file.
+const MAX_LINKS: usize = 16;
+
 impl Container {
     pub fn dir(path: &Path) -> Self {
         Container::Dir(path.to_path_buf())
     }
 
-    /// Indexes the regular files of an uncompressed tar by name: offset and size.
+    /// Indexes the regular files of an uncompressed tar by name: offset and size. Links to
+    /// them are indexed too: `docker save` writes a layer that two images share once and
+    /// symlinks `ID/layer.tar` to it; a link out of the archive leads nowhere.
     pub async fn tar(path: &Path) -> Result<Self, OciError> {
         let file = tokio::fs::File::open(path).await.map_err(|e| OciError::Io(format!("{}: {e}", path.display())))?;
         let mut head = [0u8; 2];
@@ -54,14 +61,36 @@ impl Container {
         let mut archive = tokio_tar::Archive::new(tokio::io::BufReader::with_capacity(256 * 1024, file));
         let mut entries = archive.entries().map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))?;
         let mut index = HashMap::new();
+        let mut links = Vec::new();
         while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
             let entry = entry.map_err(|e| OciError::Invalid(format!("{}: unreadable tar: {e}", path.display())))?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
+            let kind = entry.header().entry_type();
             let Ok(raw) = entry.path_bytes() else { continue };
-            if let Some(name) = clean(&raw) {
+            let Some(name) = clean(&raw) else { continue };
+            if kind.is_file() {
                 index.insert(name, (entry.raw_file_position(), entry.effective_size()));
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let Ok(Some(target)) = entry.link_name_bytes() else { continue };
+                // A hard link names an archive path; a symlink, a path from its own directory.
+                let target = match (kind.is_symlink(), name.rsplit_once('/')) {
+                    (true, _) if target.starts_with(b"/") => continue,
+                    (true, Some((dir, _))) => [dir.as_bytes(), b"/", &target].concat(),
+                    _ => target.into_owned(),
+                };
+                if let Some(target) = clean(&target) {
+                    links.push((name, target));
+                }
+            }
+        }
+        for _ in 0..MAX_LINKS {
+            let before = index.len();
+            for (name, target) in &links {
+                if let Some(&found) = index.get(target) {
+                    index.entry(name.clone()).or_insert(found);
+                }
+            }
+            if index.len() == before {
+                break;
             }
         }
         Ok(Container::Tar { file: path.to_path_buf(), index })
@@ -104,5 +133,56 @@ impl Container {
             .await
             .map_err(|e| OciError::Io(format!("{name}: {e}")))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn archive(entries: &[(&str, tokio_tar::EntryType, &str)]) -> (tempfile::TempDir, Container) {
+        let mut builder = tokio_tar::Builder::new(Vec::new());
+        for (name, kind, data_or_target) in entries {
+            let mut header = tokio_tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            let data = if kind.is_file() {
+                data_or_target.as_bytes()
+            } else {
+                header.set_link_name(data_or_target).unwrap();
+                b""
+            };
+            header.set_size(data.len() as u64);
+            header.set_path(name).unwrap();
+            header.set_cksum();
+            builder.append(&header, data).await.unwrap();
+        }
+        let bytes = builder.into_inner().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.tar"), bytes).unwrap();
+        let container = Container::tar(&dir.path().join("a.tar")).await.unwrap();
+        (dir, container)
+    }
+
+    #[tokio::test]
+    async fn links_inside_the_archive_lead_to_their_files() {
+        use tokio_tar::EntryType::{Link, Regular, Symlink};
+        let (_dir, container) = archive(&[
+            ("store/x.tar", Regular, "layer"),
+            ("one/layer.tar", Symlink, "../store/x.tar"),
+            ("two/layer.tar", Symlink, "../one/layer.tar"),
+            ("copy.tar", Link, "store/x.tar"),
+            ("out/layer.tar", Symlink, "../../x.tar"),
+            ("abs/layer.tar", Symlink, "/store/x.tar"),
+            ("loop/a", Symlink, "b"),
+            ("loop/b", Symlink, "a"),
+        ])
+        .await;
+        for name in ["store/x.tar", "one/layer.tar", "two/layer.tar", "copy.tar", "one/../copy.tar"] {
+            assert_eq!(container.read_small(name, 100).await.unwrap(), b"layer", "{name}");
+        }
+        for name in ["out/layer.tar", "abs/layer.tar", "loop/a", "../store/x.tar"] {
+            assert!(container.read_small(name, 100).await.is_err(), "{name}");
+        }
     }
 }
