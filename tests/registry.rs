@@ -410,9 +410,9 @@ fn a_manifest_list_gives_the_host_platform() {
              "platform": {"architecture": "amd64", "os": "linux"}},
         ],
     });
-    let (digest, size) = layout.blob(index.to_string().as_bytes());
+    let (digest, index_size) = layout.blob(index.to_string().as_bytes());
     layout.index.push(
-        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size,
+        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": index_size,
         "annotations": {"org.opencontainers.image.ref.name": "multi"}}),
     );
     std::fs::write(
@@ -440,6 +440,32 @@ fn a_manifest_list_gives_the_host_platform() {
     env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
     let expected = if std::env::consts::ARCH == "aarch64" { "arm64" } else { "amd64" };
     assert_eq!(std::fs::read_to_string(rendered.join("etc/arch")).unwrap(), expected);
+
+    // An index without the host's platform says which it has.
+    let foreign = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64, "size": size(&arm64),
+             "platform": {"architecture": "s390x", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64, "size": size(&amd64),
+             "platform": {"architecture": "ppc64le", "os": "linux"}},
+        ],
+    });
+    let (digest, index_size) = layout.blob(foreign.to_string().as_bytes());
+    layout.index.push(
+        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": index_size,
+        "annotations": {"org.opencontainers.image.ref.name": "foreign"}}),
+    );
+    std::fs::write(
+        layout.dir.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": layout.index}).to_string(),
+    )
+    .unwrap();
+    let err = env.fails(&["--insecure-options=image", "fetch", &format!("oci:{}:foreign", layout.dir.display())]);
+    assert!(
+        err.contains("has no manifest for linux/") && err.contains("(it has: linux/s390x, linux/ppc64le)"),
+        "{err}"
+    );
 }
 
 /// A registry behind basic auth (alice:s3cret) whose blob downloads redirect to a web server.

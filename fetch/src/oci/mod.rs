@@ -111,7 +111,16 @@ pub(crate) fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, Oci
     manifests
         .iter()
         .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
-        .ok_or_else(|| OciError::Invalid(format!("the image has no manifest for linux/{arch}")))
+        .ok_or_else(|| {
+            let mut has: Vec<String> = manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref())
+                .map(|p| format!("{}/{}", p.os, p.architecture))
+                .collect();
+            has.dedup();
+            let has = if has.is_empty() { "no platforms named".to_string() } else { has.join(", ") };
+            OciError::Invalid(format!("the image has no manifest for linux/{arch} (it has: {has})"))
+        })
 }
 
 /// Refuses documents that are both an index and a manifest (CVE-2021-41190) or whose
