@@ -532,6 +532,28 @@ fn tampered_and_hostile_images_are_refused() {
     refused(&env, &format!("oci:{}:v1", layout.dir.display()), "whiteout");
     refused(&env, &format!("oci:{}:nope", layout.dir.display()), "no image \"nope\"");
 
+    // OCI artifacts are not images: a Helm chart's content as a layer, a Helm config.
+    let helm_layer = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+    let mut layout = Layout::new(env.path("helm"));
+    let mut t = Tar::new();
+    t.file("chart/Chart.yaml", b"name: x");
+    layout.image("v1", &[(t.finish(), helm_layer, gzip)], serde_json::json!({}));
+    refused(&env, &format!("oci:{}:v1", layout.dir.display()), "unsupported media type \"application/vnd.cncf.helm");
+    let (config, config_size) = layout.blob(b"{\"name\":\"x\",\"version\":\"1\"}");
+    let (chart, chart_size) = layout.blob(&gzip(b"not a tar"));
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": TGZ, "digest": chart, "size": chart_size}]});
+    let (digest, size) = layout.blob(manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest, "size": size, "annotations": {"org.opencontainers.image.ref.name": "chart"}}]});
+    std::fs::write(layout.dir.join("index.json"), index.to_string()).unwrap();
+    refused(
+        &env,
+        &format!("oci:{}:chart", layout.dir.display()),
+        "not a container image: its config is \"application/vnd.cncf.helm.config.v1+json\"",
+    );
+
     // A path twice in one layer (podman refuses these too), with more after it than the pipe
     // between conversion and import holds: the refusal names the entry and the layer, not the
     // pipe the import stopped reading.

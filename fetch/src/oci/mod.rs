@@ -179,17 +179,12 @@ async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &
         check_document(&doc, "the platform manifest")?;
     }
     let config_desc = doc.config.ok_or_else(|| OciError::Invalid("the manifest has no config".into()))?;
+    config_desc.check_config().map_err(OciError::Invalid)?;
     let config: ImageConfigFile =
         parse_json(&read_blob(container, &config_desc, "the image config").await?, "the image config")?;
     let mut layers = Vec::new();
     for layer in doc.layers.unwrap_or_default() {
-        let known = ["tar", "tar+gzip", "tar+zstd", "rootfs.diff.tar.gzip", "rootfs.diff.tar"];
-        if !known.iter().any(|k| layer.media_type.ends_with(k)) {
-            return Err(OciError::Invalid(format!(
-                "layer {} has an unsupported media type {:?}",
-                layer.digest, layer.media_type
-            )));
-        }
+        layer.check_layer().map_err(OciError::Invalid)?;
         layers.push((blob_path(&layer.digest)?, Some(layer.digest), layer.size));
     }
     let (name, version) = naming::name_for(ref_name.as_deref(), dir_name);

@@ -21,6 +21,44 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// Layers an image may have: OCI's (also non-distributable, which rkt fetches like any other)
+/// and Docker's. Anything else (a Helm chart's content, an artifact's blob) is not a layer.
+const LAYER_TYPES: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+];
+
+const CONFIG_TYPES: &[&str] =
+    &["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
+
+impl Descriptor {
+    /// Refuses a layer of a type no container image has. A descriptor without a media type
+    /// (some `docker save` tools) is taken as a layer: its content is checked as a tar anyway.
+    pub fn check_layer(&self) -> Result<(), String> {
+        match self.media_type.as_str() {
+            "" => Ok(()),
+            t if LAYER_TYPES.contains(&t) => Ok(()),
+            t => Err(format!("layer {} has an unsupported media type {t:?}", self.digest)),
+        }
+    }
+
+    /// Refuses a manifest whose config is not a container image's: an OCI artifact.
+    pub fn check_config(&self) -> Result<(), String> {
+        match self.media_type.as_str() {
+            "" => Ok(()),
+            t if CONFIG_TYPES.contains(&t) => Ok(()),
+            t => Err(format!("this is not a container image: its config is {t:?}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Platform {
     pub architecture: String,

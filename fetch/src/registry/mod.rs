@@ -154,6 +154,7 @@ pub async fn import(
         manifest_digest = actual;
     }
     let config_desc = doc.config.ok_or_else(|| OciError::Invalid("the manifest has no config".into()))?;
+    config_desc.check_config().map_err(OciError::Invalid)?;
     let config_bytes = client.small_blob(&config_desc.digest, MAX_DOCUMENT).await?;
     let actual = format!("sha256:{}", sha256_hex(&config_bytes));
     if actual != config_desc.digest {
@@ -166,14 +167,7 @@ pub async fn import(
     }
     let mut blobs = Vec::new();
     for desc in &layer_descs {
-        if !desc.media_type.is_empty()
-            && !["tar", "tar+gzip", "tar+zstd", "tar.gzip"].iter().any(|k| desc.media_type.ends_with(k))
-        {
-            return Err(OciError::Invalid(format!(
-                "layer {} has an unsupported media type {:?}",
-                desc.digest, desc.media_type
-            )));
-        }
+        desc.check_layer().map_err(OciError::Invalid)?;
         // The stream asks the registry only when read; store_image never reads a stored layer's,
         // so a layer once stored is never downloaded again.
         let stream = blob::BlobStream::new(
