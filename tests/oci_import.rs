@@ -329,7 +329,8 @@ fn an_image_built_with_umoci_renders_and_runs() {
     umoci(&["new", "--image", &image]);
     umoci(&["insert", "--image", &image, base.to_str().unwrap(), "/"]);
     umoci(&["insert", "--image", &image, top.to_str().unwrap(), "/"]);
-    umoci(&["config", "--image", &image, "--config.cmd=/bin/cat", "--config.cmd=/etc/motd"]);
+    // A relative command, looked up in the PATH as busybox's `sh` is.
+    umoci(&["config", "--image", &image, "--config.cmd=cat", "--config.cmd=/etc/motd"]);
 
     let id = env.ok(&["fetch", "--insecure-options=image", &format!("oci:{image}")]).trim().to_string();
     let ours = env.path("ours");

@@ -257,10 +257,10 @@ pub fn validate_labels(field: &str, labels: &[NameValue]) -> Result<(), Manifest
 
 impl App {
     fn validate(&self) -> Result<(), ManifestError> {
-        if let Some(first) = self.exec.first() {
-            if !first.starts_with('/') {
-                return Err(bad("app.exec[0]", first, "must be an absolute path"));
-            }
+        // appc 0.7 (spec#527) allows a relative exec[0]: the executor looks it up as exec(3)
+        // does, in the app's PATH. docker2aci relies on it (busybox's CMD is `sh`).
+        if self.exec.first().is_some_and(|first| first.is_empty()) {
+            return Err(bad("app.exec[0]", "", "must not be empty"));
         }
         if self.user.is_empty() {
             return Err(bad("app.user", "", "is required"));

@@ -64,7 +64,8 @@ fn each_rule_names_field_and_value() {
         "labels.arch",
         "x86_64",
     );
-    rejects(&with(r#""app":{"exec":["sh"],"user":"0","group":"0"}"#), "app.exec[0]", "sh");
+    rejects(&with(r#""app":{"exec":[""],"user":"0","group":"0"}"#), "app.exec[0]", "");
+    assert!(parse(&with(r#""app":{"exec":["sh","-c","true"],"user":"0","group":"0"}"#)).is_ok());
     rejects(&with(r#""app":{"user":"","group":"0"}"#), "app.user", "");
     rejects(&with(r#""app":{"user":"0"}"#), "app.group", "");
     rejects(&with(r#""app":{"user":"0","group":"0","workingDirectory":"srv"}"#), "app.workingDirectory", "srv");
