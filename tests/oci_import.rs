@@ -506,16 +506,8 @@ fn tampered_and_hostile_images_are_refused() {
 
     // A manifest that is also an index (CVE-2021-41190).
     let mut layout = Layout::new(env.path("ambiguous"));
-    layout.image("v1", &[(plain_layer(), TAR, plain)], serde_json::json!({}));
-    let (digest, size) = layout.blob(br#"{"schemaVersion":2,"manifests":[],"layers":[]}"#);
-    layout.index =
-        vec![serde_json::json!({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":digest,"size":size,
-        "annotations":{"org.opencontainers.image.ref.name":"v1"}})];
-    std::fs::write(
-        layout.dir.join("index.json"),
-        serde_json::json!({"schemaVersion":2,"manifests":layout.index}).to_string(),
-    )
-    .unwrap();
+    let both = serde_json::json!({"schemaVersion": 2, "manifests": [], "layers": []});
+    layout.add("v1", "application/vnd.oci.image.manifest.v1+json", &both);
     refused(&env, &format!("oci:{}:v1", layout.dir.display()), "both manifests and layers");
 
     // Layers with escaping names and odd whiteouts.
@@ -545,10 +537,7 @@ fn tampered_and_hostile_images_are_refused() {
     let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": config, "size": config_size},
         "layers": [{"mediaType": TGZ, "digest": chart, "size": chart_size}]});
-    let (digest, size) = layout.blob(manifest.to_string().as_bytes());
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": digest, "size": size, "annotations": {"org.opencontainers.image.ref.name": "chart"}}]});
-    std::fs::write(layout.dir.join("index.json"), index.to_string()).unwrap();
+    layout.add("chart", "application/vnd.oci.image.manifest.v1+json", &manifest);
     refused(
         &env,
         &format!("oci:{}:chart", layout.dir.display()),

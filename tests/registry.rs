@@ -400,26 +400,7 @@ fn a_manifest_list_gives_the_host_platform() {
     let mut layout = Layout::new(env.path("layout"));
     let amd64 = layout.image("amd64", &[(layer(&[("etc/arch", "amd64")]), TGZ, gzip)], serde_json::json!({}));
     let arm64 = layout.image("arm64", &[(layer(&[("etc/arch", "arm64")]), TGZ, gzip)], serde_json::json!({}));
-    let size = |d: &str| std::fs::metadata(layout.dir.join("blobs/sha256").join(&d[7..])).unwrap().len();
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64, "size": size(&arm64),
-             "platform": {"architecture": "arm64", "os": "linux"}},
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64, "size": size(&amd64),
-             "platform": {"architecture": "amd64", "os": "linux"}},
-        ],
-    });
-    let (digest, index_size) = layout.blob(index.to_string().as_bytes());
-    layout.index.push(
-        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": index_size,
-        "annotations": {"org.opencontainers.image.ref.name": "multi"}}),
-    );
-    std::fs::write(
-        layout.dir.join("index.json"),
-        serde_json::json!({"schemaVersion": 2, "manifests": layout.index}).to_string(),
-    )
-    .unwrap();
+    layout.platform_index("multi", &[(&arm64, "arm64"), (&amd64, "amd64")]);
     let out = std::process::Command::new("skopeo")
         .args([
             "copy",
@@ -442,25 +423,7 @@ fn a_manifest_list_gives_the_host_platform() {
     assert_eq!(std::fs::read_to_string(rendered.join("etc/arch")).unwrap(), expected);
 
     // An index without the host's platform says which it has.
-    let foreign = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64, "size": size(&arm64),
-             "platform": {"architecture": "s390x", "os": "linux"}},
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64, "size": size(&amd64),
-             "platform": {"architecture": "ppc64le", "os": "linux"}},
-        ],
-    });
-    let (digest, index_size) = layout.blob(foreign.to_string().as_bytes());
-    layout.index.push(
-        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": index_size,
-        "annotations": {"org.opencontainers.image.ref.name": "foreign"}}),
-    );
-    std::fs::write(
-        layout.dir.join("index.json"),
-        serde_json::json!({"schemaVersion": 2, "manifests": layout.index}).to_string(),
-    )
-    .unwrap();
+    layout.platform_index("foreign", &[(&arm64, "s390x"), (&amd64, "ppc64le")]);
     let err = env.fails(&["--insecure-options=image", "fetch", &format!("oci:{}:foreign", layout.dir.display())]);
     assert!(
         err.contains("has no manifest for linux/") && err.contains("(it has: linux/s390x, linux/ppc64le)"),

@@ -54,9 +54,14 @@ impl Layout {
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
             "layers": descs,
         });
-        let (digest, size) = self.blob(manifest.to_string().as_bytes());
+        self.add(reference, "application/vnd.oci.image.manifest.v1+json", &manifest)
+    }
+
+    /// Adds `document` (a manifest or an index of `media_type`) as `reference`.
+    pub fn add(&mut self, reference: &str, media_type: &str, document: &serde_json::Value) -> String {
+        let (digest, size) = self.blob(document.to_string().as_bytes());
         self.index.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+            "mediaType": media_type, "digest": digest, "size": size,
             "annotations": {"org.opencontainers.image.ref.name": reference},
         }));
         std::fs::write(
@@ -66,7 +71,24 @@ impl Layout {
         .unwrap();
         digest
     }
+
+    /// Adds an index of the manifests stored under `platforms` (digest, architecture) as
+    /// `reference`.
+    pub fn platform_index(&mut self, reference: &str, platforms: &[(&str, &str)]) -> String {
+        let manifests: Vec<_> = platforms
+            .iter()
+            .map(|(digest, arch)| {
+                let size = std::fs::metadata(self.dir.join("blobs/sha256").join(&digest[7..])).unwrap().len();
+                serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                    "size": size, "platform": {"architecture": arch, "os": "linux"}})
+            })
+            .collect();
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests});
+        self.add(reference, INDEX, &index)
+    }
 }
+
+pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 pub fn plain(b: &[u8]) -> Vec<u8> {
     b.to_vec()
