@@ -158,7 +158,9 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct FetchArgs {
-    /// images to fetch: paths to ACI files, image IDs, or names
+    /// images to fetch: ACI files or URLs, names (appc discovery), image IDs,
+    /// docker://[REGISTRY/]NAME[:TAG|@DIGEST], docker-archive:PATH[:NAME:TAG], oci:PATH[:REF],
+    /// oci-archive:PATH[:REF]
     #[arg(required = true)]
     pub images: Vec<String>,
     /// local signature file to use in validating the preceding image

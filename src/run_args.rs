@@ -101,6 +101,58 @@ fn list(v: &str) -> Vec<String> {
 const BOOL_FLAGS: &[&str] =
     &["inherit-env", "interactive", "readonly-rootfs", "debug", "mds-register", "no-overlay", "private-users", "quiet"];
 
+/// `--help` or `-h` before any app's `--` arguments.
+pub fn wants_help(args: &[String]) -> bool {
+    args.iter().take_while(|a| *a != "--").any(|a| a == "--help" || a == "-h")
+}
+
+/// What `rkt run --help` and `rkt prepare --help` print.
+pub fn help(prepare: bool) -> String {
+    let (what, usage, network) = if prepare {
+        ("Prepare a pod to run later with run-prepared; prints its UUID", "prepare", "")
+    } else {
+        (
+            "Run image(s) in a pod and return the first failing app's exit status",
+            "run",
+            "  --net=default|host|none       network: CNI's ptp (default), the host's, or only lo
+  --port=NAME:[HOSTIP:]HOSTPORT publish the image's port NAME on the host (default network)
+",
+        )
+    };
+    format!(
+        "{what}
+
+Usage: rkt {usage} [FLAGS] IMAGE [APP FLAGS] [-- APP ARGS... ---] [IMAGE [APP FLAGS] ...]
+
+IMAGE: an image ID (sha512-...), a name (found in the store, else by appc discovery), an ACI
+file or https URL, docker://[REGISTRY/]NAME[:TAG|@DIGEST], docker-archive:PATH[:NAME:TAG],
+oci:PATH[:REF] or oci-archive:PATH[:REF].
+
+Pod flags:
+{network}  --dns=IP[,IP...]|host|none    resolv.conf name servers (host: the host's file)
+  --dns-search=DOMAIN[,...]     resolv.conf search domains
+  --hosts-entry=IP=HOST|host    /etc/hosts entries (host: the host's file)
+  --hostname=NAME               the pod's host name (default: rkt-UUID)
+  --volume=NAME,kind=host,source=PATH[,readOnly=true][,recursive=true]
+  --volume=NAME,kind=empty[,mode=0755,uid=0,gid=0]
+  --inherit-env                 pass rkt's environment on to the apps
+  --set-env=K=V                 environment for every app (also --set-env-file=FILE)
+  --interactive                 the app's stdin and terminal are rkt's (one app only)
+  --uuid-file-save=FILE         write the pod's UUID to FILE
+  --pull-policy=POLICY          when to fetch: never, new (the default) or update
+
+App flags (after their image; before any image, for every app):
+  --exec=PROGRAM                run PROGRAM instead of the image's app
+  --user=UID|NAME, --group=GID|NAME, --supplementary-gids=GID[,...]
+  --working-dir=DIR, --environment=K=V, --name=NAME, --readonly-rootfs
+  --mount=volume=NAME,target=PATH
+  --memory=128M, --cpu=500m     resource limits (cgroups)
+  --caps-retain=CAP[,...], --caps-remove=CAP[,...]
+  --signature=FILE              the image's detached signature
+"
+    )
+}
+
 pub fn parse(args: &[String], prepare: bool) -> Result<RunRequest, String> {
     let mut pod = PodOptions {
         net: NetMode::Default,
@@ -246,6 +298,13 @@ mod tests {
 
     fn args(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn help_is_asked_before_the_apps_arguments() {
+        assert!(wants_help(&args(&["--help"])) && wants_help(&args(&["--net=host", "img", "-h"])));
+        assert!(!wants_help(&args(&["img", "--", "--help", "---"])));
+        assert!(help(true).contains("Usage: rkt prepare") && !help(true).contains("--net"));
     }
 
     #[test]

@@ -52,6 +52,18 @@ fn global_flags_go_before_or_after_the_subcommand() {
     assert_eq!(before.stdout, after.stdout);
 }
 
+/// `run` and `prepare` parse their own flags (per-app flags follow their image); their help
+/// comes without root, and names the kinds of image they take.
+#[test]
+fn run_and_prepare_have_help() {
+    let env = Env::new();
+    for command in ["run", "prepare"] {
+        let help = env.ok(&[command, "--help"]);
+        assert!(help.contains(&format!("Usage: rkt {command} [FLAGS] IMAGE")), "{help}");
+        assert!(help.contains("docker://") && help.contains("--volume=NAME,kind=host"), "{help}");
+    }
+}
+
 #[test]
 fn fetch_without_signature_says_how_to_skip_verification() {
     let env = Env::new();

@@ -147,6 +147,10 @@ fn start(pods: &Pods, mut pod: PodLock, mut spec: PodSpec) -> Result<i32, CliErr
 }
 
 pub async fn run(ctx: &Context, args: &[String], prepare_only: bool) -> CliResult {
+    if run_args::wants_help(args) {
+        print!("{}", run_args::help(prepare_only));
+        return Ok(());
+    }
     require_root()?;
     let req = run_args::parse(args, prepare_only).map_err(CliError::msg)?;
     if req.dir.is_some() || req.insecure.is_some() {
