@@ -136,6 +136,10 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     let mut never = flags().to_vec();
     never.extend(["fetch", "--pull-policy=never", image.as_str()]);
     assert_eq!(env.ok(&never).trim(), &id[..39]);
+    // As in rkt, only a pull needs --insecure-options=image: the stored image was taken with it.
+    assert_eq!(env.ok(&["run", "--net=host", image.as_str()]), "hello from the registry\n");
+    let err = env.fails(&["fetch", "--pull-policy=update", image.as_str()]);
+    assert!(err.contains("Docker images are unsigned; fetch them with --insecure-options=image"), "{err}");
 }
 
 /// A layer the pull would copy from the store (the same content under another chain) whose

@@ -226,11 +226,6 @@ pub async fn docker_image(
     reference: &str,
     policy: &str,
 ) -> Result<rkt_fetch::oci::Converted, CliError> {
-    if !ctx.flags.insecure_options.image {
-        return Err(CliError::msg(format!(
-            "{typed}: Docker images are unsigned; fetch them with --insecure-options=image"
-        )));
-    }
     let url = rkt_fetch::registry::remote_url(typed);
     if policy != "update" {
         if let Some(remote) = store.remote(&url)? {
@@ -248,6 +243,12 @@ pub async fn docker_image(
                 "unable to find image {typed:?} in the local store (--pull-policy=never)"
             )));
         }
+    }
+    // As rkt: only a pull needs the flag; a stored image was taken with it when fetched.
+    if !ctx.flags.insecure_options.image {
+        return Err(CliError::msg(format!(
+            "{typed}: Docker images are unsigned; fetch them with --insecure-options=image"
+        )));
     }
     let parsed = rkt_fetch::registry::DockerRef::parse(reference)?;
     let credentials = ctx
