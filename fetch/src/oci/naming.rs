@@ -157,8 +157,12 @@ pub fn image_manifest(
     annotate("repository", &repo);
     annotate("imageid", provenance.config_digest);
     annotate("manifesthash", provenance.manifest_digest.unwrap_or_default());
-    annotate("entrypoint", &serde_json::to_string(&entrypoint).unwrap_or_default());
-    annotate("cmd", &serde_json::to_string(&cmd).unwrap_or_default());
+    // As docker2aci: an empty Entrypoint or Cmd is no annotation, not `[]`.
+    for (key, list) in [("entrypoint", &entrypoint), ("cmd", &cmd)] {
+        if !list.is_empty() {
+            annotate(key, &serde_json::to_string(list).unwrap_or_default());
+        }
+    }
     if let Some(created) = &config.created {
         annotations.push(NameValue { name: "created".into(), value: created.clone() });
     }
@@ -213,5 +217,20 @@ mod tests {
             ("registry-1.docker.io/library/busybox".into(), "latest".into())
         );
         assert_eq!(name_for(Some("v1"), "My Layout"), ("oci.local/my_layout".into(), "v1".into()));
+    }
+
+    #[test]
+    fn only_a_given_entrypoint_or_cmd_is_annotated() {
+        let config: ImageConfigFile = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":[],"Cmd":["sh"]},"rootfs":{"diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let provenance = Provenance { original: "busybox", config_digest: "sha256:c", manifest_digest: None };
+        let manifest = image_manifest("n", "latest", "linux", "amd64", &config, None, &provenance).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        let names: Vec<&str> =
+            manifest["annotations"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"appc.io/docker/cmd") && !names.contains(&"appc.io/docker/entrypoint"), "{names:?}");
+        assert_eq!(manifest["app"]["exec"], serde_json::json!(["sh"]));
     }
 }
