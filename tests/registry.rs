@@ -276,12 +276,19 @@ fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
     assert_eq!(out.status.code(), Some(254));
 
     // Docker's client config, keyed as `docker login http://HOST/v2/` leaves it: from
-    // $DOCKER_CONFIG, else from ~/.docker.
+    // $DOCKER_CONFIG, else from ~/.docker. podman's auth.json, keyed by a namespace of the
+    // registry (the wrong password for the registry as a whole): from $REGISTRY_AUTH_FILE.
     let docker_config = fresh.path("home/.docker");
     std::fs::create_dir_all(&docker_config).unwrap();
-    let auths = serde_json::json!({"auths": {format!("http://{}/v2/", registry.addr): {"auth": base64(b"alice:s3cret", false)}}});
+    let login = |key: String, creds: &[u8]| serde_json::json!({"auths": {key: {"auth": base64(creds, false)}}});
+    let auths = login(format!("http://{}/v2/", registry.addr), b"alice:s3cret");
     std::fs::write(docker_config.join("config.json"), auths.to_string()).unwrap();
-    for (variable, value) in [("DOCKER_CONFIG", docker_config.clone()), ("HOME", fresh.path("home"))] {
+    let mut auth_json = login(format!("{}/priv", registry.addr), b"alice:s3cret");
+    auth_json["auths"][&registry.addr] = serde_json::json!({"auth": base64(b"alice:wrong", false)});
+    let auth_file = fresh.write("auth.json", auth_json.to_string().as_bytes());
+    for (variable, value) in
+        [("DOCKER_CONFIG", docker_config.clone()), ("HOME", fresh.path("home")), ("REGISTRY_AUTH_FILE", auth_file)]
+    {
         let fresh = Env::new();
         let out = fresh
             .cmd(&["--insecure-options=image,http", "fetch", &image])

@@ -256,7 +256,7 @@ pub async fn docker_image(
         .docker_auth
         .get(&parsed.registry)
         .map(|c| (c.user.clone(), c.password.clone()))
-        .or_else(|| rkt_fetch::registry::docker_config_credentials(&parsed.registry));
+        .or_else(|| rkt_fetch::registry::stored_credentials(&parsed.registry, &parsed.repository));
     let options = rkt_fetch::registry::RegistryOptions {
         plain_http: ctx.flags.insecure_options.http,
         skip_tls_verify: ctx.flags.insecure_options.tls,

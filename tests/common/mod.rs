@@ -267,7 +267,10 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rkt"));
         c.arg("--dir").arg(self.store()).args(args);
         // No registry credentials from whoever runs the tests.
-        c.env("DOCKER_CONFIG", self.path("no-docker-config"));
+        c.env("DOCKER_CONFIG", self.path("no-docker-config"))
+            .env("XDG_RUNTIME_DIR", self.path("no-runtime-dir"))
+            .env("XDG_CONFIG_HOME", self.path("no-config-home"))
+            .env_remove("REGISTRY_AUTH_FILE");
         c
     }
 

@@ -3,13 +3,15 @@
 
 mod blob;
 mod client;
+mod credentials;
 mod grammar;
 
 use rkt_store::{now_ns, RemoteRecord, Store};
 
 pub use client::{base64, base64_decode, RegistryClient};
+pub use credentials::stored_credentials;
 
-use crate::oci::naming::{parse_docker_ref, DEFAULT_REGISTRY};
+use crate::oci::naming::parse_docker_ref;
 use crate::oci::{
     check_document, parse_json, pick_platform, sha256_hex, store_image, Converted, Document, ImageConfigFile, OciError,
     Plan, MAX_DOCUMENT,
@@ -73,33 +75,6 @@ pub struct RegistryOptions {
     pub slots: crate::task::HostSlots,
     /// Render the image's tree while its layers are imported.
     pub render: bool,
-}
-
-/// Credentials for `registry` from Docker's client config: `$DOCKER_CONFIG/config.json`, else
-/// `~/.docker/config.json`, its `auths`.
-pub fn docker_config_credentials(registry: &str) -> Option<(String, String)> {
-    let dir = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => std::path::Path::new(&std::env::var_os("HOME")?).join(".docker"),
-    };
-    credentials_in(&std::fs::read(dir.join("config.json")).ok()?, registry)
-}
-
-/// An `auths` entry for `registry`. Docker keys them by host as `docker login` was given it,
-/// with or without scheme and path (`https://index.docker.io/v1/` for Docker Hub).
-fn credentials_in(config: &[u8], registry: &str) -> Option<(String, String)> {
-    let config: serde_json::Value = serde_json::from_slice(config).ok()?;
-    let host = |key: &str| {
-        let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
-        match key.split('/').next().unwrap_or(key) {
-            "index.docker.io" | "docker.io" => DEFAULT_REGISTRY.to_string(),
-            other => other.to_string(),
-        }
-    };
-    let entry = config["auths"].as_object()?.iter().find(|(key, _)| host(key) == registry)?.1;
-    let decoded = String::from_utf8(base64_decode(entry["auth"].as_str()?)?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 /// The store's row for an image fetched as `typed` (`docker://…` as the user wrote it).
@@ -227,6 +202,7 @@ fn check_media_type(doc: &Document, content_type: &str) -> Result<(), OciError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::naming::DEFAULT_REGISTRY;
 
     #[test]
     fn references() {
@@ -247,25 +223,5 @@ mod tests {
             assert!(err.contains("is not a Docker image reference"), "{bad}: {err}");
         }
         assert_eq!(remote_url("docker:busybox"), "docker://busybox");
-    }
-
-    #[test]
-    fn docker_config_auths_by_host() {
-        let config = |key: &str| {
-            format!(r#"{{"auths":{{"other.io":{{"auth":"eDp5"}},"{key}":{{"auth":"{}"}}}}}}"#, base64(b"me:pw"))
-        };
-        let me = Some(("me".to_string(), "pw".to_string()));
-        for (key, registry) in [
-            ("https://index.docker.io/v1/", DEFAULT_REGISTRY),
-            ("docker.io", DEFAULT_REGISTRY),
-            ("127.0.0.1:5000", "127.0.0.1:5000"),
-            ("https://127.0.0.1:5000/v2/", "127.0.0.1:5000"),
-            ("http://r.io", "r.io"),
-        ] {
-            assert_eq!(credentials_in(config(key).as_bytes(), registry), me, "{key}");
-        }
-        assert_eq!(credentials_in(config("r.io").as_bytes(), "r.io:5000"), None);
-        assert_eq!(credentials_in(config("r.io.evil").as_bytes(), "r.io"), None);
-        assert_eq!(credentials_in(b"not json", "r.io"), None);
     }
 }
