@@ -58,13 +58,13 @@ pub enum Command {
         command: ImageCommand,
     },
     /// Run image(s) in a pod: rkt run IMAGE [per-app flags] [-- args ---] …
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, override_help = crate::run_args::RUN_HELP)]
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
     /// Prepare a pod to run later with run-prepared; prints its UUID
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, override_help = crate::run_args::PREPARE_HELP)]
     Prepare {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,

@@ -106,30 +106,26 @@ pub fn wants_help(args: &[String]) -> bool {
     args.iter().take_while(|a| *a != "--").any(|a| a == "--help" || a == "-h")
 }
 
-/// What `rkt run --help` and `rkt prepare --help` print.
-pub fn help(prepare: bool) -> String {
-    let (what, usage, network) = if prepare {
-        ("Prepare a pod to run later with run-prepared; prints its UUID", "prepare", "")
-    } else {
-        (
-            "Run image(s) in a pod and return the first failing app's exit status",
-            "run",
-            "  --net=default|host|none       network: CNI's ptp (default), the host's, or only lo
-  --port=NAME:[HOSTIP:]HOSTPORT publish the image's port NAME on the host (default network)
-",
-        )
-    };
-    format!(
-        "{what}
+/// The help text of `rkt run` and `rkt prepare` after their usage line: the image kinds, the
+/// pod flags (`$net` stands for run's network flags) and the app flags.
+macro_rules! run_help {
+    ($what:literal, $usage:literal, $net:literal) => {
+        concat!(
+            $what,
+            "
 
-Usage: rkt {usage} [FLAGS] IMAGE [APP FLAGS] [-- APP ARGS... ---] [IMAGE [APP FLAGS] ...]
+Usage: rkt ",
+            $usage,
+            " [FLAGS] IMAGE [APP FLAGS] [-- APP ARGS... ---] [IMAGE [APP FLAGS] ...]
 
 IMAGE: an image ID (sha512-...), a name (found in the store, else by appc discovery), an ACI
 file or https URL, docker://[REGISTRY/]NAME[:TAG|@DIGEST], docker-archive:PATH[:NAME:TAG],
 oci:PATH[:REF] or oci-archive:PATH[:REF].
 
 Pod flags:
-{network}  --dns=IP[,IP...]|host|none    resolv.conf name servers (host: the host's file)
+",
+            $net,
+            "  --dns=IP[,IP...]|host|none    resolv.conf name servers (host: the host's file)
   --dns-search=DOMAIN[,...]     resolv.conf search domains
   --hosts-entry=IP=HOST|host    /etc/hosts entries (host: the host's file)
   --hostname=NAME               the pod's host name (default: rkt-UUID)
@@ -150,7 +146,29 @@ App flags (after their image; before any image, for every app):
   --caps-retain=CAP[,...], --caps-remove=CAP[,...]
   --signature=FILE              the image's detached signature
 "
-    )
+        )
+    };
+}
+
+/// What `rkt run --help` (and `rkt help run`) print.
+pub const RUN_HELP: &str = run_help!(
+    "Run image(s) in a pod and return the first failing app's exit status",
+    "run",
+    "  --net=default|host|none       network: CNI's ptp (default), the host's, or only lo
+  --port=NAME:[HOSTIP:]HOSTPORT publish the image's port NAME on the host (default network)
+"
+);
+
+/// What `rkt prepare --help` (and `rkt help prepare`) print.
+pub const PREPARE_HELP: &str =
+    run_help!("Prepare a pod to run later with run-prepared; prints its UUID", "prepare", "");
+
+pub fn help(prepare: bool) -> &'static str {
+    if prepare {
+        PREPARE_HELP
+    } else {
+        RUN_HELP
+    }
 }
 
 pub fn parse(args: &[String], prepare: bool) -> Result<RunRequest, String> {

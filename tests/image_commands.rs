@@ -61,6 +61,7 @@ fn run_and_prepare_have_help() {
         let help = env.ok(&[command, "--help"]);
         assert!(help.contains(&format!("Usage: rkt {command} [FLAGS] IMAGE")), "{help}");
         assert!(help.contains("docker://") && help.contains("--volume=NAME,kind=host"), "{help}");
+        assert_eq!(env.ok(&["help", command]), help, "rkt help {command}");
     }
 }
 
