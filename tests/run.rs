@@ -80,6 +80,12 @@ fn runs_the_image_app_and_returns_its_exit_code() {
     let out = env.rkt(&["run", "--net=host", &id, "--exec=/no/such/program"]);
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/program"));
+    // A name is looked up in the app's PATH (appc, as exec(3)).
+    assert_eq!(env.ok(&["run", "--net=host", &id, "--exec=echo", "--", "by name"]), "by name\n");
+    let out = env.rkt(&["run", "--net=host", &id, "--exec=nosuch"]);
+    assert_eq!(out.status.code(), Some(254));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"nosuch\" is not in the app's PATH (/bin:/sbin:"), "{stderr}");
 }
 
 #[test]

@@ -143,6 +143,10 @@ pub(crate) fn exec_with_app_env(app: &AppSpec, command: &[String]) -> io::Result
     // SAFETY: closes every fd from 3 up; nothing here uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    if err == nix::errno::Errno::ENOENT && !program.contains('/') {
+        let path = app.env.iter().find(|(k, _)| k == "PATH").map_or(crate::plan::DEFAULT_PATH, |(_, v)| v.as_str());
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{program:?} is not in the app's PATH ({path})")));
+    }
     Err(io::Error::new(io::Error::from(err).kind(), format!("exec {program}: {err}")))
 }
 
