@@ -295,15 +295,11 @@ pub fn build(
             if target.is_some() {
                 continue;
             }
-            if pod.volumes.iter().any(|v| v.name == mp.name) {
-                mounts.push(volume_mount(pod, &mp.name, &mp.path, mp.read_only)?);
+            mounts.push(if pod.volumes.iter().any(|v| v.name == mp.name) {
+                volume_mount(pod, &mp.name, &mp.path, mp.read_only)?
             } else {
-                // appc: a mount point without a volume gets an empty volume of its own, named
-                // (as rkt names it) after the app and the mount point.
-                let mut mount = volume_mount(pod, &format!("{name}-{}", mp.name), &mp.path, mp.read_only)?;
-                mount.implicit = true;
-                mounts.push(mount);
-            }
+                implicit_volume(&format!("{name}-{}", mp.name), &mp.path, mp.read_only)?
+            });
         }
         for (volume, target) in &app.options.mounts {
             mounts.push(volume_mount(pod, volume, target, false)?);
@@ -403,27 +399,40 @@ fn port_mappings(
         .collect()
 }
 
+fn absolute(target: &str) -> Result<(), String> {
+    match target.starts_with('/') {
+        true => Ok(()),
+        false => Err(format!("mount target {target:?} must be absolute")),
+    }
+}
+
+/// A volume given with `--volume`, mounted at `target`; as in rkt, a `--mount` of a volume
+/// not given is refused rather than made empty.
 fn volume_mount(pod: &PodOptions, volume: &str, target: &str, read_only: bool) -> Result<BindMount, String> {
-    if !target.starts_with('/') {
-        return Err(format!("mount target {target:?} must be absolute"));
-    }
-    match pod.volumes.iter().find(|v| v.name == volume) {
-        Some(v) => Ok(BindMount {
-            source: v.source.clone().unwrap_or_else(|| PodPaths::volume_in_pod(volume)),
-            target: target.to_string(),
-            read_only: v.read_only || read_only,
-            recursive: v.recursive,
-            implicit: false,
-        }),
-        // appc: a mount point without a volume gets an empty volume.
-        None => Ok(BindMount {
-            source: PodPaths::volume_in_pod(volume),
-            target: target.to_string(),
-            read_only,
-            recursive: false,
-            implicit: false,
-        }),
-    }
+    absolute(target)?;
+    let v = pod.volumes.iter().find(|v| v.name == volume).ok_or_else(|| {
+        format!("no volume named {volume:?} for {target}: give one with --volume={volume},kind=host,source=PATH or kind=empty")
+    })?;
+    Ok(BindMount {
+        source: v.source.clone().unwrap_or_else(|| PodPaths::volume_in_pod(volume)),
+        target: target.to_string(),
+        read_only: v.read_only || read_only,
+        recursive: v.recursive,
+        implicit: false,
+    })
+}
+
+/// appc: a mount point without a volume gets an empty volume of its own, named (as rkt names
+/// it) after the app and the mount point.
+fn implicit_volume(name: &str, target: &str, read_only: bool) -> Result<BindMount, String> {
+    absolute(target)?;
+    Ok(BindMount {
+        source: PodPaths::volume_in_pod(name),
+        target: target.to_string(),
+        read_only,
+        recursive: false,
+        implicit: true,
+    })
 }
 
 /// The contents of `/etc/hosts` and `/etc/resolv.conf` for the pod's network options.
@@ -488,6 +497,38 @@ mod tests {
         assert!(parse_size("1X").is_err());
         assert_eq!(parse_cpu("500m").unwrap(), 500);
         assert_eq!(parse_cpu("2").unwrap(), 2000);
+    }
+
+    #[test]
+    fn mounts_need_their_volume_and_mount_points_get_one_of_their_own() {
+        let mut pod = PodOptions {
+            net: NetMode::Host,
+            hostname: None,
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            hosts_entries: Vec::new(),
+            inherit_env: false,
+            set_env: Vec::new(),
+            set_env_file: None,
+            volumes: Vec::new(),
+            interactive: false,
+            ports: Vec::new(),
+        };
+        let err = volume_mount(&pod, "data", "/data", false).unwrap_err();
+        assert!(err.contains("no volume named \"data\" for /data"), "{err}");
+        pod.volumes.push(VolumeOption {
+            name: "data".into(),
+            source: None,
+            read_only: false,
+            recursive: false,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        });
+        assert_eq!(volume_mount(&pod, "data", "/data", true).unwrap().source, PodPaths::volume_in_pod("data"));
+        let implicit = implicit_volume("app-data", "/data", false).unwrap();
+        assert!(implicit.implicit && implicit.source == PodPaths::volume_in_pod("app-data"));
+        assert!(implicit_volume("app-data", "data", false).is_err());
     }
 
     #[test]
