@@ -559,6 +559,25 @@ fn blob_redirects_to_https_are_verified() {
     assert!(!web.requests().is_empty(), "the blobs came over https");
     let rendered = render_fetched(&env, &out);
     assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "over tls");
+
+    // The CA in a certs.d directory, as podman and Docker keep one for a private host: trusted
+    // for that host, and only for it.
+    let web_host = web.url("/").trim_start_matches("https://").trim_end_matches('/').to_string();
+    for (host, trusted) in [("127.0.0.1:1", false), (web_host.as_str(), true)] {
+        let fresh = Env::new();
+        let config_home = fresh.path("config");
+        let certs_d = config_home.join("containers/certs.d").join(host);
+        std::fs::create_dir_all(&certs_d).unwrap();
+        std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
+        let out = fresh
+            .cmd(&["--local-config", config.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image])
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), trusted, "{host}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 /// hostile-inputs: replies no honest registry sends, from a server that answers the registry

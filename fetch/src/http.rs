@@ -16,6 +16,7 @@ use reqwest::{Client, Response, StatusCode, Url};
 use rkt_store::{now_ns, BroughtIn, ImageId, ImportOptions, RemoteRecord, Store};
 use tokio::io::{AsyncRead, ReadBuf};
 
+pub use crate::clients::Clients;
 use crate::oci::Reader;
 use crate::FetchError;
 
@@ -115,46 +116,7 @@ pub fn client(options: &HttpOptions) -> Result<Clients, FetchError> {
     Clients::new(options.skip_tls_verify).map_err(io)
 }
 
-/// How every client of rkt talks HTTP: redirects are followed by hand (to check each hop).
-fn builder(skip_tls_verify: bool) -> reqwest::ClientBuilder {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("rkt/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(60))
-        .danger_accept_invalid_certs(skip_tls_verify)
-}
-
-/// A client for plain http and, built on the first https URL, one that verifies TLS. Loading
-/// the system's root certificates takes a few milliseconds: a third of a warm `rkt fetch` from
-/// a plain-http registry, which never needs them.
-#[derive(Clone)]
-pub struct Clients {
-    plain: Client,
-    tls: Arc<std::sync::OnceLock<Client>>,
-    skip_tls_verify: bool,
-}
-
-impl Clients {
-    pub fn new(skip_tls_verify: bool) -> reqwest::Result<Self> {
-        // No roots at all: this client is never given an https URL.
-        let plain = builder(skip_tls_verify).tls_certs_only([]).build()?;
-        Ok(Clients { plain, tls: Arc::new(std::sync::OnceLock::new()), skip_tls_verify })
-    }
-
-    pub fn for_url(&self, url: &Url) -> reqwest::Result<Client> {
-        if url.scheme() != "https" {
-            return Ok(self.plain.clone());
-        }
-        if let Some(client) = self.tls.get() {
-            return Ok(client.clone());
-        }
-        let client = builder(self.skip_tls_verify).build()?;
-        Ok(self.tls.get_or_init(|| client).clone())
-    }
-}
-
-fn host_key(url: &Url) -> String {
+pub(crate) fn host_key(url: &Url) -> String {
     match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
         None => url.host_str().unwrap_or("").to_string(),

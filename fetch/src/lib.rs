@@ -1,6 +1,7 @@
 //! Turns image strings into images in the store. Local ACI files work now; network, discovery,
 //! trust and Docker sources come with their own modules.
 
+mod clients;
 pub mod discovery;
 pub mod http;
 pub mod oci;
