@@ -136,6 +136,11 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
         .to_string();
     let ours = env.path("ours");
     env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    // `extract` writes the image alone, as appc says: the top image's files are its layers'.
+    let alone = env.path("alone");
+    let out = env.rkt(&["image", "extract", "--rootfs-only", &id, alone.to_str().unwrap()]);
+    assert!(out.status.success() && std::fs::read_dir(&alone).unwrap().next().is_none());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no files of its own; `rkt image render`"));
     let (theirs, their_links) = describe(&umoci_unpack(&env, &layout.dir));
     let (mine, my_links) = describe(&ours);
     assert_eq!(mine, theirs);

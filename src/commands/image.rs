@@ -258,6 +258,12 @@ async fn extract(store: &Store, args: &ExtractArgs, with_dependencies: bool) -> 
         let _ = std::fs::remove_dir_all(out);
         return Err(e.into());
     }
+    // A Docker image's files are in its layers, which `extract` leaves out, as appc says.
+    let rootfs = if args.rootfs_only { out.clone() } else { out.join("rootfs") };
+    let empty = std::fs::read_dir(&rootfs).is_ok_and(|mut entries| entries.next().is_none());
+    if !with_dependencies && empty && !store.manifest(&id)?.dependencies.is_empty() {
+        eprintln!("note: {} holds no files of its own; `rkt image render` writes its dependencies' too", args.image);
+    }
     Ok(())
 }
 
