@@ -399,17 +399,25 @@ fn port_mappings(
         .collect()
 }
 
-fn absolute(target: &str) -> Result<(), String> {
-    match target.starts_with('/') {
-        true => Ok(()),
-        false => Err(format!("mount target {target:?} must be absolute")),
+/// A place for a volume: absolute, within the app's root, and not the root itself (an image's
+/// `VOLUME /`), refused here rather than when the pod is already starting.
+fn mount_target(target: &str) -> Result<(), String> {
+    let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if !target.starts_with('/') {
+        Err(format!("mount target {target:?} must be absolute"))
+    } else if parts.contains(&"..") {
+        Err(format!("mount target {target:?} climbs out with .."))
+    } else if parts.is_empty() {
+        Err(format!("mount target {target:?} would cover the app's whole root"))
+    } else {
+        Ok(())
     }
 }
 
 /// A volume given with `--volume`, mounted at `target`; as in rkt, a `--mount` of a volume
 /// not given is refused rather than made empty.
 fn volume_mount(pod: &PodOptions, volume: &str, target: &str, read_only: bool) -> Result<BindMount, String> {
-    absolute(target)?;
+    mount_target(target)?;
     let v = pod.volumes.iter().find(|v| v.name == volume).ok_or_else(|| {
         format!("no volume named {volume:?} for {target}: give one with --volume={volume},kind=host,source=PATH or kind=empty")
     })?;
@@ -425,7 +433,7 @@ fn volume_mount(pod: &PodOptions, volume: &str, target: &str, read_only: bool) -
 /// appc: a mount point without a volume gets an empty volume of its own, named (as rkt names
 /// it) after the app and the mount point.
 fn implicit_volume(name: &str, target: &str, read_only: bool) -> Result<BindMount, String> {
-    absolute(target)?;
+    mount_target(target)?;
     Ok(BindMount {
         source: PodPaths::volume_in_pod(name),
         target: target.to_string(),
@@ -528,7 +536,10 @@ mod tests {
         assert_eq!(volume_mount(&pod, "data", "/data", true).unwrap().source, PodPaths::volume_in_pod("data"));
         let implicit = implicit_volume("app-data", "/data", false).unwrap();
         assert!(implicit.implicit && implicit.source == PodPaths::volume_in_pod("app-data"));
-        assert!(implicit_volume("app-data", "data", false).is_err());
+        for (bad, why) in [("data", "must be absolute"), ("/a/../../etc", "climbs out"), ("/./", "whole root")] {
+            let err = implicit_volume("app-data", bad, false).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]
