@@ -172,19 +172,7 @@ pub fn help(prepare: bool) -> &'static str {
 }
 
 pub fn parse(args: &[String], prepare: bool) -> Result<RunRequest, String> {
-    let mut pod = PodOptions {
-        net: NetMode::Default,
-        hostname: None,
-        dns: Vec::new(),
-        dns_search: Vec::new(),
-        hosts_entries: Vec::new(),
-        inherit_env: false,
-        set_env: Vec::new(),
-        set_env_file: None,
-        volumes: Vec::new(),
-        interactive: false,
-        ports: Vec::new(),
-    };
+    let mut pod = PodOptions::default();
     let mut req = RunRequest {
         pod: pod.clone(),
         apps: Vec::new(),

@@ -46,8 +46,9 @@ pub struct VolumeOption {
     pub gid: u32,
 }
 
-/// What the user asked of the pod.
-#[derive(Debug, Clone)]
+/// What the user asked of the pod; by default, what `rkt run` does unasked (the default
+/// network, nothing else).
+#[derive(Debug, Clone, Default)]
 pub struct PodOptions {
     pub net: NetMode,
     pub hostname: Option<String>,
@@ -509,19 +510,7 @@ mod tests {
 
     #[test]
     fn mounts_need_their_volume_and_mount_points_get_one_of_their_own() {
-        let mut pod = PodOptions {
-            net: NetMode::Host,
-            hostname: None,
-            dns: Vec::new(),
-            dns_search: Vec::new(),
-            hosts_entries: Vec::new(),
-            inherit_env: false,
-            set_env: Vec::new(),
-            set_env_file: None,
-            volumes: Vec::new(),
-            interactive: false,
-            ports: Vec::new(),
-        };
+        let mut pod = PodOptions::default();
         let err = volume_mount(&pod, "data", "/data", false).unwrap_err();
         assert!(err.contains("no volume named \"data\" for /data"), "{err}");
         pod.volumes.push(VolumeOption {

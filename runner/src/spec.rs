@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetMode {
     /// The host's network namespace.
@@ -13,6 +13,7 @@ pub enum NetMode {
     /// A namespace of its own with only `lo`.
     None,
     /// A namespace of its own joined to the host by a CNI plugin.
+    #[default]
     Default,
 }
 

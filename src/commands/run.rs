@@ -213,12 +213,8 @@ pub async fn run_prepared(ctx: &Context, args: RunPreparedArgs) -> CliResult {
         dns: args.dns,
         dns_search: args.dns_search,
         hosts_entries: args.hosts_entry,
-        inherit_env: false,
-        set_env: Vec::new(),
-        set_env_file: None,
-        volumes: Vec::new(),
         interactive: args.interactive,
-        ports: Vec::new(),
+        ..Default::default()
     };
     spec.net = opts.net;
     spec.interactive = opts.interactive;
