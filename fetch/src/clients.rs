@@ -70,9 +70,7 @@ impl Clients {
 /// and Docker look: the user's `$XDG_CONFIG_HOME` (`~/.config`) `/containers/certs.d`,
 /// `/etc/containers/certs.d` and `/etc/docker/certs.d`.
 fn certs_d_dirs(host: &str) -> Vec<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let user = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")));
-    let mut dirs: Vec<PathBuf> = user.into_iter().map(|c| c.join("containers/certs.d")).collect();
+    let mut dirs: Vec<PathBuf> = crate::user_config_dir().into_iter().map(|c| c.join("containers/certs.d")).collect();
     dirs.extend(["/etc/containers/certs.d", "/etc/docker/certs.d"].map(PathBuf::from));
     dirs.into_iter().map(|d| d.join(host)).collect()
 }

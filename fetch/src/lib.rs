@@ -1,5 +1,5 @@
-//! Turns image strings into images in the store. Local ACI files work now; network, discovery,
-//! trust and Docker sources come with their own modules.
+//! Turns image strings into images in the store: local ACI files here; URLs, appc discovery,
+//! Docker registries and archives, and OCI layouts in their own modules.
 
 mod clients;
 pub mod discovery;
@@ -12,6 +12,17 @@ pub mod task;
 use std::path::{Path, PathBuf};
 
 use rkt_store::appc::AppString;
+
+/// A path from the environment; unset and empty are alike.
+pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The user's configuration directory, where podman and skopeo keep theirs: `$XDG_CONFIG_HOME`,
+/// else `~/.config`.
+pub(crate) fn user_config_dir() -> Option<PathBuf> {
+    env_path("XDG_CONFIG_HOME").or_else(|| env_path("HOME").map(|h| h.join(".config")))
+}
 use rkt_store::{ImportOptions, Imported, Store, StoreError};
 
 /// What an image string names, classified in rkt's order.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::base64_decode;
 use crate::oci::naming::DEFAULT_REGISTRY;
+use crate::{env_path, user_config_dir};
 
 /// Credentials for `repository` on `registry` from the login files, if one has them.
 pub fn stored_credentials(registry: &str, repository: &str) -> Option<(String, String)> {
@@ -16,20 +17,18 @@ pub fn stored_credentials(registry: &str, repository: &str) -> Option<(String, S
 }
 
 fn auth_files() -> Vec<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let home = var("HOME");
     let mut files = Vec::new();
-    if let Some(file) = var("REGISTRY_AUTH_FILE") {
+    if let Some(file) = env_path("REGISTRY_AUTH_FILE") {
         files.push(file);
-    } else if let Some(runtime) = var("XDG_RUNTIME_DIR") {
+    } else if let Some(runtime) = env_path("XDG_RUNTIME_DIR") {
         files.push(runtime.join("containers/auth.json"));
     } else if nix::unistd::geteuid().is_root() {
         files.push(PathBuf::from("/run/containers/0/auth.json"));
     }
-    if let Some(config) = var("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config"))) {
+    if let Some(config) = user_config_dir() {
         files.push(config.join("containers/auth.json"));
     }
-    if let Some(docker) = var("DOCKER_CONFIG").or_else(|| home.as_ref().map(|h| h.join(".docker"))) {
+    if let Some(docker) = env_path("DOCKER_CONFIG").or_else(|| env_path("HOME").map(|h| h.join(".docker"))) {
         files.push(docker.join("config.json"));
     }
     files
