@@ -490,8 +490,19 @@ fn several_apps_the_first_failure_decides_and_stops_the_rest() {
     let uuid = env.ok(&["list", "--full", "--no-legend"]).split('\t').next().unwrap().to_string();
     let status = env.ok(&["status", &uuid]);
     assert!(status.contains("app-fails=9") && status.contains("app-waits=0"), "{status}");
+    // As rkt lists a pod: its own columns on its first app's row only.
+    let list = env.ok(&["list", "--no-legend"]);
+    let rows: Vec<&str> = list.lines().collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(rows[0].starts_with(&uuid[..8]) && rows[0].contains("waits") && rows[0].contains("exited"), "{list}");
+    assert!(rows[1].starts_with('\t') && rows[1].contains("fails") && !rows[1].contains("exited"), "{list}");
     let out = env.rkt(&["run", "--net=host", &id, "--exec=/bin/true", &id]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("multiple apps with name busybox"));
+    // The pod that run left unprepared has no apps yet: a row of dashes, as in rkt.
+    let list = env.ok(&["list", "--no-legend"]);
+    let aborted = list.lines().find(|r| r.contains("aborted prepare")).unwrap_or_else(|| panic!("{list}"));
+    let columns: Vec<&str> = aborted.split('\t').filter(|c| !c.is_empty()).collect();
+    assert_eq!(columns[1..3], ["-", "-"], "{list}");
     let both =
         env.rkt(&["run", "--net=host", &id, "--name=a", "--exec=/bin/true", &id, "--name=b", "--exec=/bin/true"]);
     assert!(both.status.success());

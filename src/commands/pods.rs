@@ -158,13 +158,23 @@ pub fn list(ctx: &Context, full: bool, no_legend: bool, format: Option<String>) 
         Some(_) => human_time(ns(t)),
     };
     for pod in &pods {
-        for (app, image, id) in app_images(pod) {
-            let mut row = vec![if full { pod.uuid.clone() } else { pod.uuid[..8].to_string() }, app, image];
+        let mut apps = app_images(pod);
+        if apps.is_empty() {
+            // As rkt: a pod without its manifest yet (embryo, aborted prepare) is a row of dashes.
+            apps.push(("-".into(), "-".into(), "-".into()));
+        }
+        let uuid = if full { pod.uuid.clone() } else { pod.uuid[..8].to_string() };
+        let networks = rkt_runner::network::describe(&pod.dir).unwrap_or_default();
+        let mut about_pod =
+            Some([uuid, pod.state.as_str().to_string(), time(pod.created()), time(pod.started()), networks]);
+        for (app, image, id) in apps {
+            // As rkt: the pod's own columns on its first app's row only.
+            let [uuid, state, created, started, networks] = about_pod.take().unwrap_or_default();
+            let mut row = vec![uuid, app, image];
             if full {
                 row.push(id.chars().take(19).collect());
             }
-            let networks = rkt_runner::network::describe(&pod.dir).unwrap_or_default();
-            row.extend([pod.state.as_str().to_string(), time(pod.created()), time(pod.started()), networks]);
+            row.extend([state, created, started, networks]);
             rows.push(row);
         }
     }
