@@ -56,7 +56,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
             let kind = meta.file_type();
             if kind.is_dir() {
                 fs::create_dir(&dst)?;
-                set_owner_mode_time(&dst, &meta)?;
+                set_owner_mode(&dst, &meta)?;
                 dirs.push((dst.clone(), meta));
                 pending.push((src, dst));
                 continue;
@@ -94,11 +94,16 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Owner first: changing it clears set-user-ID and set-group-ID bits.
-fn set_owner_mode_time(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+fn set_owner_mode(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))?;
     if !meta.file_type().is_symlink() {
         fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     }
+    Ok(())
+}
+
+fn set_owner_mode_time(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    set_owner_mode(path, meta)?;
     set_times(path, meta)
 }
 
