@@ -300,6 +300,88 @@ fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
     }
 }
 
+/// Docker's credential helpers, named by `credHelpers` (one registry) or `credsStore` (all):
+/// rkt runs `docker-credential-NAME get` from PATH, as Docker and podman do.
+#[test]
+fn registry_credentials_come_from_the_credential_helper_docker_names() {
+    let env = Env::new();
+    let Some(registry) = Registry::start_with_basic_auth(&env.path("registry"), "alice", "s3cret") else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(layer(&[("etc/x", "helped")]), TGZ, gzip)], serde_json::json!({}));
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/helped:v1", Some("alice:s3cret"));
+    let image = format!("docker://{}/priv/helped:v1", registry.addr);
+
+    // A helper as the real ones behave: the server's address on stdin, JSON on stdout, and
+    // "credentials not found" (exit 1) for a registry it holds nothing for.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = env.path("asked");
+    let script = format!(
+        "#!/bin/sh\nread -r server\necho \"$1 $server\" >> {asked}\nif [ \"$server\" = {addr} ]; then\n  \
+         echo '{{\"ServerURL\": \"{addr}\", \"Username\": \"alice\", \"Secret\": \"s3cret\"}}'\nelse\n  \
+         echo 'credentials not found in native keychain'; exit 1\nfi\n",
+        asked = asked.display(),
+        addr = registry.addr
+    );
+    let helper = bin.join("docker-credential-rkt-test");
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let docker_config = env.path("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let fetch = |config: serde_json::Value| {
+        let fresh = Env::new();
+        std::fs::write(docker_config.join("config.json"), config.to_string()).unwrap();
+        let out = fresh
+            .cmd(&["--insecure-options=image,http", "fetch", &image])
+            .env("DOCKER_CONFIG", &docker_config)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        (fresh, out)
+    };
+
+    let (_, out) = fetch(serde_json::json!({"credHelpers": {registry.addr.clone(): "rkt-test"}}));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), format!("get {}\n", registry.addr));
+    // The default helper, with an `auths` entry as Docker leaves beside it (no secret in it).
+    let (_, out) = fetch(serde_json::json!({"credsStore": "rkt-test", "auths": {registry.addr.clone(): {}}}));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A registry's own helper comes first; one that holds nothing leaves the pull anonymous.
+    let (_, out) = fetch(serde_json::json!({"credsStore": "rkt-test", "credHelpers": {"other.io": "absent"}}));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&helper, "#!/bin/sh\necho 'credentials not found in native keychain'; exit 1\n").unwrap();
+    let (_, out) = fetch(serde_json::json!({"credsStore": "rkt-test"}));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(254) && err.contains("UNAUTHORIZED"), "{err}");
+
+    // A helper that is not installed, or fails: the pull stops and says which, the store as it was.
+    for (config, expected) in [
+        (serde_json::json!({"credsStore": "gone"}), "docker-credential-gone is not installed (not in PATH)"),
+        (serde_json::json!({"credHelpers": {registry.addr.clone(): "rkt-test"}}), "docker-credential-rkt-test failed"),
+    ] {
+        std::fs::write(&helper, "#!/bin/sh\necho 'the keychain is locked' >&2; exit 3\n").unwrap();
+        let fresh = Env::new();
+        fresh.ok(&["image", "list"]);
+        let before = fresh.snapshot();
+        std::fs::write(docker_config.join("config.json"), config.to_string()).unwrap();
+        let out = fresh
+            .cmd(&["--insecure-options=image,http", "fetch", &image])
+            .env("DOCKER_CONFIG", &docker_config)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(254), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expected) && err.contains("config.json"), "{err}");
+        if expected.ends_with("failed") {
+            assert!(err.contains("the keychain is locked"), "{err}");
+        }
+        assert_eq!(fresh.snapshot(), before);
+    }
+}
+
 fn base64(bytes: &[u8], url: bool) -> String {
     let alphabet: &[u8] = if url {
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

@@ -251,12 +251,10 @@ pub async fn docker_image(
         )));
     }
     let parsed = rkt_fetch::registry::DockerRef::parse(reference)?;
-    let credentials = ctx
-        .config
-        .docker_auth
-        .get(&parsed.registry)
-        .map(|c| (c.user.clone(), c.password.clone()))
-        .or_else(|| rkt_fetch::registry::stored_credentials(&parsed.registry, &parsed.repository));
+    let credentials = match ctx.config.docker_auth.get(&parsed.registry) {
+        Some(c) => Some((c.user.clone(), c.password.clone())),
+        None => rkt_fetch::registry::stored_credentials(&parsed.registry, &parsed.repository)?,
+    };
     let options = rkt_fetch::registry::RegistryOptions {
         plain_http: ctx.flags.insecure_options.http,
         skip_tls_verify: ctx.flags.insecure_options.tls,
