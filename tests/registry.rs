@@ -662,6 +662,55 @@ fn blob_redirects_to_https_are_verified() {
     }
 }
 
+/// A registry that takes only clients with a certificate its CA signed: rkt shows the one in
+/// the host's certs.d directory (`NAME.cert` and `NAME.key`, as Docker and podman pair them).
+#[test]
+fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
+    let env = Env::new();
+    let storage = env.path("registry");
+    {
+        let Some(open) = Registry::start(&storage) else { return };
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &[(layer(&[("etc/x", "mutual tls")]), TGZ, gzip)], serde_json::json!({}));
+        open.push(&format!("oci:{}:v1", layout.dir.display()), "mtls/demo:v1");
+    }
+    let (ca, cert, key) = common::web::make_ca(&env.path("ca"));
+    let (client_cert, client_key) = common::web::make_client_cert(&env.path("ca"));
+    let registry = Registry::start_with_client_certs(&storage, &cert, &key, &ca).expect("started a moment ago");
+    let image = format!("docker://{}/mtls/demo:v1", registry.addr);
+    let config_home = env.path("config");
+    let certs_d = config_home.join("containers/certs.d").join(&registry.addr);
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
+    let fetch = || {
+        env.cmd(&["--insecure-options=image", "fetch", &image])
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .unwrap()
+    };
+
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let out = fetch();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "the registry refuses a client without a certificate: {err}");
+    assert!(err.contains("wants a client certificate it trusts"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    std::fs::copy(&client_cert, certs_d.join("client.cert")).unwrap();
+    let out = fetch();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "{err}");
+    assert!(err.contains("client.key") && err.contains("the key of client certificate"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    std::fs::copy(&client_key, certs_d.join("client.key")).unwrap();
+    let out = fetch();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = render_fetched(&env, &out);
+    assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "mutual tls");
+}
+
 /// hostile-inputs: replies no honest registry sends, from a server that answers the registry
 /// API with what the test says: a Content-Type that contradicts the document, a manifest over
 /// 4 MiB, a document that is both an index and a manifest, an error body shown to the user.

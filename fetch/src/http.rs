@@ -214,6 +214,14 @@ pub(crate) fn why(e: &reqwest::Error) -> String {
     if text.ends_with("received corrupt message of type InvalidContentType") {
         text.push_str(" (the server does not speak TLS: plain http needs --insecure-options=http)");
     }
+    // What a server that takes only known clients sends to one with no certificate, or another.
+    if text.ends_with("received fatal alert: BadCertificate")
+        || text.ends_with("received fatal alert: CertificateRequired")
+    {
+        text.push_str(
+            " (the server wants a client certificate it trusts: NAME.cert and NAME.key in the host's certs.d)",
+        );
+    }
     text
 }
 

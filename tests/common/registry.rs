@@ -45,10 +45,24 @@ impl Registry {
         Self::start_full(dir, None, None, &auth)
     }
 
+    /// Starts a registry on https with `cert` and `key` that takes only clients whose
+    /// certificate `client_ca` signed. Its storage is `dir`'s, as for `start_with_token_auth`.
+    pub fn start_with_client_certs(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> Option<Registry> {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+            cert.display(),
+            key.display(),
+            client_ca.display()
+        );
+        Self::start_full(dir, None, None, &tls)
+    }
+
     fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Option<Registry> {
         Self::start_full(dir, basic, None, "")
     }
 
+    /// `extra` goes at the end of the config, where it continues the `http` section when it is
+    /// indented and starts sections of its own when it is not.
     fn start_full(dir: &Path, basic: Option<(&str, &str)>, redirect: Option<&str>, extra: &str) -> Option<Registry> {
         if Command::new("docker-registry").arg("--version").output().is_err()
             || Command::new("skopeo").arg("--version").output().is_err()
@@ -62,6 +76,9 @@ impl Registry {
         let config = dir.join("config.yml");
         let mut text =
             format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.join("data").display());
+        if extra.starts_with(' ') {
+            text.push_str(extra);
+        }
         if let Some((user, password)) = basic {
             let Ok(out) = Command::new("htpasswd").args(["-Bbn", user, password]).output() else {
                 eprintln!("skipping: needs htpasswd (apt-get install apache2-utils)");
@@ -78,7 +95,9 @@ impl Registry {
                 "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {base}\n"
             ));
         }
-        text.push_str(extra);
+        if !extra.starts_with(' ') {
+            text.push_str(extra);
+        }
         std::fs::write(&config, text).unwrap();
         let log = dir.join("log");
         let mut child = Command::new("docker-registry")

@@ -61,6 +61,34 @@ pub fn make_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
 }
 
+/// A client certificate signed by the CA `make_ca` made in `dir`: (client.cert, client.key).
+pub fn make_client_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=rkt"]);
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.cert",
+        "-days",
+        "2",
+        "-extfile",
+        "client.cnf",
+    ]);
+    (dir.join("client.cert"), dir.join("client.key"))
+}
+
 impl Web {
     pub fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Web {
         std::fs::create_dir_all(dir).unwrap();
