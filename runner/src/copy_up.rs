@@ -4,8 +4,10 @@
 //! get a plain empty volume.
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -36,13 +38,13 @@ pub fn copy_up(image_root: &Path, target: &str, volume: &Path) -> io::Result<boo
     }
     copy_tree(&source, volume)?;
     let meta = fs::symlink_metadata(&source)?;
-    set_owner_mode_time(volume, &meta)?;
+    set_owner_mode_time(volume, &source, &meta)?;
     Ok(true)
 }
 
 /// Everything below `from` into the existing directory `to`: files, directories, symlinks,
-/// devices and fifos with their owners, modes and times; hard links stay linked. Sockets,
-/// which no image can hold usefully, are left out.
+/// devices and fifos with their owners, modes, extended attributes and times; hard links stay
+/// linked. Sockets, which no image can hold usefully, are left out.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
     // Directories get their times last: filling them changes them.
@@ -56,7 +58,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
             let kind = meta.file_type();
             if kind.is_dir() {
                 fs::create_dir(&dst)?;
-                set_owner_mode(&dst, &meta)?;
+                set_owner_mode(&dst, &src, &meta)?;
                 dirs.push((dst.clone(), meta));
                 pending.push((src, dst));
                 continue;
@@ -84,7 +86,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
                 let perm = nix::sys::stat::Mode::from_bits_truncate(0o600);
                 nix::sys::stat::mknod(&dst, sflag, perm, meta.rdev())?;
             }
-            set_owner_mode_time(&dst, &meta)?;
+            set_owner_mode_time(&dst, &src, &meta)?;
         }
     }
     for (dir, meta) in dirs.iter().rev() {
@@ -93,17 +95,39 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Owner first: changing it clears set-user-ID and set-group-ID bits.
-fn set_owner_mode(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+/// Owner first: changing it clears set-user-ID and set-group-ID bits, and file capabilities,
+/// which come with the extended attributes after it.
+fn set_owner_mode(path: &Path, source: &Path, meta: &fs::Metadata) -> io::Result<()> {
     std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))?;
     if !meta.file_type().is_symlink() {
         fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        copy_xattrs(source, path)?;
     }
     Ok(())
 }
 
-fn set_owner_mode_time(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    set_owner_mode(path, meta)?;
+/// The image's extended attributes of a file or directory (`user.*`, `security.capability`),
+/// as the tree writer gave them. A filesystem without them keeps the copy without them, as
+/// the tree writer does.
+fn copy_xattrs(from: &Path, to: &Path) -> io::Result<()> {
+    for (name, value) in rkt_store::tree_hash::xattrs_of(from) {
+        let name = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "NUL in xattr name"))?;
+        let path = CString::new(to.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: both strings are NUL-terminated and the value is valid for its length.
+        let rc = unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOTSUP) {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_owner_mode_time(path: &Path, source: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    set_owner_mode(path, source, meta)?;
     set_times(path, meta)
 }
 
@@ -157,5 +181,53 @@ mod tests {
             assert!(!copy_up(&image, target, &volume).unwrap(), "{target}");
         }
         assert_eq!(fs::read_dir(&volume).unwrap().count(), 0);
+    }
+
+    fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        let (path, name) = (CString::new(path.as_os_str().as_bytes()).unwrap(), CString::new(name).unwrap());
+        // SAFETY: NUL-terminated strings and a value valid for its length.
+        match unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+        let name = name.as_bytes();
+        rkt_store::tree_hash::xattrs_of(path).into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// A file capability (root only) survives the owner change that would clear it, and
+    /// `user.*` attributes of files and directories come along.
+    #[test]
+    fn extended_attributes_come_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, volume) = (dir.path().join("image"), dir.path().join("volume"));
+        tree(&image);
+        fs::create_dir(&volume).unwrap();
+        if let Err(e) = set_xattr(&image.join("data/sub"), "user.origin", b"dir") {
+            eprintln!("skipping: this filesystem keeps no user xattrs ({e})");
+            return;
+        }
+        set_xattr(&image.join("data/seed"), "user.origin", b"file").unwrap();
+        set_xattr(&image.join("data"), "user.origin", b"volume").unwrap();
+        // VFS_CAP_REVISION_2 with the effective flag, permitting CAP_NET_BIND_SERVICE.
+        let cap: Vec<u8> = [0x0200_0001u32, 1 << 10, 0, 0, 0].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            fs::write(image.join("data/ping"), b"#!/bin/sh\n").unwrap();
+            std::os::unix::fs::chown(image.join("data/ping"), Some(1000), Some(1000)).unwrap();
+            set_xattr(&image.join("data/ping"), "security.capability", &cap).unwrap();
+        }
+        assert!(copy_up(&image, "/data", &volume).unwrap());
+        assert_eq!(xattr(&volume.join("sub"), "user.origin").as_deref(), Some(&b"dir"[..]));
+        assert_eq!(xattr(&volume.join("seed"), "user.origin").as_deref(), Some(&b"file"[..]));
+        assert_eq!(xattr(&volume, "user.origin").as_deref(), Some(&b"volume"[..]));
+        if root {
+            assert_eq!(xattr(&volume.join("ping"), "security.capability"), Some(cap));
+            assert_eq!(fs::metadata(volume.join("ping")).unwrap().uid(), 1000);
+        } else {
+            eprintln!("not checked: file capabilities need root");
+        }
     }
 }

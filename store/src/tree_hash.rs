@@ -239,8 +239,13 @@ fn read_into(mut file: std::fs::File, path: &Path, buffer: &mut [u8], mut consum
     }
 }
 
-/// A file's extended attributes, sorted by name; none where the filesystem has none. Their
-/// names are listed into `names` (4096 bytes, kept from call to call).
+/// A file's extended attributes (not following a symlink), sorted by name; none where the
+/// filesystem has none.
+pub fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    xattrs_into(path, &mut Vec::new())
+}
+
+/// As `xattrs_of`, listing their names into `names` (4096 bytes, kept from call to call).
 pub(crate) fn xattrs_into(path: &Path, names: &mut Vec<u8>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
     names.resize(4096, 0);
