@@ -251,6 +251,23 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     let list = env.ok(&["image", "list", "--no-legend", "--fields=name"]);
     assert_eq!(list.lines().filter(|l| l.starts_with("layers.rkt.local/")).count(), 2, "{list}");
 
+    // `docker save | gzip`, as `docker load` takes it, and the same in zstd: the same image, and
+    // the scratch copy gone once read. A compressed archive cut short is refused by name.
+    let whole = std::fs::read(&docker).unwrap();
+    for (packed, ext) in [(gzip(&whole), "tar.gz"), (zstd(&whole), "tar.zst")] {
+        let fresh = Env::new();
+        let file = fresh.write(&format!("saved.{ext}"), &packed);
+        let id =
+            fresh.ok(&["fetch", "--insecure-options=image", "--full", &format!("docker-archive:{}", file.display())]);
+        assert_eq!(id.trim(), b, "{ext}");
+        assert_eq!(std::fs::read_dir(fresh.store().join("cas/tmp")).unwrap().count(), 0, "{ext}");
+        let cut = fresh.write(&format!("cut.{ext}"), &packed[..packed.len() / 2]);
+        let before = fresh.snapshot();
+        let err = fresh.fails(&["fetch", "--insecure-options=image", &format!("docker-archive:{}", cut.display())]);
+        assert!(err.starts_with(&format!("fetch: {}: decompressing the archive: ", cut.display())), "{err}");
+        assert_eq!(fresh.snapshot(), before, "{ext}");
+    }
+
     // An archive of two images (`podman save --multi-image-archive`): one is named or none.
     let unpacked = env.path("unpacked");
     std::fs::create_dir(&unpacked).unwrap();

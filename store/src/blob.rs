@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -48,6 +48,28 @@ impl TempBlob {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
+    }
+}
+
+/// A file in the store's temp area for a command's own use (a compressed archive decompressed
+/// to be read in place): gone once dropped, or, after a crash, at the next sweep.
+pub struct ScratchFile(TempBlob);
+
+impl ScratchFile {
+    pub(crate) fn create(tmp_dir: &Path) -> io::Result<Self> {
+        TempBlob::create(tmp_dir).map(ScratchFile)
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        &mut self.0.file
+    }
+
+    /// A path that opens this file anew, with a file offset of its own.
+    pub fn path(&self) -> PathBuf {
+        match &self.0.claim {
+            Some(claim) => claim.path.clone(),
+            None => PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.0.file))),
+        }
     }
 }
 

@@ -24,12 +24,14 @@ pub mod tree_hash;
 pub mod tree_writer;
 
 pub use aci_builder::{AciBuilder, CopyError, EntryError};
+pub use blob::ScratchFile;
 pub use error::{Result, StoreError};
 pub use growing_blob::{BlobStopper, GrowingBlob};
 pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::{Layer, MAX_LAYERS};
+pub use space::SpaceGuard;
 pub use store::{read_manifest, BroughtIn, ImportOptions, Imported, Store, StoreLock};
 pub use tmp_area::lock_exclusive_waiting;
 pub use tree::Tree;

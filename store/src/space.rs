@@ -17,7 +17,7 @@ const MAX_BETWEEN_LOOKS: u64 = 8 << 20;
 /// Writes for one writer (a blob, a tree), counting what it puts on the filesystem and looking
 /// at the room left whenever what it may write without looking is spent.
 #[derive(Default)]
-pub(crate) struct SpaceGuard {
+pub struct SpaceGuard {
     since_look: u64,
     /// What may be written from the last look on: the room above the reserve then, up to a bound.
     allowance: u64,

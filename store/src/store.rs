@@ -117,6 +117,12 @@ impl Store {
         self.cas.join("tmp")
     }
 
+    /// A scratch file in the store's temp area, on the store's filesystem.
+    pub fn scratch_file(&self) -> Result<crate::ScratchFile> {
+        let tmp = self.tmp_dir();
+        crate::ScratchFile::create(&tmp).at(&tmp)
+    }
+
     /// Where downloads wait to be complete (and can be resumed).
     pub fn downloads_dir(&self) -> PathBuf {
         self.cas.join("downloads")

@@ -10,6 +10,9 @@ use std::pin::Pin;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
+use rkt_store::aci::{decompressed, Compression};
+use rkt_store::{ScratchFile, SpaceGuard, Store};
+
 use super::OciError;
 
 /// A stream of an image file or blob.
@@ -17,7 +20,14 @@ pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
 pub enum Container {
     Dir(PathBuf),
-    Tar { file: PathBuf, index: HashMap<String, (u64, u64)> },
+    /// `file` opens the archive, `shown` names it to the user: they differ when the archive
+    /// came compressed and `_scratch` holds it decompressed (for as long as it is read).
+    Tar {
+        file: PathBuf,
+        shown: PathBuf,
+        index: HashMap<String, (u64, u64)>,
+        _scratch: Option<ScratchFile>,
+    },
 }
 
 /// `a/./b//c/../d` → `a/b/d`; names that climb out of the archive are not indexed.
@@ -44,21 +54,29 @@ impl Container {
         Container::Dir(path.to_path_buf())
     }
 
-    /// Indexes the regular files of an uncompressed tar by name: offset and size. Links to
-    /// them are indexed too: `docker save` writes a layer that two images share once and
-    /// symlinks `ID/layer.tar` to it; a link out of the archive leads nowhere.
-    pub async fn tar(path: &Path) -> Result<Self, OciError> {
-        let file = tokio::fs::File::open(path).await.map_err(|e| OciError::Io(format!("{}: {e}", path.display())))?;
-        let mut head = [0u8; 2];
-        let mut probe =
-            tokio::fs::File::open(path).await.map_err(|e| OciError::Io(format!("{}: {e}", path.display())))?;
-        if probe.read_exact(&mut head).await.is_ok() && (head == [0x1f, 0x8b] || head == [0x28, 0xb5]) {
-            return Err(OciError::Invalid(format!(
-                "{}: compressed archives are not supported; decompress it first",
-                path.display()
-            )));
-        }
-        let mut archive = tokio_tar::Archive::new(tokio::io::BufReader::with_capacity(256 * 1024, file));
+    /// Indexes the regular files of a tar by name: offset and size. Links to them are indexed
+    /// too: `docker save` writes a layer that two images share once and symlinks
+    /// `ID/layer.tar` to it; a link out of the archive leads nowhere. A compressed archive (gzip,
+    /// zstd, xz, bzip2: `docker save | gzip`, which `docker load` takes) is decompressed into a
+    /// scratch file of the store first, as the files of an archive are read in place.
+    pub async fn tar(path: &Path, store: &Store) -> Result<Self, OciError> {
+        let shown = path.to_path_buf();
+        let at = |e: &dyn std::fmt::Display| OciError::Io(format!("{}: {e}", shown.display()));
+        let file = tokio::fs::File::open(path).await.map_err(|e| at(&e))?;
+        let (compression, mut plain) = decompressed(file).await.map_err(|e| at(&e))?;
+        let (file, scratch) = match compression {
+            Compression::None => (path.to_path_buf(), None),
+            _ => {
+                let mut scratch = store.scratch_file()?;
+                decompress_into(&mut plain, scratch.file())
+                    .await
+                    .map_err(|e| OciError::Invalid(format!("{}: decompressing the archive: {e}", shown.display())))?;
+                (scratch.path(), Some(scratch))
+            }
+        };
+        drop(plain);
+        let reader = tokio::fs::File::open(&file).await.map_err(|e| at(&e))?;
+        let mut archive = tokio_tar::Archive::new(tokio::io::BufReader::with_capacity(256 * 1024, reader));
         let mut entries = archive.entries().map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))?;
         let mut index = HashMap::new();
         let mut links = Vec::new();
@@ -93,7 +111,7 @@ impl Container {
                 break;
             }
         }
-        Ok(Container::Tar { file: path.to_path_buf(), index })
+        Ok(Container::Tar { file, shown, index, _scratch: scratch })
     }
 
     /// Opens a file of the image by its name inside the layout or archive; returns its size.
@@ -107,12 +125,12 @@ impl Container {
                 let size = file.metadata().await.map_err(|e| OciError::Io(e.to_string()))?.len();
                 Ok((Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, file)), size))
             }
-            Container::Tar { file, index } => {
+            Container::Tar { file, shown, index, .. } => {
                 let (offset, size) = *index
                     .get(&clean_name)
-                    .ok_or_else(|| OciError::Invalid(format!("{} has no {clean_name}", file.display())))?;
+                    .ok_or_else(|| OciError::Invalid(format!("{} has no {clean_name}", shown.display())))?;
                 let mut f =
-                    tokio::fs::File::open(file).await.map_err(|e| OciError::Io(format!("{}: {e}", file.display())))?;
+                    tokio::fs::File::open(file).await.map_err(|e| OciError::Io(format!("{}: {e}", shown.display())))?;
                 f.seek(SeekFrom::Start(offset)).await.map_err(|e| OciError::Io(e.to_string()))?;
                 Ok((Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f).take(size)), size))
             }
@@ -133,6 +151,19 @@ impl Container {
             .await
             .map_err(|e| OciError::Io(format!("{name}: {e}")))?;
         Ok(out)
+    }
+}
+
+/// Copies a decompressed archive into its scratch file, within the store's room on its disk.
+async fn decompress_into(plain: &mut (impl AsyncRead + Unpin), out: &mut std::fs::File) -> std::io::Result<()> {
+    let mut space = SpaceGuard::default();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = plain.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        space.write_all(out, &buffer[..n])?;
     }
 }
 
@@ -160,7 +191,8 @@ mod tests {
         let bytes = builder.into_inner().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.tar"), bytes).unwrap();
-        let container = Container::tar(&dir.path().join("a.tar")).await.unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let container = Container::tar(&dir.path().join("a.tar"), &store).await.unwrap();
         (dir, container)
     }
 

@@ -342,13 +342,13 @@ pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<C
             (container, plan)
         }
         OciSource::LayoutArchive { path, reference } => {
-            let container = Container::tar(path).await?;
+            let container = Container::tar(path, store).await?;
             let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let plan = plan_layout(&container, reference.as_deref(), &name).await?;
             (container, plan)
         }
         OciSource::DockerArchive { path, reference } => {
-            let container = Container::tar(path).await?;
+            let container = Container::tar(path, store).await?;
             let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let plan = plan_docker_archive(&container, reference.as_deref(), &name).await?;
             (container, plan)
