@@ -267,6 +267,23 @@ fn docker_archive_and_oci_archive_from_skopeo() {
         assert!(err.starts_with(&format!("fetch: {}: decompressing the archive: ", cut.display())), "{err}");
         assert_eq!(fresh.snapshot(), before, "{ext}");
     }
+    // Through a pipe (`docker save IMAGE | rkt fetch docker-archive:/dev/stdin`), compressed or not.
+    for bytes in [whole.clone(), gzip(&whole)] {
+        let fresh = Env::new();
+        let mut child = fresh
+            .cmd(&["fetch", "--insecure-options=image", "--full", "docker-archive:/dev/stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), b);
+    }
 
     // An archive of two images (`podman save --multi-image-archive`): one is named or none.
     let unpacked = env.path("unpacked");

@@ -58,19 +58,23 @@ impl Container {
     /// too: `docker save` writes a layer that two images share once and symlinks
     /// `ID/layer.tar` to it; a link out of the archive leads nowhere. A compressed archive (gzip,
     /// zstd, xz, bzip2: `docker save | gzip`, which `docker load` takes) is decompressed into a
-    /// scratch file of the store first, as the files of an archive are read in place.
+    /// scratch file of the store first, as the files of an archive are read in place; so is
+    /// an archive that comes through a pipe.
     pub async fn tar(path: &Path, store: &Store) -> Result<Self, OciError> {
         let shown = path.to_path_buf();
         let at = |e: &dyn std::fmt::Display| OciError::Io(format!("{}: {e}", shown.display()));
         let file = tokio::fs::File::open(path).await.map_err(|e| at(&e))?;
+        // A pipe (`docker save IMAGE | rkt fetch docker-archive:/dev/stdin`) is read once.
+        let seekable = file.metadata().await.map_err(|e| at(&e))?.is_file();
         let (compression, mut plain) = decompressed(file).await.map_err(|e| at(&e))?;
         let (file, scratch) = match compression {
-            Compression::None => (path.to_path_buf(), None),
+            Compression::None if seekable => (path.to_path_buf(), None),
             _ => {
                 let mut scratch = store.scratch_file()?;
+                let what = if compression == Compression::None { "reading" } else { "decompressing" };
                 decompress_into(&mut plain, scratch.file())
                     .await
-                    .map_err(|e| OciError::Invalid(format!("{}: decompressing the archive: {e}", shown.display())))?;
+                    .map_err(|e| OciError::Invalid(format!("{}: {what} the archive: {e}", shown.display())))?;
                 (scratch.path(), Some(scratch))
             }
         };
