@@ -696,7 +696,10 @@ fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
     let out = fetch();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(254), "the registry refuses a client without a certificate: {err}");
-    assert!(err.contains("wants a client certificate it trusts"), "{err}");
+    // TLS 1.3 ends the handshake before the server judges the client: its alert (for which
+    // rkt says what the server wants) may come back, or the connection may close under the
+    // request first, which says no more than that.
+    assert!(err.contains(&format!("https://{}/v2/mtls/demo/manifests/v1", registry.addr)), "{err}");
     assert_eq!(env.snapshot(), before);
     std::fs::copy(&client_cert, certs_d.join("client.cert")).unwrap();
     let out = fetch();
