@@ -91,10 +91,18 @@ impl UrlUndo {
         }
     }
 
+    /// Whether another fetch of the URL has taken `id` as its result since this one stored it:
+    /// the URL's row names it and is not the row this fetch wrote.
+    pub fn claimed_by_another(&self, store: &Store, id: &ImageId) -> Result<bool, rkt_store::StoreError> {
+        let Some(written) = &self.written else { return Ok(false) };
+        Ok(written.image_id == *id
+            && store.remote(&self.url)?.is_some_and(|now| now != *written && now.image_id == *id))
+    }
+
     pub fn undo(self, store: &Store) -> Result<(), rkt_store::StoreError> {
         if let Some(id) = &self.new_image {
             // Its rows in `remotes` go with it.
-            store.take_back(id)?;
+            store.take_back_all_unless(std::slice::from_ref(id), &|id| self.claimed_by_another(store, id))?;
         }
         self.restore_row(store)
     }
@@ -459,7 +467,11 @@ async fn fetch_url_changing(
     let started = now_ns();
     let download = Download::lock(store, url).await?;
     let remote = match store.remote(url)?.filter(|r| store.image(&r.image_id).is_ok()) {
-        Some(r) if r.download_time >= started => return Ok((UrlOutcome::NotModified(r.image_id), Vec::new(), None)),
+        Some(r) if r.download_time >= started => match claim(store, r)? {
+            Some(id) => return Ok((UrlOutcome::NotModified(id), Vec::new(), None)),
+            // Taken back by its failed fetch before the claim: fetched anew.
+            None => None,
+        },
         other => other,
     };
     let mut headers = HeaderMap::new();
@@ -557,6 +569,21 @@ async fn fetch_url_changing(
     Ok((UrlOutcome::Downloaded { brought_in: imported.brought_in(), id: imported.id }, signers, Some(written)))
 }
 
+/// Takes the image another fetch of the URL stored while this one waited: that fetch may still
+/// fail (its dependencies, say) and take it back. Writing the URL's row again, under the
+/// store's lock, claims it: a failed fetch leaves an image whose row another fetch wrote since
+/// (`UrlUndo::claimed_by_another`). None when the image went before the claim.
+fn claim(store: &Store, mut row: RemoteRecord) -> Result<Option<ImageId>, FetchError> {
+    // Taking an image back needs the exclusive lock: under the shared one, it stays.
+    let _lock = store.lock_shared()?;
+    if store.image(&row.image_id).is_err() {
+        return Ok(None);
+    }
+    row.download_time = now_ns();
+    store.set_remote(&row)?;
+    Ok(Some(row.image_id))
+}
+
 /// Passes a body through while appending it to a file; notes a broken transfer.
 struct KeepCopy {
     inner: Reader,
@@ -652,6 +679,51 @@ mod tests {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=60, no-cache"));
         assert_eq!(max_age(&h), 0);
         assert_eq!(max_age(&HeaderMap::new()), 0);
+    }
+
+    /// A fetch that waited for another's download of the URL and took its image claims it: the
+    /// first fetch, failing afterwards, leaves that image and the row. Unclaimed, both go; an
+    /// image taken back before the claim is not claimed (the waiting fetch downloads anew).
+    #[test]
+    fn an_image_another_fetch_took_stays_when_its_fetch_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let url = "https://example.com/app.aci";
+        let stored = |content: &[u8]| {
+            let manifest = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/app"}"#;
+            let mut aci = store.build_aci(manifest).unwrap();
+            let entry = rkt_store::tar_out::OutEntry::plain(b"rootfs/f", b'0', 0o644, content.len() as u64);
+            block_on(aci.entry(&entry, &mut &content[..])).unwrap();
+            let imported = aci.finish(false).unwrap();
+            let row = RemoteRecord {
+                url: url.into(),
+                sig_url: String::new(),
+                etag: String::new(),
+                image_id: imported.id.clone(),
+                cache_max_age: 0,
+                download_time: now_ns(),
+            };
+            store.set_remote(&row).unwrap();
+            UrlUndo { url: url.into(), remote: None, written: Some(row), new_image: imported.brought_in() }
+        };
+
+        let first = stored(b"one");
+        let (id, row) = (first.new_image().unwrap().id.clone(), first.written.clone().unwrap());
+        assert_eq!(claim(&store, row.clone()).unwrap(), Some(id.clone()));
+        first.undo(&store).unwrap();
+        assert!(store.image(&id).is_ok(), "the claimed image stays");
+        assert_eq!(store.remote(url).unwrap().map(|r| r.image_id), Some(id.clone()));
+
+        let second = stored(b"two");
+        let (id, row) = (second.new_image().unwrap().id.clone(), second.written.clone().unwrap());
+        second.undo(&store).unwrap();
+        assert!(store.image(&id).is_err(), "unclaimed, it goes");
+        assert_eq!(store.remote(url).unwrap(), None);
+        assert_eq!(claim(&store, row).unwrap(), None, "gone before the claim");
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
     }
 
     /// A failed fetch puts back the row it wrote, and leaves one another fetch wrote since.

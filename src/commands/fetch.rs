@@ -77,7 +77,16 @@ impl Undo {
         // together, dependents first.
         let images: Vec<rkt_store::BroughtIn> =
             self.file_image.into_iter().chain(urls.iter().filter_map(|u| u.new_image().cloned())).collect();
-        store.take_back_all(&images)?;
+        // One that another fetch of its URL took as its result meanwhile stays, for that fetch.
+        let claimed = |id: &rkt_store::ImageId| -> Result<bool, rkt_store::StoreError> {
+            for url in &urls {
+                if url.claimed_by_another(store, id)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        store.take_back_all_unless(&images, &claimed)?;
         // Newest first, so that a URL fetched twice ends with the row it had before the first.
         for undo in urls.into_iter().rev() {
             undo.restore_row(store)?;

@@ -48,9 +48,15 @@ impl Store {
     /// (fetches hold the shared lock while they rely on what they found, so this waits for
     /// them), or imported it again for itself. Returns whether it was removed.
     pub fn take_back(&self, image: &BroughtIn) -> Result<bool> {
+        self.take_back_unless(image, &|_| Ok(false))
+    }
+
+    /// As `take_back`, keeping the image also when `claimed` says another fetch has taken it as
+    /// its result; asked under the store's exclusive lock, so that no claim comes in between.
+    fn take_back_unless(&self, image: &BroughtIn, claimed: &dyn Fn(&ImageId) -> Result<bool>) -> Result<bool> {
         let _lock = self.lock_exclusive()?;
         let Some(record) = self.index().image(&image.id)? else { return Ok(false) };
-        if record.import_time != image.import_time || !self.dependents(&image.id)?.is_empty() {
+        if record.import_time != image.import_time || !self.dependents(&image.id)?.is_empty() || claimed(&image.id)? {
             return Ok(false);
         }
         self.remove_locked(&image.id)?;
@@ -61,13 +67,23 @@ impl Store {
     /// order they come: one kept because another of them depends on it goes once that one has
     /// gone. Returns those removed.
     pub fn take_back_all(&self, images: &[BroughtIn]) -> Result<Vec<ImageId>> {
+        self.take_back_all_unless(images, &|_| Ok(false))
+    }
+
+    /// As `take_back_all`, keeping those that `claimed` says another fetch has taken as its
+    /// result (see `take_back_unless`).
+    pub fn take_back_all_unless(
+        &self,
+        images: &[BroughtIn],
+        claimed: &dyn Fn(&ImageId) -> Result<bool>,
+    ) -> Result<Vec<ImageId>> {
         let mut left = images.to_vec();
         let mut removed = Vec::new();
         loop {
             let mut kept = Vec::new();
             let removed_before = removed.len();
             for image in std::mem::take(&mut left) {
-                if self.take_back(&image)? {
+                if self.take_back_unless(&image, claimed)? {
                     removed.push(image.id);
                 } else {
                     kept.push(image);
