@@ -364,6 +364,11 @@ fn an_image_built_with_umoci_renders_and_runs() {
     let top = env.path("top");
     std::fs::create_dir_all(top.join("etc")).unwrap();
     std::fs::write(top.join("etc/motd"), b"made by umoci\n").unwrap();
+    // Each layer's root entry carries its directory's mode and owner; the top one's is the
+    // image root's (umoci applies them in turn, Docker shows the top layer's).
+    std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&top, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(&top, Some(1000), Some(1000)).unwrap();
     umoci(&["init", "--layout", layout.to_str().unwrap()]);
     umoci(&["new", "--image", &image]);
     umoci(&["insert", "--image", &image, base.to_str().unwrap(), "/"]);
@@ -375,8 +380,15 @@ fn an_image_built_with_umoci_renders_and_runs() {
     let ours = env.path("ours");
     env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
     let mine = describe(&ours);
-    assert_eq!(mine, describe(&umoci_unpack(&env, &layout)));
+    let theirs = umoci_unpack(&env, &layout);
+    assert_eq!(mine, describe(&theirs));
     assert!(mine.0.contains_key("etc/motd") && mine.0.contains_key("bin/cat"), "{mine:?}");
+    let root = |dir: &Path| {
+        let m = std::fs::metadata(dir).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime())
+    };
+    assert_eq!(root(&ours), root(&theirs));
+    assert_eq!(root(&ours).0, 0o750);
     if std::path::Path::new("/bin/busybox").exists() {
         assert_eq!(env.ok(&["run", "--net=host", &id]), "made by umoci\n");
     }

@@ -40,10 +40,13 @@ pub struct AciBuilder {
     /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
     flushed: u64,
     space: SpaceGuard,
+    /// Whether the `rootfs` entry is written: it goes before the first entry under it.
+    root_written: bool,
 }
 
 impl Store {
-    /// Starts an ACI with this manifest and an empty `rootfs` directory.
+    /// Starts an ACI with this manifest and a `rootfs` directory: mode 0755, owned by root,
+    /// unless `AciBuilder::root` gives it other metadata before the first entry.
     pub fn build_aci(&self, manifest: &[u8]) -> Result<AciBuilder> {
         if manifest.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(archive(format!("manifest is {} bytes, over the 1 MiB limit", manifest.len())));
@@ -67,9 +70,9 @@ impl Store {
             progress: ProgressGuard(Arc::default()),
             flushed: 0,
             space: SpaceGuard::default(),
+            root_written: false,
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
-        builder.small(b"rootfs", b'5', 0o755, b"")?;
         Ok(builder)
     }
 }
@@ -135,6 +138,44 @@ impl AciBuilder {
         self.pad(data.len() as u64)
     }
 
+    /// Writes the `rootfs` directory with the mode, owner, time and extended attributes of
+    /// `root` (a Docker layer's own root entry, say), unless an entry is written already: then
+    /// it returns false and the root keeps what it has.
+    pub fn root(&mut self, root: &OutEntry<'_>) -> Result<bool> {
+        if self.root_written {
+            return Ok(false);
+        }
+        self.root_written = true;
+        let entry = OutEntry { path: b"rootfs", kind: b'5', size: 0, link: b"", dev: (0, 0), ..*root };
+        self.checked(&entry)?;
+        Ok(true)
+    }
+
+    /// Gives the root the metadata of the stored image `image`'s root (a converted image its
+    /// top layer's, as Docker shows an image's root as its top layer has it), as `root` does.
+    pub async fn root_of(&mut self, image: &ImageId) -> Result<bool> {
+        let file = InPlaceFile(self.store.open_blob(image)?);
+        let mut archive = tokio_tar::Archive::new(tokio::io::BufReader::new(file));
+        let mut entries = archive.entries().map_err(|e| archive_error(image, e))?;
+        while let Some(mut entry) = next_entry(&mut entries).await? {
+            let Some(info) = entry_info(&mut entry).await? else { continue };
+            if info.path == b"rootfs" && info.kind == Kind::Dir {
+                return self.root(&out_entry(&info, 0));
+            }
+            if info.path.starts_with(b"rootfs/") {
+                break;
+            }
+        }
+        Ok(false)
+    }
+
+    fn default_root(&mut self) -> Result<()> {
+        if !self.root_written {
+            self.root(&OutEntry::plain(b"rootfs", b'5', 0o755, 0))?;
+        }
+        Ok(())
+    }
+
     /// Adds an entry whose `data` yields exactly `entry.size` bytes. A failure to read `data` is
     /// `EntryError::Read`, so that the caller can tell its own stream's failures from the
     /// store's refusals.
@@ -143,6 +184,7 @@ impl AciBuilder {
         entry: &OutEntry<'_>,
         data: &mut R,
     ) -> std::result::Result<(), EntryError> {
+        self.default_root().map_err(EntryError::Store)?;
         self.checked(entry).map_err(EntryError::Store)?;
         let mut buffer = std::mem::take(&mut self.buffer);
         if buffer.is_empty() && entry.size > 0 {
@@ -183,7 +225,11 @@ impl AciBuilder {
             let mut entries = archive.entries().map_err(|e| damaged(archive_error(donor, e)))?;
             while let Some(mut entry) = next_entry(&mut entries).await.map_err(damaged)? {
                 let Some(info) = entry_info(&mut entry).await.map_err(damaged)? else { continue };
-                // The manifest and `rootfs` itself are this image's own.
+                // The manifest is this image's own; `rootfs` gives the root what the layer did.
+                if info.path == b"rootfs" && info.kind == Kind::Dir {
+                    self.root(&out_entry(&info, 0)).map_err(CopyError::Store)?;
+                    continue;
+                }
                 if !info.path.starts_with(b"rootfs/") {
                     continue;
                 }
@@ -204,6 +250,7 @@ impl AciBuilder {
     /// Ends the archive and imports it: synced, named by its hash, then indexed; with `latest`,
     /// as the `latest` image of its name (see `ImportOptions`).
     pub fn finish(mut self, latest: bool) -> Result<Imported> {
+        self.default_root()?;
         self.write(&[0u8; 1024])?;
         self.flush()?;
         self.progress.0.complete();

@@ -139,6 +139,21 @@ pub async fn import_layer(
     Ok(ImportedLayer { brought_in: imported.brought_in(), id: imported.id, damaged })
 }
 
+/// An entry's extended attributes, from its PAX records (`SCHILY.xattr.NAME`).
+async fn entry_xattrs<R: AsyncRead + Unpin>(
+    entry: &mut tokio_tar::Entry<R>,
+) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut xattrs = Vec::new();
+    if let Some(extensions) = entry.pax_extensions().await? {
+        for ext in extensions.flatten() {
+            if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(xattrs)
+}
+
 async fn convert_layer(
     aci: &mut AciBuilder,
     blob: Reader,
@@ -165,7 +180,27 @@ async fn convert_layer(
                 continue;
             }
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
-            let Some(path) = clean(&raw_path)? else { continue };
+            let Some(path) = clean(&raw_path)? else {
+                // The layer's own root (`./`, `/`): its mode, owner and time become the image
+                // root's, as Docker and umoci apply them, when it comes first, as tools write it.
+                if etype.is_dir() {
+                    let xattrs = entry_xattrs(&mut entry).await.map_err(io)?;
+                    let root = OutEntry {
+                        path: b"rootfs",
+                        kind: b'5',
+                        mode: header.mode().map_err(io)?,
+                        uid: header.uid().map_err(io)?,
+                        gid: header.gid().map_err(io)?,
+                        mtime: header.mtime().map_err(io)?,
+                        size: 0,
+                        link: b"",
+                        dev: (0, 0),
+                        xattrs: &xattrs,
+                    };
+                    aci.root(&root).map_err(|source| OciError::Layer { diff_id: diff_id.into(), source })?;
+                }
+                continue;
+            };
             let kind = match etype.as_byte() {
                 b'0' | 0 | b'7' => b'0',
                 k @ (b'1' | b'2' | b'3' | b'4' | b'5' | b'6') => k,
@@ -183,14 +218,7 @@ async fn convert_layer(
                     clean(&link)?.ok_or_else(|| OciError::Invalid("a hard link to the layer's root".into()))?;
                 link = [b"rootfs/".as_slice(), &target].concat();
             }
-            let mut xattrs = Vec::new();
-            if let Some(extensions) = entry.pax_extensions().await.map_err(io)? {
-                for ext in extensions.flatten() {
-                    if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                        xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-                    }
-                }
-            }
+            let xattrs = entry_xattrs(&mut entry).await.map_err(io)?;
             let size = if kind == b'0' { entry.effective_size() } else { 0 };
             let full = [b"rootfs/".as_slice(), &path].concat();
             let out_entry = OutEntry {

@@ -485,9 +485,16 @@ pub(crate) async fn store_image(
                 manifest_digest: plan.manifest_digest.as_deref(),
             },
         )?;
-        // The image itself: its manifest over an empty root filesystem, on top of its layers.
+        // The image itself: its manifest over an empty root filesystem, on top of its layers,
+        // whose root is as its top layer's is.
         let latest = plan.version == "latest";
-        let imported = store.build_aci(manifest.as_bytes())?.finish(latest)?;
+        let mut image = store.build_aci(manifest.as_bytes())?;
+        if let Some(top) = &top {
+            if let Some(top_layer) = store.find(&AppString { name: top.clone(), labels: Vec::new() })? {
+                image.root_of(&top_layer).await?;
+            }
+        }
+        let imported = image.finish(latest)?;
         if let Some(progressive) = progressive {
             // A render that failed is done again, the ordinary way, by whoever needs the tree.
             let _ = progressive.finish(store, &imported.id).await;
