@@ -91,11 +91,12 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     assert_eq!(manifest["name"], format!("127.0.0.1_{}/test/demo", registry.addr.rsplit(':').next().unwrap()));
     assert_eq!(manifest["labels"][0]["value"], "v1");
 
-    // Unchanged tag: one manifest request, no blob.
-    let before = registry.manifest_requests();
+    // Unchanged tag: one manifest request, a HEAD (Docker Hub counts GETs as pulls), no blob.
+    let (before, gets) = (registry.manifest_requests(), registry.manifest_gets());
     assert_eq!(env.ok(&args).trim(), id);
     assert_eq!(registry.blob_requests(), 3);
     assert_eq!(registry.manifest_requests(), before + 1);
+    assert_eq!(registry.manifest_gets(), gets);
 
     // Another image with the same base layer downloads only its own layer and config.
     let v2 = format!("docker://{}/test/demo:v2", registry.addr);
@@ -123,6 +124,17 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     assert_eq!(env.ok(&args).trim(), id);
     assert_eq!(registry.blob_requests(), 8, "v1's config only");
     assert!(!env.ok(&["image", "verify"]).contains("dropped"));
+
+    // A tag moved to another image: the HEAD tells, and a GET brings the new manifest.
+    let moving = format!("docker://{}/test/demo:moving", registry.addr);
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "test/demo:moving");
+    let first = env.ok(&["--insecure-options=image,http", "fetch", &moving]);
+    registry.push(&format!("oci:{}:v2", layout.dir.display()), "test/demo:moving");
+    let (before, gets) = (registry.manifest_requests(), registry.manifest_gets());
+    let second = env.ok(&["--insecure-options=image,http", "fetch", &moving]);
+    assert_ne!(first, second);
+    assert_eq!((registry.manifest_requests(), registry.manifest_gets()), (before + 2, gets + 1));
+    assert_eq!(env.ok(&["run", "--net=host", second.trim()]), "second image\n");
 
     // rkt run works from the store with the registry gone.
     drop(registry);

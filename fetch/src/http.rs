@@ -240,9 +240,19 @@ pub(crate) async fn send_with_retries(
     url: &Url,
     headers: HeaderMap,
 ) -> Result<Response, reqwest::Error> {
+    send_method_with_retries(client, reqwest::Method::GET, url, headers).await
+}
+
+/// As `send_with_retries`, with another method (a HEAD).
+pub(crate) async fn send_method_with_retries(
+    client: &Client,
+    method: reqwest::Method,
+    url: &Url,
+    headers: HeaderMap,
+) -> Result<Response, reqwest::Error> {
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
-        let result = client.get(url.clone()).headers(headers.clone()).send().await;
+        let result = client.request(method.clone(), url.clone()).headers(headers.clone()).send().await;
         let retry_after = match &result {
             Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
                 let secs =

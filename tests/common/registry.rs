@@ -135,22 +135,25 @@ impl Registry {
 
     /// How many blob requests rkt has made so far.
     pub fn blob_requests(&self) -> usize {
-        self.rkt_requests("blobs")
+        self.rkt_requests("GET", "blobs")
     }
 
+    /// How many manifest requests, GET or HEAD, rkt has made so far.
     pub fn manifest_requests(&self) -> usize {
-        self.rkt_requests("manifests")
+        self.manifest_gets() + self.rkt_requests("HEAD", "manifests")
     }
 
-    /// Lines of the registry's access log for rkt's GETs of `/v2/…/<kind>/…`.
-    fn rkt_requests(&self, kind: &str) -> usize {
+    pub fn manifest_gets(&self) -> usize {
+        self.rkt_requests("GET", "manifests")
+    }
+
+    /// Lines of the registry's access log for rkt's `method` requests of `/v2/…/<kind>/…`.
+    fn rkt_requests(&self, method: &str, kind: &str) -> usize {
         let log = std::fs::read(&self.log).unwrap_or_default();
-        let part = format!("/{kind}/");
+        let (part, request) = (format!("/{kind}/"), format!("\"{method} /v2/"));
         String::from_utf8_lossy(&log)
             .lines()
-            .filter(|l| {
-                l.starts_with("127.0.0.1") && l.contains("\"GET /v2/") && l.contains(&part) && l.contains("rkt/")
-            })
+            .filter(|l| l.starts_with("127.0.0.1") && l.contains(&request) && l.contains(&part) && l.contains("rkt/"))
             .count()
     }
 }

@@ -192,6 +192,17 @@ impl RegistryClient {
 
     /// As `get`, with `extra` headers (a `Range`) sent to every hop.
     async fn get_with(&self, path: &str, accept: &[&str], extra: &HeaderMap) -> Result<Response, OciError> {
+        self.request(reqwest::Method::GET, path, accept, extra).await
+    }
+
+    /// As `get`, with `method`.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        accept: &[&str],
+        extra: &HeaderMap,
+    ) -> Result<Response, OciError> {
         let mut url = self.base.join(path).map_err(|e| err(e.to_string()))?;
         let mut authenticated = false;
         let mut basic_tried = false;
@@ -213,7 +224,7 @@ impl RegistryClient {
                 }
             }
             let client = self.http.for_url(&url).map_err(|e| err(format!("HTTP client: {e}")))?;
-            let resp = crate::http::send_with_retries(&client, &url, headers)
+            let resp = crate::http::send_method_with_retries(&client, method.clone(), &url, headers)
                 .await
                 .map_err(|e| err(format!("{url}: {}", why(&e))))?;
             match resp.status() {
@@ -255,6 +266,19 @@ impl RegistryClient {
             BodyError::Transport(why) => err(format!("manifest: {why}")),
         })?;
         Ok((body, content_type))
+    }
+
+    /// The digest the registry gives for a manifest or index by tag, from a HEAD request: what
+    /// a tag points to, asked without a GET, which Docker Hub counts against its pull limit.
+    /// None when the registry does not say (then only a GET can tell).
+    pub async fn manifest_digest(&self, reference: &str, accept: &[&str]) -> Result<Option<String>, OciError> {
+        let path = format!("v2/{}/manifests/{reference}", self.repo);
+        let resp = self.request(reqwest::Method::HEAD, &path, accept, &HeaderMap::new()).await?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok());
+        Ok(digest.filter(|d| super::grammar::is_digest(d)).map(str::to_string))
     }
 
     /// A blob, streamed: the bytes arrive through the returned reader as they come.

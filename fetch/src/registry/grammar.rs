@@ -92,9 +92,25 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
+/// `sha256:` and 64 lowercase hex digits: the only digests rkt asks for or takes.
+pub fn is_digest(digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap_or("");
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests() {
+        assert!(is_digest(&format!("sha256:{}", "a1".repeat(32))));
+        for bad in
+            ["sha256:", "sha512:abc", &format!("sha256:{}", "A1".repeat(32)), &format!("sha256:{}", "a".repeat(63))]
+        {
+            assert!(!is_digest(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn registries() {

@@ -6,7 +6,7 @@ mod client;
 mod credentials;
 mod grammar;
 
-use rkt_store::{now_ns, RemoteRecord, Store};
+use rkt_store::{now_ns, ImageId, RemoteRecord, Store};
 
 pub use client::{base64, base64_decode, RegistryClient};
 pub use credentials::stored_credentials;
@@ -39,11 +39,8 @@ impl DockerRef {
             Some((n, d)) => (n, Some(d.to_string())),
             None => (s, None),
         };
-        if let Some(d) = &digest {
-            let hex = d.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(OciError::Invalid(format!("{s:?}: bad digest {d:?}")));
-            }
+        if let Some(d) = digest.as_deref().filter(|d| !grammar::is_digest(d)) {
+            return Err(OciError::Invalid(format!("{s:?}: bad digest {d:?}")));
         }
         let (registry, repository, tag) = parse_docker_ref(name);
         let tag =
@@ -97,6 +94,24 @@ pub async fn import(
         options.skip_tls_verify,
         options.credentials.clone(),
     )?);
+    let url = remote_url(typed);
+    // Unchanged, and whole: a layer lost since (a blob removed by hand and dropped by `image
+    // verify`, say) is fetched again below, with the layers still there reused.
+    let unchanged = |digest: &str| -> Result<Option<ImageId>, OciError> {
+        Ok(store
+            .remote(&url)?
+            .filter(|remote| remote.etag == digest && store.dependency_layers(&remote.image_id).is_ok())
+            .map(|remote| remote.image_id))
+    };
+    // What the tag points to, asked with a HEAD: a registry's word is enough to keep what is
+    // stored (it brings nothing in), and Docker Hub does not count it as a pull.
+    if store.remote(&url)?.is_some() {
+        if let Some(digest) = client.manifest_digest(reference.reference(), ACCEPT).await? {
+            if let Some(id) = unchanged(&digest)? {
+                return Ok(Converted::found(id));
+            }
+        }
+    }
     let (bytes, content_type) = client.manifest(reference.reference(), ACCEPT, MAX_DOCUMENT).await?;
     let top_digest = format!("sha256:{}", sha256_hex(&bytes));
     if let Some(wanted) = &reference.digest {
@@ -104,13 +119,8 @@ pub async fn import(
             return Err(OciError::Digest { what: "the manifest".into(), expected: wanted.clone(), actual: top_digest });
         }
     }
-    let url = remote_url(typed);
-    if let Some(remote) = store.remote(&url)? {
-        // Unchanged, and whole: a layer lost since (a blob removed by hand and dropped by
-        // `image verify`, say) is fetched again below, with the layers still there reused.
-        if remote.etag == top_digest && store.dependency_layers(&remote.image_id).is_ok() {
-            return Ok(Converted::found(remote.image_id));
-        }
+    if let Some(id) = unchanged(&top_digest)? {
+        return Ok(Converted::found(id));
     }
     let mut doc: Document = parse_json(&bytes, "the manifest")?;
     check_media_type(&doc, &content_type)?;
