@@ -213,11 +213,26 @@ fn a_decompression_bomb_stops_at_the_reserve() {
     assert!(gzipped.success());
     let bomb = env.path("bomb.tar.gz");
     assert!(std::fs::metadata(&bomb).unwrap().len() < 1 << 20, "a bomb: small when compressed");
+    // The same as a gzipped `docker save` archive, which is decompressed into the store's
+    // temp area before it is read.
+    let layer = Tar::new().file("zeros", &vec![0; 64 << 20]).finish();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", common::oci::sha256(&layer))]}});
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["bomb:1"], "Layers": ["layer.tar"]}]);
+    let mut archive = Tar::new();
+    archive.file("manifest.json", manifest.to_string().as_bytes());
+    archive.file("config.json", config.to_string().as_bytes()).file("layer.tar", &layer);
+    let archive = env.write("saved.tar.gz", &gzip(&archive.finish()));
     let body = r#"out_of_space fetch "$BOMB"
+out_of_space fetch "docker-archive:$ARCHIVE"
 "#;
-    let said = on_a_small_disk(&env, body, &[("BOMB", &bomb)]);
-    assert!(said.contains("the filesystem is nearly full: "), "not ENOSPC: {said}");
-    assert!(said.contains("free (1% of it, at most 1 GiB)"), "{said}");
+    let said = on_a_small_disk(&env, body, &[("BOMB", &bomb), ("ARCHIVE", &archive)]);
+    assert_eq!(said.lines().count(), 2, "{said}");
+    for line in said.lines() {
+        assert!(line.contains("the filesystem is nearly full: "), "not ENOSPC: {said}");
+        assert!(line.contains("free (1% of it, at most 1 GiB)"), "{said}");
+    }
+    assert!(said.contains("saved.tar.gz: decompressing the archive: "), "{said}");
 }
 
 /// The same for a Docker image converted from an OCI layout: one whose layers do not fit, and
