@@ -78,6 +78,16 @@ fn bad_answers_are_refused_and_store_nothing() {
     }
     let errors = web.requests().iter().filter(|r| r["path"] == "/error.aci").count();
     assert_eq!(errors, 3, "a 5xx is tried three times");
+    // Through a proxy that is not there, the error says the proxy was in the way.
+    let out = env
+        .cmd(&fetch_args(&web.url("/html.aci"), &[]))
+        .env("HTTP_PROXY", "http://127.0.0.1:1")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(through the proxy http://127.0.0.1:1 that HTTP_PROXY names)"), "{err}");
     // An image whose dependency cannot be had (discovery of a name under .invalid fails) is
     // refused, and the store keeps neither it nor its URL's row; nor does it lose the row of an
     // earlier download of that URL, when a fetch of a changed image there fails the same way.

@@ -230,7 +230,36 @@ pub(crate) fn why(e: &reqwest::Error) -> String {
             " (the server wants a client certificate it trusts: NAME.cert and NAME.key in the host's certs.d)",
         );
     }
+    // The connection was the proxy's: the host named in the message was never reached.
+    if e.is_connect() {
+        if let Some((var, proxy)) = e.url().and_then(|url| proxy_for(url, |v| std::env::var(v).ok())) {
+            text.push_str(&format!(" (through the proxy {proxy} that {var} names)"));
+        }
+    }
     text
+}
+
+/// The proxy the environment gives for `url`, as reqwest (hyper-util) takes it: `HTTPS_PROXY`
+/// or `HTTP_PROXY` by scheme, else `ALL_PROXY` (each upper case first, then lower; one set
+/// empty means none), unless `NO_PROXY` names the host (`*`, the host, or a domain above it).
+/// Returns the variable and its value.
+fn proxy_for(url: &Url, var: impl Fn(&str) -> Option<String>) -> Option<(String, String)> {
+    let var = |name: &str| {
+        let (upper, lower) = (name.to_ascii_uppercase(), name.to_ascii_lowercase());
+        let (name, value) = var(&upper).map(|v| (upper, v)).or_else(|| var(&lower).map(|v| (lower, v)))?;
+        (!value.is_empty()).then_some((name, value))
+    };
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let bypassed = var("no_proxy").is_some_and(|(_, list)| {
+        list.split(',')
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .any(|d| d == "*" || (!d.is_empty() && (host == d || host.ends_with(&format!(".{d}")))))
+    });
+    if bypassed {
+        return None;
+    }
+    let by_scheme = if url.scheme() == "https" { "https_proxy" } else { "http_proxy" };
+    var(by_scheme).or_else(|| var("all_proxy"))
 }
 
 /// One GET, tried up to three times with backoff on connection failures, timeouts, 429 and
@@ -680,6 +709,28 @@ impl Download {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxy_a_request_went_through() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        let url = |u: &str| Url::parse(u).unwrap();
+        let proxies =
+            env(&[("HTTPS_PROXY", "http://p:3128"), ("https_proxy", "http://x"), ("http_proxy", "http://q:8080")]);
+        let via = |u: &str| proxy_for(&url(u), proxies);
+        assert_eq!(via("https://r.io/v2/"), Some(("HTTPS_PROXY".into(), "http://p:3128".into())));
+        assert_eq!(via("http://r.io/v2/"), Some(("http_proxy".into(), "http://q:8080".into())));
+        let all = env(&[("ALL_PROXY", "socks5://s:1080"), ("no_proxy", "internal.example, .corp")]);
+        assert_eq!(proxy_for(&url("https://r.io/"), all).map(|(v, _)| v), Some("ALL_PROXY".into()));
+        for bypassed in ["https://internal.example/", "https://a.internal.example/", "http://x.corp:5000/"] {
+            assert_eq!(proxy_for(&url(bypassed), all), None, "{bypassed}");
+        }
+        assert_eq!(proxy_for(&url("https://notinternal.example/"), all).map(|(v, _)| v), Some("ALL_PROXY".into()));
+        assert_eq!(proxy_for(&url("https://r.io/"), env(&[("HTTPS_PROXY", "http://p"), ("NO_PROXY", "*")])), None);
+        assert_eq!(proxy_for(&url("https://r.io/"), env(&[])), None);
+        assert_eq!(proxy_for(&url("https://r.io/"), env(&[("HTTPS_PROXY", ""), ("https_proxy", "http://p")])), None);
+    }
 
     #[test]
     fn cache_control() {
