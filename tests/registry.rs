@@ -265,14 +265,21 @@ fn digests_errors_and_plain_http_are_checked() {
     assert_eq!(fresh.snapshot(), before);
 }
 
+/// A registry behind basic auth (alice, s3cret) holding an image of one layer (`etc/x` holding
+/// `content`) as `repo_tag`, and that image's `docker://` reference.
+fn private_image(env: &Env, repo_tag: &str, content: &str) -> Option<(Registry, String)> {
+    let registry = Registry::start_with_basic_auth(&env.path("registry"), "alice", "s3cret")?;
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(layer(&[("etc/x", content)]), TGZ, gzip)], serde_json::json!({}));
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), repo_tag, Some("alice:s3cret"));
+    let image = format!("docker://{}/{repo_tag}", registry.addr);
+    Some((registry, image))
+}
+
 #[test]
 fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
     let env = Env::new();
-    let Some(registry) = Registry::start_with_basic_auth(&env.path("registry"), "alice", "s3cret") else { return };
-    let mut layout = Layout::new(env.path("layout"));
-    layout.image("v1", &[(layer(&[("etc/x", "private")]), TGZ, gzip)], serde_json::json!({}));
-    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/demo:v1", Some("alice:s3cret"));
-    let image = format!("docker://{}/priv/demo:v1", registry.addr);
+    let Some((registry, image)) = private_image(&env, "priv/demo:v1", "private") else { return };
     env.ok(&["image", "list"]);
     let before = env.snapshot();
     let err = env.fails(&["--insecure-options=image,http", "fetch", &image]);
@@ -317,11 +324,7 @@ fn a_registry_behind_basic_auth_takes_credentials_from_auth_d() {
 #[test]
 fn registry_credentials_come_from_the_credential_helper_docker_names() {
     let env = Env::new();
-    let Some(registry) = Registry::start_with_basic_auth(&env.path("registry"), "alice", "s3cret") else { return };
-    let mut layout = Layout::new(env.path("layout"));
-    layout.image("v1", &[(layer(&[("etc/x", "helped")]), TGZ, gzip)], serde_json::json!({}));
-    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "priv/helped:v1", Some("alice:s3cret"));
-    let image = format!("docker://{}/priv/helped:v1", registry.addr);
+    let Some((registry, image)) = private_image(&env, "priv/helped:v1", "helped") else { return };
 
     // A helper as the real ones behave: the server's address on stdin, JSON on stdout, and
     // "credentials not found" (exit 1) for a registry it holds nothing for.
@@ -341,29 +344,28 @@ fn registry_credentials_come_from_the_credential_helper_docker_names() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let docker_config = env.path("docker");
     std::fs::create_dir_all(&docker_config).unwrap();
-    let fetch = |config: serde_json::Value| {
-        let fresh = Env::new();
+    let fetch_in = |fresh: &Env, config: serde_json::Value| {
         std::fs::write(docker_config.join("config.json"), config.to_string()).unwrap();
-        let out = fresh
+        fresh
             .cmd(&["--insecure-options=image,http", "fetch", &image])
             .env("DOCKER_CONFIG", &docker_config)
             .env("PATH", &path)
             .output()
-            .unwrap();
-        (fresh, out)
+            .unwrap()
     };
+    let fetch = |config| fetch_in(&Env::new(), config);
 
-    let (_, out) = fetch(serde_json::json!({"credHelpers": {registry.addr.clone(): "rkt-test"}}));
+    let out = fetch(serde_json::json!({"credHelpers": {registry.addr.clone(): "rkt-test"}}));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&asked).unwrap(), format!("get {}\n", registry.addr));
     // The default helper, with an `auths` entry as Docker leaves beside it (no secret in it).
-    let (_, out) = fetch(serde_json::json!({"credsStore": "rkt-test", "auths": {registry.addr.clone(): {}}}));
+    let out = fetch(serde_json::json!({"credsStore": "rkt-test", "auths": {registry.addr.clone(): {}}}));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A registry's own helper comes first; one that holds nothing leaves the pull anonymous.
-    let (_, out) = fetch(serde_json::json!({"credsStore": "rkt-test", "credHelpers": {"other.io": "absent"}}));
+    let out = fetch(serde_json::json!({"credsStore": "rkt-test", "credHelpers": {"other.io": "absent"}}));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(&helper, "#!/bin/sh\necho 'credentials not found in native keychain'; exit 1\n").unwrap();
-    let (_, out) = fetch(serde_json::json!({"credsStore": "rkt-test"}));
+    let out = fetch(serde_json::json!({"credsStore": "rkt-test"}));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(254) && err.contains("UNAUTHORIZED"), "{err}");
 
@@ -376,13 +378,7 @@ fn registry_credentials_come_from_the_credential_helper_docker_names() {
         let fresh = Env::new();
         fresh.ok(&["image", "list"]);
         let before = fresh.snapshot();
-        std::fs::write(docker_config.join("config.json"), config.to_string()).unwrap();
-        let out = fresh
-            .cmd(&["--insecure-options=image,http", "fetch", &image])
-            .env("DOCKER_CONFIG", &docker_config)
-            .env("PATH", &path)
-            .output()
-            .unwrap();
+        let out = fetch_in(&fresh, config);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(254), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -434,17 +430,23 @@ fn registry_token(keys: &std::path::Path, issuer: &str, service: &str, repo: &st
     format!("{signed}.{}", base64(&signature, true))
 }
 
+/// The storage of a registry into which an image of one layer (`etc/x` holding `content`) was
+/// pushed as `repo_tag`, for a registry started there afterwards with another configuration;
+/// None when no registry can run here.
+fn pushed_beforehand(env: &Env, repo_tag: &str, content: &str) -> Option<std::path::PathBuf> {
+    let storage = env.path("registry");
+    let open = Registry::start(&storage)?;
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(layer(&[("etc/x", content)]), TGZ, gzip)], serde_json::json!({}));
+    open.push(&format!("oci:{}:v1", layout.dir.display()), repo_tag);
+    Some(storage)
+}
+
 #[test]
 fn a_registry_behind_token_auth_is_pulled_with_a_token_from_its_realm() {
     let env = Env::new();
-    let storage = env.path("registry");
-    {
-        // Pushed before the registry wants tokens: skopeo then needs none.
-        let Some(open) = Registry::start(&storage) else { return };
-        let mut layout = Layout::new(env.path("layout"));
-        layout.image("v1", &[(layer(&[("etc/x", "behind tokens")]), TGZ, gzip)], serde_json::json!({}));
-        open.push(&format!("oci:{}:v1", layout.dir.display()), "test/tok:v1");
-    }
+    // Pushed before the registry wants tokens: skopeo then needs none.
+    let Some(storage) = pushed_beforehand(&env, "test/tok:v1", "behind tokens") else { return };
     let keys = env.path("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let out = std::process::Command::new("openssl")
@@ -679,13 +681,7 @@ fn blob_redirects_to_https_are_verified() {
 #[test]
 fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
     let env = Env::new();
-    let storage = env.path("registry");
-    {
-        let Some(open) = Registry::start(&storage) else { return };
-        let mut layout = Layout::new(env.path("layout"));
-        layout.image("v1", &[(layer(&[("etc/x", "mutual tls")]), TGZ, gzip)], serde_json::json!({}));
-        open.push(&format!("oci:{}:v1", layout.dir.display()), "mtls/demo:v1");
-    }
+    let Some(storage) = pushed_beforehand(&env, "mtls/demo:v1", "mutual tls") else { return };
     let (ca, cert, key) = common::web::make_ca(&env.path("ca"));
     let (client_cert, client_key) = common::web::make_client_cert(&env.path("ca"));
     let registry = Registry::start_with_client_certs(&storage, &cert, &key, &ca).expect("started a moment ago");

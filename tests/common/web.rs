@@ -13,79 +13,41 @@ pub struct Web {
     pub scheme: &'static str,
 }
 
+/// Runs openssl in `dir`, insisting that it succeeds.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A key `NAME.key` and a certificate `cert` for `subject` with the `extensions`, signed by the
+/// CA `make_ca` made in `dir`.
+fn issue(dir: &Path, name: &str, cert: &str, subject: &str, extensions: &str) {
+    let (key, csr, ext) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.cnf"));
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject]);
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    openssl(
+        dir,
+        &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", cert]
+            .into_iter()
+            .chain(["-days", "2", "-extfile", &ext])
+            .collect::<Vec<_>>(),
+    );
+}
+
 /// A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem).
 pub fn make_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     std::fs::create_dir_all(dir).unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rkt test CA",
-    ]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:example.com\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    let ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"];
+    openssl(dir, &ca.into_iter().chain(["-days", "2", "-subj", "/CN=rkt test CA"]).collect::<Vec<_>>());
+    let server = "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:example.com\nbasicConstraints=CA:FALSE\n";
+    issue(dir, "server", "cert.pem", "/CN=127.0.0.1", server);
+    std::fs::rename(dir.join("server.key"), dir.join("key.pem")).unwrap();
     (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
 }
 
 /// A client certificate signed by the CA `make_ca` made in `dir`: (client.cert, client.key).
 pub fn make_client_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=rkt"]);
-    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.cert",
-        "-days",
-        "2",
-        "-extfile",
-        "client.cnf",
-    ]);
+    issue(dir, "client", "client.cert", "/CN=rkt", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
     (dir.join("client.cert"), dir.join("client.key"))
 }
 
