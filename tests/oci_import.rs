@@ -576,6 +576,20 @@ fn tampered_and_hostile_images_are_refused() {
     refused(&env, &format!("oci:{}:v1", layout.dir.display()), "whiteout");
     refused(&env, &format!("oci:{}:nope", layout.dir.display()), "no image \"nope\"");
 
+    // BuildKit's zstd layer under Docker media types (`oci-mediatypes=false`) is a layer.
+    let mut layout = Layout::new(env.path("docker-zstd"));
+    let mut t = Tar::new();
+    t.file("etc/zstd", b"docker zstd");
+    layout.image(
+        "v1",
+        &[(t.finish(), "application/vnd.docker.image.rootfs.diff.tar.zstd", zstd)],
+        serde_json::json!({}),
+    );
+    let id = env.ok(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
+    let out = env.path("docker-zstd-tree");
+    env.ok(&["image", "render", "--rootfs-only", id.trim(), out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out.join("etc/zstd")).unwrap(), b"docker zstd");
+
     // OCI artifacts are not images: a Helm chart's content as a layer, a Helm config.
     let helm_layer = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
     let mut layout = Layout::new(env.path("helm"));

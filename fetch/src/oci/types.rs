@@ -22,7 +22,8 @@ pub struct Descriptor {
 }
 
 /// Layers an image may have: OCI's (also non-distributable, which rkt fetches like any other)
-/// and Docker's. Anything else (a Helm chart's content, an artifact's blob) is not a layer.
+/// and Docker's, with the zstd type BuildKit writes for Docker media types (containerd takes
+/// it). Anything else (a Helm chart's content, an artifact's blob) is not a layer.
 const LAYER_TYPES: &[&str] = &[
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -32,6 +33,7 @@ const LAYER_TYPES: &[&str] = &[
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd",
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 ];
 
