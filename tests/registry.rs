@@ -722,6 +722,29 @@ fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
     assert_eq!(std::fs::read_to_string(rendered.join("etc/x")).unwrap(), "mutual tls");
 }
 
+/// A registry that answers no HEAD (the test web server here, as some older registries): a
+/// re-fetch of the stored tag asks with a GET, and keeps the stored image.
+#[test]
+fn a_registry_without_head_is_asked_with_a_get() {
+    let env = Env::new();
+    let web = Web::start(&env.path("web"), None);
+    let mut layout = Layout::new(env.path("layout"));
+    let manifest = layout.image("v1", &[(layer(&[("etc/x", "no head")]), TGZ, gzip)], serde_json::json!({}));
+    for blob in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap();
+        let path = format!("/v2/plain/app/blobs/sha256:{}", blob.file_name().to_string_lossy());
+        web.route(&path, serde_json::json!({"file": blob.path()}));
+    }
+    let manifest_file = layout.dir.join("blobs/sha256").join(&manifest[7..]);
+    let oci_manifest = serde_json::json!({"Content-Type": "application/vnd.oci.image.manifest.v1+json"});
+    web.route("/v2/plain/app/manifests/v1", serde_json::json!({"file": manifest_file, "headers": oci_manifest}));
+    let image = format!("docker://127.0.0.1:{}/plain/app:v1", web.port);
+    let first = env.ok(&["--insecure-options=image,http", "fetch", &image]);
+    assert_eq!(env.ok(&["--insecure-options=image,http", "fetch", &image]), first);
+    let gets = web.requests().iter().filter(|r| r["path"] == "/v2/plain/app/manifests/v1").count();
+    assert_eq!(gets, 2, "{:?}", web.requests());
+}
+
 /// hostile-inputs: replies no honest registry sends, from a server that answers the registry
 /// API with what the test says: a Content-Type that contradicts the document, a manifest over
 /// 4 MiB, a document that is both an index and a manifest, an error body shown to the user.
