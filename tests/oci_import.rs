@@ -39,7 +39,10 @@ fn base_layer() -> Vec<u8> {
 
 fn top_layer() -> Vec<u8> {
     let mut t = Tar::new();
-    t.dir("etc")
+    // Its root first, with an absolute name, as `umoci insert` writes it: relative to the
+    // image's root, and the image root's mode, owner and time.
+    t.dir("/")
+        .dir("etc")
         .file("etc/.wh.gone", b"")
         .dir("opaque")
         .file("opaque/.wh..wh..opq", b"")
@@ -53,8 +56,7 @@ fn top_layer() -> Vec<u8> {
         .symlink("cache", "/tmp")
         // A directory listed again: this layer's mode wins.
         .dir_mode("srv", 0o770, 1000, 1000)
-        // Absolute names, as `umoci insert` writes a layer's root: relative to the image's root.
-        .dir("/")
+        // More absolute names.
         .file("/etc/absolute", b"written with an absolute name\n")
         .hardlink("//etc/absolute-link", "/etc/absolute");
     t.finish()
@@ -113,6 +115,12 @@ fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
     (out, links)
 }
 
+/// Mode, owner and time of a directory: what a layer's root entry gives the image root.
+fn root_meta(dir: &Path) -> (u32, u32, u32, i64) {
+    let m = std::fs::metadata(dir).unwrap();
+    (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime())
+}
+
 fn tools() -> bool {
     let ok = is_root()
         && ["skopeo", "umoci"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
@@ -141,9 +149,11 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     let out = env.rkt(&["image", "extract", "--rootfs-only", &id, alone.to_str().unwrap()]);
     assert!(out.status.success() && std::fs::read_dir(&alone).unwrap().next().is_none());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no files of its own; `rkt image render`"));
-    let (theirs, their_links) = describe(&umoci_unpack(&env, &layout.dir));
+    let unpacked = umoci_unpack(&env, &layout.dir);
+    let (theirs, their_links) = describe(&unpacked);
     let (mine, my_links) = describe(&ours);
     assert_eq!(mine, theirs);
+    assert_eq!(root_meta(&ours), root_meta(&unpacked));
     assert_eq!(my_links, their_links);
     assert!(mine.contains_key("opaque/new") && !mine.contains_key("opaque/old") && !mine.contains_key("etc/gone"));
     assert!(my_links.contains(&vec!["etc/absolute".to_string(), "etc/absolute-link".to_string()]), "{my_links:?}");
@@ -364,7 +374,7 @@ fn an_image_built_with_umoci_renders_and_runs() {
     let top = env.path("top");
     std::fs::create_dir_all(top.join("etc")).unwrap();
     std::fs::write(top.join("etc/motd"), b"made by umoci\n").unwrap();
-    // Each layer's root entry carries its directory's mode and owner; the top one's is the
+    // Each layer's root entry carries its directory's mode and owner; the topmost one's is the
     // image root's (umoci applies them in turn, Docker shows the top layer's).
     std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::set_permissions(&top, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
@@ -373,6 +383,11 @@ fn an_image_built_with_umoci_renders_and_runs() {
     umoci(&["new", "--image", &image]);
     umoci(&["insert", "--image", &image, base.to_str().unwrap(), "/"]);
     umoci(&["insert", "--image", &image, top.to_str().unwrap(), "/"]);
+    // A layer of one file, without a root entry of its own: the root stays as the layer below
+    // left it, in umoci as in podman.
+    let issue = env.path("issue");
+    std::fs::write(&issue, b"a file alone\n").unwrap();
+    umoci(&["insert", "--image", &image, issue.to_str().unwrap(), "/etc/issue"]);
     // A relative command, looked up in the PATH as busybox's `sh` is.
     umoci(&["config", "--image", &image, "--config.cmd=cat", "--config.cmd=/etc/motd"]);
 
@@ -382,13 +397,9 @@ fn an_image_built_with_umoci_renders_and_runs() {
     let mine = describe(&ours);
     let theirs = umoci_unpack(&env, &layout);
     assert_eq!(mine, describe(&theirs));
-    assert!(mine.0.contains_key("etc/motd") && mine.0.contains_key("bin/cat"), "{mine:?}");
-    let root = |dir: &Path| {
-        let m = std::fs::metadata(dir).unwrap();
-        (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime())
-    };
-    assert_eq!(root(&ours), root(&theirs));
-    assert_eq!(root(&ours).0, 0o750);
+    assert!(["etc/motd", "etc/issue", "bin/cat"].iter().all(|p| mine.0.contains_key(*p)), "{mine:?}");
+    assert_eq!(root_meta(&ours), root_meta(&theirs));
+    assert_eq!(root_meta(&ours).0, 0o750);
     if std::path::Path::new("/bin/busybox").exists() {
         assert_eq!(env.ok(&["run", "--net=host", &id]), "made by umoci\n");
     }

@@ -17,6 +17,7 @@ use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
 use crate::tar_out::{header_blocks, padding, OutEntry};
+use crate::tree_writer::Meta;
 
 /// How much of an entry's data is copied at once.
 const COPY_BUFFER: usize = 256 * 1024;
@@ -151,19 +152,26 @@ impl AciBuilder {
         Ok(true)
     }
 
-    /// Gives the root the metadata of the stored image `image`'s root (a converted image its
-    /// top layer's, as Docker shows an image's root as its top layer has it), as `root` does.
-    pub async fn root_of(&mut self, image: &ImageId) -> Result<bool> {
-        let file = InPlaceFile(self.store.open_blob(image)?);
-        let mut archive = tokio_tar::Archive::new(tokio::io::BufReader::new(file));
-        let mut entries = archive.entries().map_err(|e| archive_error(image, e))?;
-        while let Some(mut entry) = next_entry(&mut entries).await? {
-            let Some(info) = entry_info(&mut entry).await? else { continue };
-            if info.path == b"rootfs" && info.kind == Kind::Dir {
-                return self.root(&out_entry(&info, 0));
-            }
-            if info.path.starts_with(b"rootfs/") {
-                break;
+    /// Gives the root the metadata of the first of the stored `images` (topmost first) whose
+    /// root is not the default one `build_aci` writes, as `root` does: a converted image takes
+    /// the root of its topmost layer that had a root entry, as umoci and podman keep the root
+    /// a lower layer set when the layers above hold none.
+    pub async fn root_of_first(&mut self, images: &[ImageId]) -> Result<bool> {
+        for image in images {
+            let file = InPlaceFile(self.store.open_blob(image)?);
+            let mut archive = tokio_tar::Archive::new(tokio::io::BufReader::new(file));
+            let mut entries = archive.entries().map_err(|e| archive_error(image, e))?;
+            while let Some(mut entry) = next_entry(&mut entries).await? {
+                let Some(info) = entry_info(&mut entry).await? else { continue };
+                if info.path == b"rootfs" && info.kind == Kind::Dir {
+                    if is_default_root(&info.meta) {
+                        break;
+                    }
+                    return self.root(&out_entry(&info, 0));
+                }
+                if info.path.starts_with(b"rootfs/") {
+                    break;
+                }
             }
         }
         Ok(false)
@@ -171,7 +179,7 @@ impl AciBuilder {
 
     fn default_root(&mut self) -> Result<()> {
         if !self.root_written {
-            self.root(&OutEntry::plain(b"rootfs", b'5', 0o755, 0))?;
+            self.root(&OutEntry::plain(b"rootfs", b'5', DEFAULT_ROOT_MODE, 0))?;
         }
         Ok(())
     }
@@ -281,6 +289,19 @@ pub enum EntryError {
 
 fn archive_error(image: &ImageId, e: std::io::Error) -> StoreError {
     archive(format!("stored image {}: {e}", image.short(32)))
+}
+
+const DEFAULT_ROOT_MODE: u32 = 0o755;
+
+/// Whether a `rootfs` entry is the one `build_aci` writes when given none. A layer whose own
+/// root entry is exactly that (0755, root's, time 0, no extended attributes) cannot be told
+/// from one without: both leave the root to the layers below.
+fn is_default_root(meta: &Meta) -> bool {
+    meta.mode & 0o7777 == DEFAULT_ROOT_MODE
+        && meta.uid == 0
+        && meta.gid == 0
+        && meta.mtime == 0
+        && meta.xattrs.is_empty()
 }
 
 /// The tar entry that writes `info` again, with `size` bytes of data.

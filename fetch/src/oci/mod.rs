@@ -486,14 +486,16 @@ pub(crate) async fn store_image(
             },
         )?;
         // The image itself: its manifest over an empty root filesystem, on top of its layers,
-        // whose root is as its top layer's is.
+        // whose root is as the topmost layer that had one left it.
         let latest = plan.version == "latest";
         let mut image = store.build_aci(manifest.as_bytes())?;
-        if let Some(top) = &top {
-            if let Some(top_layer) = store.find(&AppString { name: top.clone(), labels: Vec::new() })? {
-                image.root_of(&top_layer).await?;
+        let mut layer_ids = Vec::with_capacity(chains.len());
+        for chain in chains.iter().rev() {
+            if let Some(id) = store.find(&AppString { name: layer_name(chain), labels: Vec::new() })? {
+                layer_ids.push(id);
             }
         }
+        image.root_of_first(&layer_ids).await?;
         let imported = image.finish(latest)?;
         if let Some(progressive) = progressive {
             // A render that failed is done again, the ordinary way, by whoever needs the tree.
