@@ -154,12 +154,18 @@ mod tests {
         fs::write(root.join("file"), b"not a directory").unwrap();
     }
 
-    #[test]
-    fn the_image_directory_is_copied_with_its_modes_and_links() {
+    /// A temporary directory holding an image tree (`tree`) and an empty volume beside it.
+    fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let (image, volume) = (dir.path().join("image"), dir.path().join("volume"));
         tree(&image);
         fs::create_dir(&volume).unwrap();
+        (dir, image, volume)
+    }
+
+    #[test]
+    fn the_image_directory_is_copied_with_its_modes_and_links() {
+        let (_dir, image, volume) = fixture();
         assert!(copy_up(&image, "/data", &volume).unwrap());
         assert_eq!(fs::read(volume.join("seed")).unwrap(), b"seeded");
         assert_eq!(fs::symlink_metadata(volume.join("seed")).unwrap().mode() & 0o7777, 0o640);
@@ -173,10 +179,7 @@ mod tests {
 
     #[test]
     fn nothing_is_copied_through_a_symlink_or_from_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (image, volume) = (dir.path().join("image"), dir.path().join("volume"));
-        tree(&image);
-        fs::create_dir(&volume).unwrap();
+        let (_dir, image, volume) = fixture();
         for target in ["/via-link", "/via-link/", "/file", "/missing/dir", "/", "/data/../real"] {
             assert!(!copy_up(&image, target, &volume).unwrap(), "{target}");
         }
@@ -201,10 +204,7 @@ mod tests {
     /// `user.*` attributes of files and directories come along.
     #[test]
     fn extended_attributes_come_along() {
-        let dir = tempfile::tempdir().unwrap();
-        let (image, volume) = (dir.path().join("image"), dir.path().join("volume"));
-        tree(&image);
-        fs::create_dir(&volume).unwrap();
+        let (_dir, image, volume) = fixture();
         if let Err(e) = set_xattr(&image.join("data/sub"), "user.origin", b"dir") {
             eprintln!("skipping: this filesystem keeps no user xattrs ({e})");
             return;
