@@ -145,6 +145,17 @@ fn fetch_run_and_refetch_without_blob_traffic() {
     run3.extend(["run", "--net=host", v3.as_str()]);
     assert_eq!(env.ok(&run3), "between\nhello from the registry\n");
     env.ok(&["image", "verify"]);
+    // The image commands take the reference an image was fetched by.
+    let by_reference: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", &image])).unwrap();
+    assert_eq!(by_reference, manifest);
+    let exported = env.path("v1.aci");
+    env.ok(&["image", "export", &image, exported.to_str().unwrap()]);
+    assert!(std::fs::metadata(&exported).unwrap().len() > 1 << 20, "squashed with busybox");
+    let unknown = image.replace(":v1", ":v9");
+    let err = env.fails(&["image", "cat-manifest", &unknown]);
+    assert!(err.contains(&format!("no image fetched as {unknown:?} is in the store")), "{err}");
+    env.ok(&["image", "rm", &moving]);
+    assert!(env.fails(&["image", "cat-manifest", &moving]).contains("no image fetched as"));
     let mut never = flags().to_vec();
     never.extend(["fetch", "--pull-policy=never", image.as_str()]);
     assert_eq!(env.ok(&never).trim(), &id[..39]);

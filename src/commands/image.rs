@@ -17,13 +17,13 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
         ImageCommand::Rm { images } => rm(&store, &images, &crate::commands::pods::images_in_use(ctx)),
         ImageCommand::Gc { grace_period } => gc(&store, grace_period, &crate::commands::pods::images_in_use(ctx)),
         ImageCommand::Export { image, output, overwrite } => {
-            let id = store.resolve(&image)?;
+            let id = resolve(&store, &image)?;
             Ok(store.export_squashed(&id, &output, overwrite).await?)
         }
         ImageCommand::Extract(args) => extract(&store, &args, false).await,
         ImageCommand::Render(args) => extract(&store, &args, true).await,
         ImageCommand::CatManifest { image, pretty_print } => {
-            let id = store.resolve(&image)?;
+            let id = resolve(&store, &image)?;
             // Re-encoded from the parsed manifest, as rkt does: the appc field order.
             let manifest = store.manifest(&id)?;
             Ok(print_json(&manifest, pretty_print)?)
@@ -31,6 +31,21 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
         ImageCommand::Verify { images } => verify(&store, &images).await,
         ImageCommand::Fetch(_) => unreachable!("dispatched as fetch"),
     }
+}
+
+/// An image as the image commands take it: an ID prefix, a name with labels, or the
+/// `docker://…` reference it was fetched by, spelled as it was then (as `rkt run` finds it).
+fn resolve(store: &Store, image: &str) -> Result<ImageId, CliError> {
+    if image.starts_with("docker:") {
+        let fetched = store.remote(&rkt_fetch::registry::remote_url(image))?;
+        return match fetched.filter(|r| store.image(&r.image_id).is_ok()) {
+            Some(remote) => Ok(remote.image_id),
+            None => Err(CliError::msg(format!(
+                "no image fetched as {image:?} is in the store (`rkt image list` shows what is)"
+            ))),
+        };
+    }
+    Ok(store.resolve(image)?)
 }
 
 #[derive(Serialize)]
@@ -153,7 +168,7 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
     let mut ids: Vec<ImageId> = Vec::new();
     let mut failed = 0;
     for image in images {
-        match store.resolve(image) {
+        match resolve(store, image) {
             Ok(id) if needed.contains(&id) => {
                 eprintln!("image rm: {image}: in use by a prepared or running pod (remove the pod first)");
                 failed += 1;
@@ -161,7 +176,7 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
             Ok(id) if !ids.contains(&id) => ids.push(id),
             Ok(_) => {}
             Err(e) => {
-                eprintln!("image rm: {image}: {e}");
+                eprintln!("image rm: {image}: {}", e.message.unwrap_or_default());
                 failed += 1;
             }
         }
@@ -241,7 +256,7 @@ fn gc(store: &Store, grace: std::time::Duration, in_use: &[ImageId]) -> CliResul
 }
 
 async fn extract(store: &Store, args: &ExtractArgs, with_dependencies: bool) -> CliResult {
-    let id = store.resolve(&args.image)?;
+    let id = resolve(store, &args.image)?;
     let out = &args.output;
     if out.canonicalize().is_ok_and(|p| p == Path::new("/")) {
         return Err(CliError::msg("refusing to write into /"));
@@ -271,7 +286,7 @@ async fn verify(store: &Store, images: &[String]) -> CliResult {
     let only = if images.is_empty() {
         None
     } else {
-        Some(images.iter().map(|i| store.resolve(i)).collect::<Result<Vec<_>, _>>()?)
+        Some(images.iter().map(|i| resolve(store, i)).collect::<Result<Vec<_>, _>>()?)
     };
     let report = store.verify(only).await?;
     let mut bad = 0;
