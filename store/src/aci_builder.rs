@@ -10,9 +10,10 @@ use crate::aci::{archive, EntryClass, LayoutCheck};
 use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::ImageManifest;
 use crate::blob::{InPlaceFile, Tee, TempBlob};
+use crate::blob_hasher::BlobHasher;
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
-use crate::image_id::{ImageHasher, ImageId};
+use crate::image_id::ImageId;
 use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
@@ -29,12 +30,13 @@ pub struct AciBuilder {
     store: Store,
     _lock: StoreLock,
     temp: TempBlob,
-    hasher: ImageHasher,
+    /// The blob's SHA-512 (its ID), taken on a thread of its own from what is written.
+    hasher: BlobHasher,
     check: LayoutCheck,
     manifest: ImageManifest,
     manifest_json: String,
     buffer: Vec<u8>,
-    /// Bytes hashed but not yet written to the blob file.
+    /// Bytes not yet written to the blob file.
     pending: Vec<u8>,
     /// How much of the blob file is written, for a reader that follows it.
     progress: ProgressGuard,
@@ -58,11 +60,12 @@ impl Store {
         let lock = self.lock_shared()?;
         let tmp = self.tmp_dir();
         let temp = TempBlob::create(&tmp).at(&tmp)?;
+        let hasher = temp.file.try_clone().and_then(BlobHasher::start).at(&tmp)?;
         let mut builder = AciBuilder {
             store: self.clone(),
             _lock: lock,
             temp,
-            hasher: ImageHasher::new(),
+            hasher,
             check: LayoutCheck::default(),
             manifest: parsed,
             manifest_json,
@@ -79,10 +82,9 @@ impl Store {
 }
 
 impl AciBuilder {
-    /// Hashes `bytes` and queues them for the blob file. Headers, padding and small files are
-    /// gathered into one write; what fills the queue goes out at once.
+    /// Queues `bytes` for the blob file. Headers, padding and small files are gathered into one
+    /// write; what fills the queue goes out at once.
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
         if self.pending.len() + bytes.len() > COPY_BUFFER || bytes.len() >= DIRECT_WRITE {
             self.flush()?;
         }
@@ -108,6 +110,7 @@ impl AciBuilder {
         let written = self.space.write_all(&mut self.temp.file, bytes);
         written.map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
         self.flushed += bytes.len() as u64;
+        self.hasher.wrote(self.flushed);
         self.progress.0.wrote(self.flushed);
         Ok(())
     }
@@ -263,7 +266,8 @@ impl AciBuilder {
         self.flush()?;
         self.progress.0.complete();
         self.check.finish(true)?;
-        let id = self.hasher.finish();
+        let tmp = self.store.tmp_dir();
+        let id = self.hasher.finish(self.flushed).at(&tmp)?;
         let store = self.store.clone();
         store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.flushed, latest)
     }

@@ -5,6 +5,7 @@ pub mod aci;
 mod aci_builder;
 pub mod appc;
 mod blob;
+mod blob_hasher;
 mod error;
 mod growing_blob;
 pub mod image_id;
