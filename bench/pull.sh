@@ -5,6 +5,9 @@
 #          shape of the images users pull
 #   big:   48 files of 4 MiB: nothing per file, only bytes to hash and decompress (rkt's worst
 #          case: it hashes every byte three times, SHA-256 twice and the SHA-512 of appc IDs)
+#   debian: a real Debian 12 minbase root filesystem in one layer and a small second one
+#          (bench/make-debian.sh; debootstrap needs Debian's mirror the first time): the shape
+#          of base images, where one layer holds nearly everything
 # Then, for each, RUNS (5) times each command, medians:
 #   rkt cold:    rkt fetch docker://… into an empty store, as root (converted and rendered: ready to run)
 #   podman cold: podman pull into empty storage, with podman's default storage driver (overlay)
@@ -20,7 +23,7 @@ cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-8}
 SIZE_MB=${SIZE_MB:-200}
 RUNS=${RUNS:-5}
-KINDS=${KINDS:-files big}
+KINDS=${KINDS:-files big debian}
 ROUNDS=${ROUNDS:-3}
 need=""
 for tool in hyperfine podman skopeo docker-registry pigz; do command -v $tool >/dev/null || need="$need $tool"; done
@@ -45,7 +48,11 @@ for i in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sl
 
 measure() {
 local kind=$1
-python3 bench/make-image.py "$work/layout-$kind" "$LAYERS" "$SIZE_MB" "$kind"
+if [ "$kind" = debian ]; then
+  bash bench/make-debian.sh "$work/layout-$kind" || { echo "== image kind: debian skipped: no Debian root filesystem (above)"; return; }
+else
+  python3 bench/make-image.py "$work/layout-$kind" "$LAYERS" "$SIZE_MB" "$kind"
+fi
 skopeo copy -q --dest-tls-verify=false "oci:$work/layout-$kind:v1" "docker://127.0.0.1:$port/bench/$kind:v1"
 local image="127.0.0.1:$port/bench/$kind:v1"
 rm -rf "$work/rss-store"
