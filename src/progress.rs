@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rkt_fetch::progress::{Progress, ProgressHandle, Transfer};
+use rkt_fetch::progress::{Activity, Progress, ProgressHandle, Transfer};
 
 use crate::output::human_bytes;
 
@@ -17,6 +17,15 @@ pub fn handle(quiet: bool) -> ProgressHandle {
         ProgressHandle::new(Arc::new(Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()) }))
     } else {
         ProgressHandle::new(Arc::new(Lines))
+    }
+}
+
+/// What the user is told is under way, and then done.
+fn verbs(activity: Activity) -> (&'static str, &'static str) {
+    match activity {
+        Activity::Download => ("Downloading", "Downloaded"),
+        Activity::Decompress => ("Decompressing", "Decompressed"),
+        Activity::Import => ("Importing", "Imported"),
     }
 }
 
@@ -33,7 +42,7 @@ struct Bars {
 }
 
 impl Progress for Bars {
-    fn begin(&self, what: &str, total: Option<u64>) -> Box<dyn Transfer> {
+    fn begin(&self, activity: Activity, what: &str, total: Option<u64>) -> Box<dyn Transfer> {
         let bar = match total {
             Some(total) => ProgressBar::new(total).with_style(
                 ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
@@ -45,7 +54,7 @@ impl Progress for Bars {
             ),
         };
         let bar = self.multi.add(bar);
-        bar.set_message(format!("Downloading {}", label(what)));
+        bar.set_message(format!("{} {}", verbs(activity).0, label(what)));
         Box::new(Bar(bar))
     }
 }
@@ -77,14 +86,16 @@ impl Drop for Bar {
 struct Lines;
 
 impl Progress for Lines {
-    fn begin(&self, what: &str, total: Option<u64>) -> Box<dyn Transfer> {
+    fn begin(&self, activity: Activity, what: &str, total: Option<u64>) -> Box<dyn Transfer> {
         let size = total.map(|t| format!(" ({})", human_bytes(t))).unwrap_or_default();
-        eprintln!("Downloading {}{size}", label(what));
-        Box::new(Line { what: label(what), bytes: AtomicU64::new(0), reported: AtomicBool::new(false) })
+        let (doing, done) = verbs(activity);
+        eprintln!("{doing} {}{size}", label(what));
+        Box::new(Line { done, what: label(what), bytes: AtomicU64::new(0), reported: AtomicBool::new(false) })
     }
 }
 
 struct Line {
+    done: &'static str,
     what: String,
     bytes: AtomicU64,
     reported: AtomicBool,
@@ -97,7 +108,7 @@ impl Transfer for Line {
 
     fn complete(&self) {
         if !self.reported.swap(true, Ordering::Relaxed) {
-            eprintln!("Downloaded {}: {}", self.what, human_bytes(self.bytes.load(Ordering::Relaxed)));
+            eprintln!("{} {}: {}", self.done, self.what, human_bytes(self.bytes.load(Ordering::Relaxed)));
         }
     }
 }

@@ -141,8 +141,10 @@ rkt fetch "$FITS" >/dev/null
 snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
 before=$(snapshot)
 out_of_space() {
-  if rkt "$@" 2>"$DISK/err"; then echo "rkt $* succeeded"; exit 1; fi
-  [ "$(wc -l <"$DISK/err")" = 1 ] || { cat "$DISK/err"; exit 1; }
+  if rkt "$@" 2>"$DISK/all"; then echo "rkt $* succeeded"; exit 1; fi
+  # Progress lines aside (stderr is no terminal here), one line says what went wrong.
+  grep -v -E '^(Downloading|Downloaded|Decompressing|Decompressed|Importing|Imported) ' "$DISK/all" >"$DISK/err" || true
+  [ "$(wc -l <"$DISK/err")" = 1 ] || { cat "$DISK/all"; exit 1; }
   grep -q -e 'No space left on device' -e "the filesystem is nearly full" "$DISK/err" || { cat "$DISK/err"; exit 1; }
   [ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt $*"; snapshot; exit 1; }
   cat "$DISK/err"

@@ -267,9 +267,15 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     for (packed, ext) in [(gzip(&whole), "tar.gz"), (zstd(&whole), "tar.zst")] {
         let fresh = Env::new();
         let file = fresh.write(&format!("saved.{ext}"), &packed);
-        let id =
-            fresh.ok(&["fetch", "--insecure-options=image", "--full", &format!("docker-archive:{}", file.display())]);
-        assert_eq!(id.trim(), b, "{ext}");
+        let out =
+            fresh.rkt(&["fetch", "--insecure-options=image", "--full", &format!("docker-archive:{}", file.display())]);
+        assert!(out.status.success(), "{ext}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), b, "{ext}");
+        // Told as it goes: the decompression, then each layer by its diff ID.
+        let told = String::from_utf8_lossy(&out.stderr);
+        assert!(told.contains(&format!("Decompressing saved.{ext}\nDecompressed saved.{ext}: ")), "{told}");
+        assert_eq!(told.matches("Importing layer sha256:").count(), 2, "{told}");
+        assert_eq!(told.matches("Imported layer sha256:").count(), 2, "{told}");
         assert_eq!(std::fs::read_dir(fresh.store().join("cas/tmp")).unwrap().count(), 0, "{ext}");
         let cut = fresh.write(&format!("cut.{ext}"), &packed[..packed.len() / 2]);
         let before = fresh.snapshot();

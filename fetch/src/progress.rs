@@ -6,10 +6,21 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Told of each download as it begins.
+/// What a transfer does with the bytes it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Bytes from the network.
+    Download,
+    /// A compressed archive decompressed before it is read (counted decompressed).
+    Decompress,
+    /// A layer read from a local archive or layout into the store.
+    Import,
+}
+
+/// Told of each transfer as it begins.
 pub trait Progress: Send + Sync {
-    /// A download of `what` begins; `total` is its size when known.
-    fn begin(&self, what: &str, total: Option<u64>) -> Box<dyn Transfer>;
+    /// A transfer of `what` begins; `total` is its size when known.
+    fn begin(&self, activity: Activity, what: &str, total: Option<u64>) -> Box<dyn Transfer>;
 }
 
 /// One download under way; dropped when it ends, whichever way.
@@ -42,8 +53,19 @@ impl ProgressHandle {
         total: Option<u64>,
         reader: R,
     ) -> Counted<R> {
+        self.track_as(Activity::Download, what, total, reader)
+    }
+
+    /// As `track`, for a transfer that is not a download.
+    pub fn track_as<R: AsyncRead + Send + Unpin>(
+        &self,
+        activity: Activity,
+        what: &str,
+        total: Option<u64>,
+        reader: R,
+    ) -> Counted<R> {
         let transfer = match &self.0 {
-            Some(sink) => TransferState::Waiting(sink.clone(), what.to_string()),
+            Some(sink) => TransferState::Waiting(sink.clone(), activity, what.to_string()),
             None => TransferState::Off,
         };
         Counted { inner: reader, transfer, total, seen: 0 }
@@ -52,7 +74,7 @@ impl ProgressHandle {
 
 enum TransferState {
     Off,
-    Waiting(Arc<dyn Progress>, String),
+    Waiting(Arc<dyn Progress>, Activity, String),
     Running(Box<dyn Transfer>),
 }
 
@@ -68,8 +90,8 @@ pub struct Counted<R> {
 impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if let TransferState::Waiting(sink, what) = &this.transfer {
-            this.transfer = TransferState::Running(sink.begin(what, this.total));
+        if let TransferState::Waiting(sink, activity, what) = &this.transfer {
+            this.transfer = TransferState::Running(sink.begin(*activity, what, this.total));
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;

@@ -150,7 +150,7 @@ async fn find_or_fetch(
                     "{image}: Docker and OCI images are unsigned; use them with --insecure-options=image"
                 )));
             }
-            let converted = rkt_fetch::oci::import(store, &source, renders_at_fetch()).await?;
+            let converted = rkt_fetch::oci::import(store, &source, renders_at_fetch(), &ctx.progress).await?;
             report_damaged(&converted.damaged);
             undo.converted = Some(converted.undo);
             converted.id

@@ -244,6 +244,10 @@ pub struct Env {
     pub tmp: tempfile::TempDir,
 }
 
+/// The first words of rkt's progress lines when stderr is not a terminal.
+const PROGRESS_VERBS: [&str; 6] =
+    ["Downloading", "Downloaded", "Decompressing", "Decompressed", "Importing", "Imported"];
+
 impl Env {
     pub fn new() -> Self {
         Env { tmp: tempfile::tempdir().unwrap() }
@@ -305,13 +309,13 @@ impl Env {
     }
 
     /// Runs rkt and insists that it fails as rkt fails: exit 254 and one line on stderr
-    /// besides the progress lines of downloads (`Downloading …`, `Downloaded …`).
+    /// besides the progress lines of transfers (`Downloading …`, `Imported …`, …).
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.rkt(args);
         assert_eq!(out.status.code(), Some(254), "rkt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let err = String::from_utf8(out.stderr).unwrap();
         let message: Vec<&str> =
-            err.lines().filter(|l| !l.starts_with("Downloading ") && !l.starts_with("Downloaded ")).collect();
+            err.lines().filter(|l| !PROGRESS_VERBS.iter().any(|v| l.starts_with(&format!("{v} ")))).collect();
         assert_eq!(message.len(), 1, "one line expected: {err}");
         message[0].to_string() + "\n"
     }

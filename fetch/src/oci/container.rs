@@ -11,6 +11,8 @@ use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
 use rkt_store::aci::{decompressed, Compression};
+
+use crate::progress::{Activity, ProgressHandle};
 use rkt_store::{ScratchFile, SpaceGuard, Store};
 
 use super::OciError;
@@ -60,7 +62,7 @@ impl Container {
     /// zstd, xz, bzip2: `docker save | gzip`, which `docker load` takes) is decompressed into a
     /// scratch file of the store first, as the files of an archive are read in place; so is
     /// an archive that comes through a pipe.
-    pub async fn tar(path: &Path, store: &Store) -> Result<Self, OciError> {
+    pub async fn tar(path: &Path, store: &Store, progress: &ProgressHandle) -> Result<Self, OciError> {
         let shown = path.to_path_buf();
         let at = |e: &dyn std::fmt::Display| OciError::Io(format!("{}: {e}", shown.display()));
         let file = tokio::fs::File::open(path).await.map_err(|e| at(&e))?;
@@ -72,7 +74,9 @@ impl Container {
             _ => {
                 let mut scratch = store.scratch_file()?;
                 let what = if compression == Compression::None { "reading" } else { "decompressing" };
-                decompress_into(&mut plain, scratch.file())
+                let name = shown.file_name().unwrap_or(shown.as_os_str()).to_string_lossy();
+                let mut counted = progress.track_as(Activity::Decompress, &name, None, &mut plain);
+                decompress_into(&mut counted, scratch.file())
                     .await
                     .map_err(|e| OciError::Invalid(format!("{}: {what} the archive: {e}", shown.display())))?;
                 (scratch.path(), Some(scratch))
@@ -196,7 +200,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.tar"), bytes).unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
-        let container = Container::tar(&dir.path().join("a.tar"), &store).await.unwrap();
+        let container = Container::tar(&dir.path().join("a.tar"), &store, &ProgressHandle::default()).await.unwrap();
         (dir, container)
     }
 

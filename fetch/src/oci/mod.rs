@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use rkt_store::appc::{AppString, NameValue};
 use rkt_store::{BroughtIn, ImageId, RemoteRecord, Store, StoreError};
 
+use crate::progress::{Activity, ProgressHandle};
 use crate::task::{try_join_bounded, Job};
 use container::Container;
 pub use container::Reader;
@@ -332,8 +333,14 @@ impl ConvertUndo {
 }
 
 /// Imports a Docker or OCI image from a file or directory, as an ACI on top of its layers'.
-/// With `render`, its tree is rendered while the layers are imported.
-pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<Converted, OciError> {
+/// With `render`, its tree is rendered while the layers are imported. `progress` hears of a
+/// compressed archive's decompression and of each layer read.
+pub async fn import(
+    store: &Store,
+    source: &OciSource,
+    render: bool,
+    progress: &ProgressHandle,
+) -> Result<Converted, OciError> {
     let (container, plan) = match source {
         OciSource::Layout { path, reference } => {
             let container = Container::dir(path);
@@ -342,20 +349,20 @@ pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<C
             (container, plan)
         }
         OciSource::LayoutArchive { path, reference } => {
-            let container = Container::tar(path, store).await?;
+            let container = Container::tar(path, store, progress).await?;
             let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let plan = plan_layout(&container, reference.as_deref(), &name).await?;
             (container, plan)
         }
         OciSource::DockerArchive { path, reference } => {
-            let container = Container::tar(path, store).await?;
+            let container = Container::tar(path, store, progress).await?;
             let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let plan = plan_docker_archive(&container, reference.as_deref(), &name).await?;
             (container, plan)
         }
     };
     let mut layers = Vec::new();
-    for (file, digest, expected_size) in &plan.layers {
+    for (i, (file, digest, expected_size)) in plan.layers.iter().enumerate() {
         let (blob, size) = container.open(file).await?;
         // A descriptor's size is exact (the registry's streams are held to it as they arrive).
         if *expected_size != 0 && size != *expected_size {
@@ -364,6 +371,10 @@ pub async fn import(store: &Store, source: &OciSource, render: bool) -> Result<C
                 digest.as_deref().unwrap_or(file)
             )));
         }
+        // A `docker save` layer is known by its diff ID (its file's name is the tool's choice).
+        let diff_id = plan.config.rootfs.diff_ids.get(i);
+        let what = digest.as_ref().or(diff_id).unwrap_or(file);
+        let blob: Reader = Box::pin(progress.track_as(Activity::Import, what, Some(size), blob));
         layers.push((blob, digest.clone()));
     }
     store_image(store, &plan, layers, render).await
