@@ -9,6 +9,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::blob_hasher::BlobHasher;
 use crate::error::{Result, StoreError};
 use crate::image_id::{ImageHasher, ImageId};
 use crate::space::SpaceGuard;
@@ -80,6 +81,8 @@ pub struct Tee<R> {
     hasher: ImageHasher,
     size: u64,
     out: Option<File>,
+    /// Hashes what is written to `out` on a thread of its own (see `copying`).
+    behind: Option<BlobHasher>,
     space: SpaceGuard,
     write_error: Option<io::Error>,
 }
@@ -92,15 +95,33 @@ impl<R> Tee<R> {
             hasher: ImageHasher::new(),
             size: 0,
             out,
+            behind: None,
             space: SpaceGuard::default(),
             write_error: None,
         }
     }
 
+    /// Passes the stream through while copying it into `out`, whose bytes are hashed on a
+    /// thread of their own as they are written: the reader's thread (decompressing, say) does
+    /// not hash. `finish_copy` gives the hash.
+    pub fn copying(inner: R, out: File) -> io::Result<Self> {
+        let behind = BlobHasher::start(out.try_clone()?)?;
+        Ok(Tee { hashing: false, behind: Some(behind), ..Tee::new(inner, Some(out)) })
+    }
+
     /// Passes the stream through, counting it, hashing nothing.
     pub fn passthrough(inner: R) -> Self {
         let space = SpaceGuard::default();
-        Tee { inner, hashing: false, hasher: ImageHasher::new(), size: 0, out: None, space, write_error: None }
+        Tee {
+            inner,
+            hashing: false,
+            hasher: ImageHasher::new(),
+            size: 0,
+            out: None,
+            behind: None,
+            space,
+            write_error: None,
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -114,6 +135,12 @@ impl<R> Tee<R> {
 
     pub fn finish(self) -> (ImageHasher, u64) {
         (self.hasher, self.size)
+    }
+
+    /// The hash and size of what a `copying` tee wrote, once its thread has hashed all of it.
+    pub fn finish_copy(self) -> io::Result<(ImageId, u64)> {
+        let behind = self.behind.ok_or_else(|| io::Error::other("not a copying tee"))?;
+        Ok((behind.finish(self.size)?, self.size))
     }
 }
 
@@ -147,6 +174,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<R> {
                 let shown = io::Error::new(e.kind(), format!("writing the image blob: {e}"));
                 this.write_error = Some(e);
                 return Poll::Ready(Err(shown));
+            }
+            if let Some(behind) = &this.behind {
+                behind.wrote(this.size);
             }
         }
         Poll::Ready(Ok(()))

@@ -188,7 +188,7 @@ impl Store {
         let temp = TempBlob::create(&tmp).at(&tmp)?;
         let copy = temp.file.try_clone().at(&tmp)?;
         let (compression, reader) = aci::decompressed(src).await?;
-        let mut tee = Tee::new(reader, Some(copy));
+        let mut tee = Tee::copying(reader, copy).at(&tmp)?;
         let scanned = scan_aci(&mut tee).await;
         // Whatever follows the archive is hashed too, up to a bound: an endless body is refused.
         let drained =
@@ -205,8 +205,7 @@ impl Store {
         if tee.size() < scan.end + 512 {
             return Err(archive("truncated tar: the end-of-archive marker is missing".into()).into());
         }
-        let (hasher, size) = tee.finish();
-        let id = hasher.finish();
+        let (id, size) = tee.finish_copy().at(&tmp)?;
         if let Some(expected) = &options.expected {
             if *expected != id {
                 return Err(StoreError::IdMismatch { expected: expected.clone(), actual: id }.into());
