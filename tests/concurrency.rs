@@ -141,12 +141,14 @@ rkt fetch "$FITS" >/dev/null
 snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
 before=$(snapshot)
 out_of_space() {
-  if rkt "$@" 2>"$DISK/all"; then echo "rkt $* succeeded"; exit 1; fi
+  if rkt "$@" 2>"$DISK/all"; then echo "rkt $* succeeded" >&2; exit 1; fi
   # Progress lines aside (stderr is no terminal here), one line says what went wrong.
   grep -v -E '^(Downloading|Downloaded|Decompressing|Decompressed|Importing|Imported) ' "$DISK/all" >"$DISK/err" || true
-  [ "$(wc -l <"$DISK/err")" = 1 ] || { cat "$DISK/all"; exit 1; }
-  grep -q -e 'No space left on device' -e "the filesystem is nearly full" "$DISK/err" || { cat "$DISK/err"; exit 1; }
-  [ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt $*"; snapshot; exit 1; }
+  [ "$(wc -l <"$DISK/err")" = 1 ] || { cat "$DISK/all" >&2; exit 1; }
+  # The index may be what meets the full disk first: SQLite says so its own way.
+  grep -q -e 'No space left on device' -e "the filesystem is nearly full" -e 'database or disk is full' "$DISK/err" \
+    || { cat "$DISK/err" >&2; exit 1; }
+  [ "$(snapshot)" = "$before" ] || { echo "the store changed after rkt $*" >&2; snapshot >&2; exit 1; }
   cat "$DISK/err"
 }
 "#;
