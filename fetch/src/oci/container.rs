@@ -11,11 +11,10 @@ use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
 use rkt_store::aci::{decompressed, Compression};
-
-use crate::progress::{Activity, ProgressHandle};
 use rkt_store::{ScratchFile, SpaceGuard, Store};
 
 use super::OciError;
+use crate::progress::{Activity, ProgressHandle};
 
 /// A stream of an image file or blob.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
