@@ -881,3 +881,40 @@ fn hostile_and_unusual_registry_replies() {
     assert!(err.contains(&format!("is longer than the {} bytes its manifest gives", blob.len() - 1)), "{err}");
     assert_eq!(env.snapshot(), before);
 }
+
+/// A layer descriptor's `urls` (Docker's foreign layers, OCI's non-distributable ones) name
+/// hosts the user never chose: rkt never follows them (containerd CVE-2020-15157 sent registry
+/// credentials there). The layer comes from the registry that served the manifest, with its
+/// credentials, or the pull fails saying which layer is missing.
+#[test]
+fn layer_urls_are_never_followed() {
+    let env = Env::new();
+    let Some(registry) = Registry::start_allowing_layer_urls(&env.path("registry"), "alice", "s3cret") else { return };
+    let elsewhere = Web::start(&env.path("elsewhere"), None);
+    let tar = layer(&[("etc/x", "foreign\n")]);
+    let packed = gzip(&tar);
+    let mut layout = Layout::new(env.path("layout"));
+    let (layer_digest, layer_size) = layout.blob(&packed);
+    elsewhere.route("/layer", serde_json::json!({"body": String::from_utf8_lossy(&packed)}));
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]}});
+    let (config_digest, config_size) = layout.blob(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "digest": layer_digest, "size": layer_size, "urls": [elsewhere.url("/layer")]}],
+    });
+    layout.add("v1", "application/vnd.oci.image.manifest.v1+json", &manifest);
+    registry.push_as(&format!("oci:{}:v1", layout.dir.display()), "foreign/demo:v1", Some("alice:s3cret"));
+    let config_dir = docker_auth(&env, &registry.addr, "alice", "s3cret");
+    let image = format!("docker://{}/foreign/demo:v1", registry.addr);
+    // skopeo pushed the descriptor without the blob, as Docker pushes foreign layers.
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let err =
+        env.fails(&["--local-config", config_dir.to_str().unwrap(), "--insecure-options=image,http", "fetch", &image]);
+    assert!(err.contains(&format!("blob {layer_digest}: the registry answered 404")), "{err}");
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(elsewhere.requests(), Vec::<serde_json::Value>::new(), "a layer URL was followed");
+}
