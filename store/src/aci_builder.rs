@@ -230,7 +230,7 @@ impl AciBuilder {
     pub async fn copy_rootfs_of(&mut self, donor: &ImageId) -> std::result::Result<(), CopyError> {
         let damaged = CopyError::Damaged;
         let file = InPlaceFile(self.store.open_blob(donor).map_err(damaged)?);
-        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(COPY_BUFFER, file), None);
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(COPY_BUFFER, file));
         {
             let mut archive = tokio_tar::Archive::new(&mut tee);
             let mut entries = archive.entries().map_err(|e| damaged(archive_error(donor, e)))?;

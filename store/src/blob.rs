@@ -88,13 +88,14 @@ pub struct Tee<R> {
 }
 
 impl<R> Tee<R> {
-    pub fn new(inner: R, out: Option<File>) -> Self {
+    /// Passes the stream through while hashing it.
+    pub fn new(inner: R) -> Self {
         Tee {
             inner,
             hashing: true,
             hasher: ImageHasher::new(),
             size: 0,
-            out,
+            out: None,
             behind: None,
             space: SpaceGuard::default(),
             write_error: None,
@@ -106,22 +107,12 @@ impl<R> Tee<R> {
     /// not hash. `finish_copy` gives the hash.
     pub fn copying(inner: R, out: File) -> io::Result<Self> {
         let behind = BlobHasher::start(out.try_clone()?)?;
-        Ok(Tee { hashing: false, behind: Some(behind), ..Tee::new(inner, Some(out)) })
+        Ok(Tee { hashing: false, out: Some(out), behind: Some(behind), ..Tee::new(inner) })
     }
 
     /// Passes the stream through, counting it, hashing nothing.
     pub fn passthrough(inner: R) -> Self {
-        let space = SpaceGuard::default();
-        Tee {
-            inner,
-            hashing: false,
-            hasher: ImageHasher::new(),
-            size: 0,
-            out: None,
-            behind: None,
-            space,
-            write_error: None,
-        }
+        Tee { hashing: false, ..Tee::new(inner) }
     }
 
     pub fn size(&self) -> u64 {

@@ -219,7 +219,7 @@ impl Store {
 
     async fn hash_blob(&self, path: &Path) -> Result<ImageId> {
         let file = tokio::fs::File::open(path).await.at(path)?;
-        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file));
         tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.at(path)?;
         Ok(tee.finish().0.finish())
     }
@@ -281,7 +281,7 @@ impl Store {
 
     async fn reindex_blob(&self, id: &ImageId, path: &Path) -> Result<()> {
         let file = tokio::fs::File::open(path).await.at(path)?;
-        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file), None);
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(256 * 1024, file));
         let scan = scan_aci(&mut tee).await?;
         tokio::io::copy(&mut tee, &mut tokio::io::sink()).await.at(path)?;
         let (hasher, size) = tee.finish();

@@ -170,7 +170,7 @@ impl Store {
         let file = InPlaceFile(self.open_blob(&layer.id)?);
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
         let verify = verify && !self.hashed_here(&layer.id);
-        let mut tee = if verify { Tee::new(reader, None) } else { Tee::passthrough(reader) };
+        let mut tee = if verify { Tee::new(reader) } else { Tee::passthrough(reader) };
         apply_entries(&mut tee, &mut action, writer).await?;
         if verify {
             tee.check_rest(&layer.id).await?;

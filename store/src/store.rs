@@ -328,7 +328,7 @@ impl Store {
         }
         let mut src = tokio::fs::File::from_std(self.open_blob(id)?);
         write_replacing(out, |mut dst, temp| async move {
-            let mut tee = Tee::new(&mut src, None);
+            let mut tee = Tee::new(&mut src);
             tokio::io::copy(&mut tee, &mut dst).await.at(&temp)?;
             let (hasher, _) = tee.finish();
             let actual = hasher.finish();
