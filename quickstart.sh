@@ -3,12 +3,14 @@
 # default image: a busybox ACI made from Debian's busybox-static is fetched, listed and run.
 set -euo pipefail
 cd "$(dirname "$0")"
-# nettle-dev and libclang-dev build sequoia-openpgp; the rest runs pods.
+# nettle-dev and libclang-dev build sequoia-openpgp, libssl-dev links the system libcrypto (the
+# SHA-512 of image IDs); the rest runs pods.
 if ! command -v busybox >/dev/null || ! command -v cc >/dev/null || [ ! -x /usr/lib/cni/ptp ] || ! command -v iptables >/dev/null \
-  || ! dpkg -s nettle-dev >/dev/null 2>&1 || ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  || ! dpkg -s nettle-dev >/dev/null 2>&1 || ! dpkg -s libclang-dev >/dev/null 2>&1 \
+  || ! dpkg -s libssl-dev >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq build-essential pkg-config nettle-dev libclang-dev busybox-static containernetworking-plugins iptables >/dev/null
+  apt-get install -y -qq build-essential pkg-config nettle-dev libclang-dev libssl-dev busybox-static containernetworking-plugins iptables >/dev/null
 fi
 command -v cargo >/dev/null || { echo "quickstart: Rust (cargo) is needed: https://rustup.rs" >&2; exit 1; }
 cargo build --release --quiet

@@ -6,7 +6,8 @@ cd "$(dirname "$0")"
 # busybox-static: the test image; containernetworking-plugins and iptables: --net=default;
 # skopeo, umoci and docker-registry: Docker and OCI images, and a real registry on 127.0.0.1;
 # gnupg: test keys; apache2-utils: htpasswd for a registry behind basic auth; openssl: test CAs
-# and the registry's token signing key; nettle-dev and libclang-dev: building sequoia-openpgp (crypto-nettle).
+# and the registry's token signing key; nettle-dev and libclang-dev: building sequoia-openpgp (crypto-nettle);
+# libssl-dev: building against the system libcrypto (the SHA-512 of image IDs).
 if [ "$(id -u)" = 0 ]; then
   missing=""
   command -v busybox >/dev/null || missing="$missing busybox-static"
@@ -20,6 +21,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v openssl >/dev/null || missing="$missing openssl"
   dpkg -s nettle-dev >/dev/null 2>&1 || missing="$missing nettle-dev"
   dpkg -s libclang-dev >/dev/null 2>&1 || missing="$missing libclang-dev"
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing="$missing libssl-dev"
   if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
