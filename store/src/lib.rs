@@ -6,6 +6,7 @@ mod aci_builder;
 pub mod appc;
 mod blob;
 mod blob_hasher;
+mod depth_first;
 mod error;
 mod growing_blob;
 pub mod image_id;

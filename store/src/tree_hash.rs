@@ -21,7 +21,8 @@ use nix::sys::stat::{fstatat, Mode};
 
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::error::{IoContext, Result};
+use crate::depth_first;
+use crate::error::{IoContext, Result, StoreError};
 use crate::tree_writer::{list_dir, FileDigests};
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
@@ -111,29 +112,92 @@ impl FileHasher {
 /// the bytes its files hold. `known` gives the BLAKE3 digests the renderer took of the files it
 /// wrote, by (device, inode); files not in it are read.
 pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(String, u64)> {
-    let mut hasher = kind.hasher();
-    let mut total = 0u64;
-    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut record = Vec::with_capacity(512);
-    let mut xattr_names = vec![0u8; 4096];
     let root_fd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(std::io::Error::from)
         .at(root)?;
-    while let Some(rel) = stack.pop() {
-        let dir_path = root.join(OsStr::from_bytes(&rel));
+    let walk = TreeWalk { root, root_fd: &root_fd, kind, known };
+    let mut hasher = kind.hasher();
+    let mut total = 0u64;
+    match kind {
+        // The files' bytes themselves go into the hash, in order: one thread reads them all.
+        TreeHash::Sha512 => {
+            let mut scratch = Scratch::default();
+            let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
+            while let Some(rel) = stack.pop() {
+                let (size, subdirs) = walk.dir(&rel, &mut |bytes| hasher.update(bytes), &mut scratch)?;
+                total += size;
+                // Reversed so that the stack yields them in sorted order.
+                stack.extend(subdirs.into_iter().rev());
+            }
+        }
+        // Each directory's share (its entries, and its files' digests) is made on a thread of
+        // its own, and hashed in order.
+        TreeHash::Blake3 | TreeHash::Sha256 => {
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WALKERS);
+            depth_first::walk(
+                workers,
+                |scratch: &mut Scratch, rel| {
+                    let mut share = Vec::new();
+                    let (size, subdirs) = walk.dir(rel, &mut |bytes| share.extend_from_slice(bytes), scratch)?;
+                    Ok(((share, size), subdirs))
+                },
+                |(share, size)| {
+                    hasher.update(&share);
+                    total += size;
+                    Ok::<(), StoreError>(())
+                },
+            )?;
+        }
+    }
+    let hex: String = hasher.finish().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("{}-{hex}", kind.prefix()), total))
+}
+
+/// Threads that look at a tree's directories at once: the walk is bound by syscalls on
+/// tmpfs and by reads elsewhere, which gain little beyond a few.
+const MAX_WALKERS: usize = 4;
+
+struct TreeWalk<'a> {
+    root: &'a Path,
+    root_fd: &'a OwnedFd,
+    kind: TreeHash,
+    known: &'a FileDigests,
+}
+
+/// Buffers a walking thread keeps from directory to directory.
+struct Scratch {
+    buffer: Vec<u8>,
+    record: Vec<u8>,
+    xattr_names: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        // The read buffer is made when a file is first read: a fresh render's are all known.
+        Scratch { buffer: Vec::new(), record: Vec::with_capacity(512), xattr_names: vec![0u8; 4096] }
+    }
+}
+
+impl TreeWalk<'_> {
+    /// Gives `sink` what the hash takes of the entries of the directory at `rel`, in sorted
+    /// order; returns the bytes its files hold and its subdirectories, sorted.
+    fn dir(&self, rel: &[u8], sink: &mut dyn FnMut(&[u8]), scratch: &mut Scratch) -> Result<(u64, Vec<Vec<u8>>)> {
+        let (root, kind) = (self.root, self.kind);
+        let dir_path = root.join(OsStr::from_bytes(rel));
         // Entries are looked at from their directory: no path walk from the root for each.
         let dir = match rel.is_empty() {
-            true => root_fd.try_clone().at(root)?,
-            false => openat(&root_fd, OsStr::from_bytes(&rel), DIR_FLAGS, Mode::empty())
+            true => self.root_fd.try_clone().at(root)?,
+            false => openat(self.root_fd, OsStr::from_bytes(rel), DIR_FLAGS, Mode::empty())
                 .map_err(std::io::Error::from)
                 .at(&dir_path)?,
         };
+        let mut total = 0u64;
         let mut subdirs = Vec::new();
         let mut names = list_dir(dir.as_fd()).at(&dir_path)?;
         names.sort();
+        let Scratch { buffer, record, xattr_names } = scratch;
         for name in names {
-            let rel_child = if rel.is_empty() { name.clone() } else { [&rel[..], b"/", &name].concat() };
+            let rel_child = if rel.is_empty() { name.clone() } else { [rel, b"/", &name].concat() };
             let path = root.join(OsStr::from_bytes(&rel_child));
             let st = fstatat(&dir, OsStr::from_bytes(&name), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(std::io::Error::from)
@@ -163,37 +227,41 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
                     &by_fd
                 }
             };
-            for (key, value) in xattrs_into(named, &mut xattr_names) {
+            for (key, value) in xattrs_into(named, xattr_names) {
                 record.extend_from_slice(&key);
                 record.push(b'=');
                 record.extend_from_slice(&value);
                 record.push(0);
             }
             record.push(b'\n');
-            hasher.update(&record);
+            sink(record);
             if format == libc::S_IFREG {
                 total += size;
-                match kind {
-                    TreeHash::Sha512 => {
-                        read_into(open_in(&dir, &name, &path)?, &path, &mut buffer, |chunk| hasher.update(chunk))?
+                let known = match kind {
+                    TreeHash::Blake3 => self.known.get(&(st.st_dev, st.st_ino)),
+                    _ => None,
+                };
+                match (kind, known) {
+                    (_, Some(digest)) => sink(digest),
+                    (TreeHash::Sha512, None) => {
+                        read_into(open_in(&dir, &name, &path)?, &path, read_buffer(buffer), &mut *sink)?
                     }
-                    TreeHash::Blake3 => match known.get(&(st.st_dev, st.st_ino)) {
-                        Some(digest) => hasher.update(digest),
-                        None => hasher.update(&file_digest(open_in(&dir, &name, &path)?, &path, &mut buffer, kind)?),
-                    },
-                    TreeHash::Sha256 => {
-                        hasher.update(&file_digest(open_in(&dir, &name, &path)?, &path, &mut buffer, kind)?)
-                    }
+                    (_, None) => sink(&file_digest(open_in(&dir, &name, &path)?, &path, read_buffer(buffer), kind)?),
                 }
             } else if format == libc::S_IFDIR {
                 subdirs.push(rel_child);
             }
         }
-        // Reversed so that the stack yields them in sorted order.
-        stack.extend(subdirs.into_iter().rev());
+        Ok((total, subdirs))
     }
-    let hex: String = hasher.finish().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((format!("{}-{hex}", kind.prefix()), total))
+}
+
+/// The buffer files are read through, made at its first use.
+fn read_buffer(buffer: &mut Vec<u8>) -> &mut [u8] {
+    if buffer.is_empty() {
+        buffer.resize(256 * 1024, 0);
+    }
+    buffer
 }
 
 fn type_of(format: libc::mode_t) -> Option<char> {
