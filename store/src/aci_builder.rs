@@ -10,7 +10,7 @@ use crate::aci::{archive, EntryClass, LayoutCheck};
 use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::ImageManifest;
 use crate::blob::{InPlaceFile, Tee, TempBlob};
-use crate::blob_hasher::BlobHasher;
+use crate::blob_hasher::FedHasher;
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageId;
@@ -20,24 +20,25 @@ use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
 use crate::tar_out::{header_blocks, padding, OutEntry};
 use crate::tree_writer::Meta;
 
-/// How much of an entry's data is copied at once.
-const COPY_BUFFER: usize = 256 * 1024;
-/// Data at least this big is written as it is rather than gathered first.
-const DIRECT_WRITE: usize = 64 * 1024;
+/// How much of the blob is gathered before it is written (and handed to the hasher).
+const OUT_BUFFER: usize = 256 * 1024;
+/// How much of a donor image's blob is read at once.
+const DONOR_READ: usize = 256 * 1024;
 
 /// An ACI being written into the store's temp area; dropped unfinished, it leaves nothing.
 pub struct AciBuilder {
     store: Store,
     _lock: StoreLock,
     temp: TempBlob,
-    /// The blob's SHA-512 (its ID), taken on a thread of its own from what is written.
-    hasher: BlobHasher,
+    /// The blob's SHA-512 (its ID), taken on a thread of its own from the buffers written.
+    hasher: FedHasher,
     check: LayoutCheck,
     manifest: ImageManifest,
     manifest_json: String,
-    buffer: Vec<u8>,
-    /// Bytes not yet written to the blob file.
-    pending: Vec<u8>,
+    /// The blob's next bytes, its first `filled` not yet written to the blob file. Entries'
+    /// data is read straight into it: each byte is copied once on its way to the file.
+    out: Box<[u8]>,
+    filled: usize,
     /// How much of the blob file is written, for a reader that follows it.
     progress: ProgressGuard,
     /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
@@ -60,7 +61,7 @@ impl Store {
         let lock = self.lock_shared()?;
         let tmp = self.tmp_dir();
         let temp = TempBlob::create(&tmp).at(&tmp)?;
-        let hasher = temp.file.try_clone().and_then(BlobHasher::start).at(&tmp)?;
+        let hasher = FedHasher::start().at(&tmp)?;
         let mut builder = AciBuilder {
             store: self.clone(),
             _lock: lock,
@@ -69,8 +70,8 @@ impl Store {
             check: LayoutCheck::default(),
             manifest: parsed,
             manifest_json,
-            buffer: Vec::new(),
-            pending: Vec::with_capacity(COPY_BUFFER),
+            out: vec![0u8; OUT_BUFFER].into_boxed_slice(),
+            filled: 0,
             progress: ProgressGuard(Arc::default()),
             flushed: 0,
             space: SpaceGuard::default(),
@@ -82,35 +83,31 @@ impl Store {
 }
 
 impl AciBuilder {
-    /// Queues `bytes` for the blob file. Headers, padding and small files are gathered into one
-    /// write; what fills the queue goes out at once.
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.pending.len() + bytes.len() > COPY_BUFFER || bytes.len() >= DIRECT_WRITE {
-            self.flush()?;
+    /// Queues `bytes` for the blob file.
+    fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            if self.filled == self.out.len() {
+                self.flush()?;
+            }
+            let n = bytes.len().min(self.out.len() - self.filled);
+            self.out[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
         }
-        if bytes.len() >= DIRECT_WRITE {
-            return self.write_out(bytes);
-        }
-        self.pending.extend_from_slice(bytes);
         Ok(())
     }
 
+    /// Writes what is queued to the blob file and hands it to the hasher.
     fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.filled == 0 {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
-        let written = self.write_out(&pending);
-        self.pending = pending;
-        self.pending.clear();
-        written
-    }
-
-    fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
-        let written = self.space.write_all(&mut self.temp.file, bytes);
+        let written = self.space.write_all(&mut self.temp.file, &self.out[..self.filled]);
         written.map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
-        self.flushed += bytes.len() as u64;
-        self.hasher.wrote(self.flushed);
+        let out = std::mem::take(&mut self.out);
+        self.out = self.hasher.feed(out, self.filled);
+        self.flushed += self.filled as u64;
+        self.filled = 0;
         self.progress.0.wrote(self.flushed);
         Ok(())
     }
@@ -197,29 +194,22 @@ impl AciBuilder {
     ) -> std::result::Result<(), EntryError> {
         self.default_root().map_err(EntryError::Store)?;
         self.checked(entry).map_err(EntryError::Store)?;
-        let mut buffer = std::mem::take(&mut self.buffer);
-        if buffer.is_empty() && entry.size > 0 {
-            buffer = vec![0; COPY_BUFFER];
-        }
         let mut left = entry.size;
-        let copied = async {
-            while left > 0 {
-                let want = left.min(buffer.len() as u64) as usize;
-                let n = data.read(&mut buffer[..want]).await.map_err(EntryError::Read)?;
-                if n == 0 {
-                    return Err(EntryError::Read(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "a layer entry ended early",
-                    )));
-                }
-                self.write(&buffer[..n]).map_err(EntryError::Store)?;
-                left -= n as u64;
+        while left > 0 {
+            if self.filled == self.out.len() {
+                self.flush().map_err(EntryError::Store)?;
             }
-            Ok(())
+            let want = left.min((self.out.len() - self.filled) as u64) as usize;
+            let n = data.read(&mut self.out[self.filled..self.filled + want]).await.map_err(EntryError::Read)?;
+            if n == 0 {
+                return Err(EntryError::Read(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "a layer entry ended early",
+                )));
+            }
+            self.filled += n;
+            left -= n as u64;
         }
-        .await;
-        self.buffer = buffer;
-        copied?;
         self.pad(entry.size).map_err(EntryError::Store)
     }
 
@@ -230,7 +220,7 @@ impl AciBuilder {
     pub async fn copy_rootfs_of(&mut self, donor: &ImageId) -> std::result::Result<(), CopyError> {
         let damaged = CopyError::Damaged;
         let file = InPlaceFile(self.store.open_blob(donor).map_err(damaged)?);
-        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(COPY_BUFFER, file));
+        let mut tee = Tee::new(tokio::io::BufReader::with_capacity(DONOR_READ, file));
         {
             let mut archive = tokio_tar::Archive::new(&mut tee);
             let mut entries = archive.entries().map_err(|e| damaged(archive_error(donor, e)))?;

@@ -82,6 +82,59 @@ fn hash_as_written(file: File, grown: mpsc::Receiver<u64>) -> io::Result<(ImageI
     Ok((hasher.finish(), hashed))
 }
 
+/// A blob's SHA-512 taken on a thread of its own from the writer's buffers themselves, handed
+/// over once written: no read back, for a writer that owns its buffers (`AciBuilder`).
+pub(crate) struct FedHasher {
+    chunks: Option<mpsc::SyncSender<(Box<[u8]>, usize)>>,
+    /// Buffers the thread has hashed, for the writer to fill again.
+    spare: mpsc::Receiver<Box<[u8]>>,
+    thread: Option<JoinHandle<(ImageId, u64)>>,
+}
+
+/// Buffers handed over and not yet hashed: a writer this far ahead waits for the thread.
+const FED_AHEAD: usize = 8;
+
+impl FedHasher {
+    pub(crate) fn start() -> io::Result<Self> {
+        let (chunks, fed) = mpsc::sync_channel::<(Box<[u8]>, usize)>(FED_AHEAD);
+        let (hashed, spare) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("blob-sha512".into()).spawn(move || {
+            let mut hasher = ImageHasher::new();
+            let mut total = 0u64;
+            for (buffer, len) in fed {
+                hasher.update(&buffer[..len]);
+                total += len as u64;
+                // A writer that has finished no longer takes buffers back.
+                let _ = hashed.send(buffer);
+            }
+            (hasher.finish(), total)
+        })?;
+        Ok(FedHasher { chunks: Some(chunks), spare, thread: Some(thread) })
+    }
+
+    /// Hands over `buffer`, whose first `len` bytes come next in the blob; returns a buffer of
+    /// the same size to fill next.
+    pub(crate) fn feed(&mut self, buffer: Box<[u8]>, len: usize) -> Box<[u8]> {
+        let size = buffer.len();
+        if let Some(chunks) = &self.chunks {
+            // The thread only ends when the channel closes: a failed send cannot happen.
+            let _ = chunks.send((buffer, len));
+        }
+        self.spare.try_recv().unwrap_or_else(|_| vec![0u8; size].into_boxed_slice())
+    }
+
+    /// Waits for the hash of all that was fed, which must be `total` bytes.
+    pub(crate) fn finish(mut self, total: u64) -> io::Result<ImageId> {
+        self.chunks = None;
+        let thread = self.thread.take().expect("finished once");
+        let (id, hashed) = thread.join().map_err(|_| io::Error::other("the blob's hashing thread panicked"))?;
+        if hashed != total {
+            return Err(io::Error::other(format!("hashed {hashed} bytes of a blob of {total}")));
+        }
+        Ok(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +154,25 @@ mod tests {
             hasher.wrote(total);
         }
         assert_eq!(hasher.finish(total).unwrap(), expected.finish());
+    }
+
+    #[test]
+    fn a_fed_hasher_hashes_what_it_is_fed_in_order() {
+        let mut hasher = FedHasher::start().unwrap();
+        let mut expected = ImageHasher::new();
+        let mut buffer = vec![0u8; 4096].into_boxed_slice();
+        let mut total = 0;
+        // More buffers than are ever in flight, so that spare ones come back and are refilled.
+        for i in 0..200usize {
+            let len = (i * 37) % 4097;
+            buffer[..len].fill(i as u8);
+            expected.update(&buffer[..len]);
+            total += len as u64;
+            buffer = hasher.feed(buffer, len);
+            assert_eq!(buffer.len(), 4096);
+        }
+        assert_eq!(hasher.finish(total).unwrap(), expected.finish());
+        assert!(FedHasher::start().unwrap().finish(1).is_err(), "fed less than said");
     }
 
     #[test]
