@@ -365,6 +365,33 @@ mod tests {
     }
 
     #[test]
+    fn extended_attributes_change_every_kind_of_hash() {
+        let tree = sample_tree();
+        let set = |value: &[u8]| {
+            let path = std::ffi::CString::new(tree.path().join("etc/passwd").as_os_str().as_bytes()).unwrap();
+            // SAFETY: NUL-terminated path and name, and a value valid for its length.
+            unsafe { libc::setxattr(path.as_ptr(), c"user.rkt-test".as_ptr(), value.as_ptr().cast(), value.len(), 0) }
+        };
+        let hashes = || -> Vec<String> {
+            [TreeHash::Blake3, TreeHash::Sha256, TreeHash::Sha512]
+                .iter()
+                .map(|k| hash_tree(tree.path(), *k, &FileDigests::new()).unwrap().0)
+                .collect()
+        };
+        let without = hashes();
+        if set(b"one") != 0 {
+            println!("skipped: {} has no user extended attributes", tree.path().display());
+            return;
+        }
+        let one = hashes();
+        assert_eq!(set(b"two"), 0);
+        let two = hashes();
+        for i in 0..3 {
+            assert!(without[i] != one[i] && one[i] != two[i], "{} {} {}", without[i], one[i], two[i]);
+        }
+    }
+
+    #[test]
     fn of_digests_for_one_inode_the_last_counts() {
         let mut known = FileDigests::new();
         for (file, digest) in [((1, 9), 1), ((1, 3), 2), ((1, 9), 3), ((2, 9), 4), ((1, 9), 5)] {
