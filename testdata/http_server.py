@@ -12,6 +12,7 @@ no body;
 `Range: bytes=N-` (when If-Range, if any, is the etag) with 206 and the rest.
 A request whose If-None-Match equals the route's etag gets 304. Every request is appended to LOG
 as one JSON line (time, method, path, if-none-match, authorization, range, if-range). The chosen port goes to PORTFILE.
+A POST is answered from the route "POST PATH" (status and body only), and its body logged as "form".
 """
 import http.server
 import json
@@ -117,6 +118,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         if mode == "truncate":
             self.close_connection = True
+
+    def do_POST(self):
+        form = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode("utf-8", "replace")
+        with open(LOG, "a") as log:
+            log.write(json.dumps({
+                "time": time.time(), "method": "POST", "path": self.path, "form": form,
+                "content-type": self.headers.get("Content-Type"),
+                "authorization": self.headers.get("Authorization"),
+            }) + "\n")
+        with open(ROUTES) as f:
+            route = json.load(f).get("POST " + self.path)
+        status, body = (404, b"not found") if route is None else (route.get("status", 200), route.get("body", "").encode())
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)

@@ -509,6 +509,48 @@ fn a_registry_behind_token_auth_is_pulled_with_a_token_from_its_realm() {
     assert!(!asked.is_empty());
     let basic = format!("Basic {}", base64(b"alice:s3cret", false));
     assert!(asked.iter().all(|r| r["authorization"] == basic.as_str()), "{asked:?}");
+
+    // An identity token that `docker login` kept (as Azure's registries give): exchanged at
+    // the realm for an access token, as OAuth 2 refreshes one, by a POST with no credentials
+    // in the URL or the headers. A realm that refuses it is shown, and nothing is stored.
+    let docker_config = env.path("docker-config");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let login = serde_json::json!({"auths": {registry.addr.clone(): {
+        "auth": base64(b"00000000-0000-0000-0000-000000000000:", false), "identitytoken": "refresh-me"}}});
+    std::fs::write(docker_config.join("config.json"), login.to_string()).unwrap();
+    let with_token = |env: &Env| {
+        env.cmd(&["--insecure-options=image,http", "fetch", &image])
+            .env("DOCKER_CONFIG", &docker_config)
+            .output()
+            .unwrap()
+    };
+    let refused = serde_json::json!({"status": 400, "body": r#"{"error": "invalid_grant"}"#});
+    realm.route("POST /token", refused);
+    let fresh = Env::new();
+    fresh.ok(&["image", "list"]);
+    let before = fresh.snapshot();
+    let out = with_token(&fresh);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "{err}");
+    assert!(err.contains("invalid_grant") && err.lines().count() == 1, "{err}");
+    assert_eq!(fresh.snapshot(), before);
+    realm.route("POST /token", serde_json::json!({"body": serde_json::json!({"access_token": token}).to_string()}));
+    let out = with_token(&fresh);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = render_fetched(&fresh, &out);
+    assert_eq!(std::fs::read_to_string(tree.join("etc/x")).unwrap(), "behind tokens");
+    let posted: Vec<serde_json::Value> = realm.requests().into_iter().filter(|r| r["method"] == "POST").collect();
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    for request in posted {
+        assert_eq!(request["path"], "/token");
+        assert_eq!(request["authorization"], serde_json::Value::Null);
+        assert_eq!(request["content-type"], "application/x-www-form-urlencoded");
+        assert_eq!(
+            request["form"],
+            "grant_type=refresh_token&refresh_token=refresh-me&service=test.registry\
+             &scope=repository%3Atest%2Ftok%3Apull&client_id=rkt"
+        );
+    }
 }
 
 #[test]

@@ -279,9 +279,39 @@ pub(crate) async fn send_method_with_retries(
     url: &Url,
     headers: HeaderMap,
 ) -> Result<Response, reqwest::Error> {
+    send_retrying(client, method, url, headers, None).await
+}
+
+/// As `send_with_retries`, a POST of an HTML form (`application/x-www-form-urlencoded`).
+pub(crate) async fn post_form_with_retries(
+    client: &Client,
+    url: &Url,
+    mut headers: HeaderMap,
+    form: &[(&str, &str)],
+) -> Result<Response, reqwest::Error> {
+    // A URL's query is serialized as a form is.
+    let mut encoded = Url::parse("http://form.invalid/").expect("a valid URL");
+    encoded.query_pairs_mut().extend_pairs(form);
+    let body = encoded.query().unwrap_or("").to_string();
+    let form_type = reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded");
+    headers.insert(reqwest::header::CONTENT_TYPE, form_type);
+    send_retrying(client, reqwest::Method::POST, url, headers, Some(body)).await
+}
+
+async fn send_retrying(
+    client: &Client,
+    method: reqwest::Method,
+    url: &Url,
+    headers: HeaderMap,
+    body: Option<String>,
+) -> Result<Response, reqwest::Error> {
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
-        let result = client.request(method.clone(), url.clone()).headers(headers.clone()).send().await;
+        let mut request = client.request(method.clone(), url.clone()).headers(headers.clone());
+        if let Some(body) = &body {
+            request = request.body(body.clone());
+        }
+        let result = request.send().await;
         let retry_after = match &result {
             Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
                 let secs =

@@ -9,6 +9,7 @@ use reqwest::header::{
 };
 use reqwest::{Response, StatusCode, Url};
 
+use super::credentials::IDENTITY_TOKEN_USER;
 use crate::http::{body_within, why, BodyError, Clients};
 use crate::oci::OciError;
 
@@ -27,6 +28,8 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// A token reply larger than this is refused (real ones are a few KiB).
 const MAX_TOKEN_REPLY: usize = 1 << 20;
+/// The most of an error body's explanation shown, in characters.
+const MAX_ERROR_DETAIL: usize = 400;
 
 fn err(message: impl Into<String>) -> OciError {
     OciError::Io(message.into())
@@ -37,17 +40,30 @@ async fn failure(what: &str, resp: Response) -> OciError {
     let status = resp.status();
     // The explanation is short; a longer body is left unread, and only the status is shown.
     let body = body_within(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-    let detail = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| {
-        let errors = v["errors"].as_array()?;
-        Some(
-            errors
-                .iter()
-                .map(|e| format!("{}: {}", e["code"].as_str().unwrap_or("ERROR"), e["message"].as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    });
+    let detail = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| error_detail(&v));
     err(format!("{what}: the registry answered {status}{}", detail.map(|d| format!(" ({d})")).unwrap_or_default()))
+}
+
+/// What an error body says: the registry's `errors` (Docker's registry API), else a token
+/// service's OAuth 2 `error` and `error_description`. Kept to one short line, whatever it holds.
+fn error_detail(body: &serde_json::Value) -> Option<String> {
+    let said = match (body["errors"].as_array(), body["error"].as_str()) {
+        (Some(errors), _) => errors
+            .iter()
+            .map(|e| format!("{}: {}", e["code"].as_str().unwrap_or("ERROR"), e["message"].as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("; "),
+        (None, Some(error)) => match body["error_description"].as_str() {
+            Some(description) => format!("{error}: {description}"),
+            None => error.to_string(),
+        },
+        (None, None) => return None,
+    };
+    let mut line: String = said.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if line.chars().count() > MAX_ERROR_DETAIL {
+        line = line.chars().take(MAX_ERROR_DETAIL).chain(['…']).collect();
+    }
+    Some(line)
 }
 
 /// The parameters of a `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge.
@@ -153,24 +169,35 @@ impl RegistryClient {
         if url.scheme() == "http" && self.base.scheme() == "https" {
             return Err(err(format!("the registry's token service {realm} is plain http")));
         }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(service) = get("service") {
-                q.append_pair("service", &service);
-            }
-            q.append_pair("scope", &get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo)));
-        }
-        let mut headers = HeaderMap::new();
-        if let Some((user, password)) = &self.basic {
-            if url.scheme() == "https" || self.base.scheme() == "http" {
-                let value = HeaderValue::from_str(&basic_header(user, password)).map_err(|e| err(e.to_string()))?;
-                headers.insert(AUTHORIZATION, value);
-            }
-        }
+        let service = get("service");
+        let scope = get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo));
         let client = self.http.for_url(&url).map_err(|e| err(format!("HTTP client: {e}")))?;
-        let resp = crate::http::send_with_retries(&client, &url, headers)
-            .await
-            .map_err(|e| err(format!("token from {realm}: {}", why(&e))))?;
+        // Credentials go to an https realm, or over http only for a registry itself asked over http.
+        let may_send = url.scheme() == "https" || self.base.scheme() == "http";
+        let sent = match self.basic.as_ref().filter(|_| may_send) {
+            // An identity token is exchanged for an access token as OAuth 2 refreshes one (what
+            // Docker does with the token `docker login` kept), in a form rather than the URL.
+            Some((user, refresh)) if user == IDENTITY_TOKEN_USER => {
+                let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+                form.extend(service.as_deref().map(|s| ("service", s)));
+                form.extend([("scope", scope.as_str()), ("client_id", "rkt")]);
+                crate::http::post_form_with_retries(&client, &url, HeaderMap::new(), &form).await
+            }
+            basic => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.extend_pairs(service.as_deref().map(|s| ("service", s)));
+                    q.append_pair("scope", &scope);
+                }
+                let mut headers = HeaderMap::new();
+                if let Some((user, password)) = basic {
+                    let value = HeaderValue::from_str(&basic_header(user, password)).map_err(|e| err(e.to_string()))?;
+                    headers.insert(AUTHORIZATION, value);
+                }
+                crate::http::send_with_retries(&client, &url, headers).await
+            }
+        };
+        let resp = sent.map_err(|e| err(format!("token from {realm}: {}", why(&e))))?;
         if !resp.status().is_success() {
             return Err(failure("getting a registry token", resp).await);
         }
@@ -234,7 +261,12 @@ impl RegistryClient {
                         resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                     if challenge.to_ascii_lowercase().starts_with("bearer") {
                         self.get_token(&challenge).await?;
-                    } else if self.basic.is_some() {
+                    } else if let Some((user, _)) = &self.basic {
+                        if user == IDENTITY_TOKEN_USER {
+                            return Err(err(format!(
+                                "{url}: the registry asks for a password, and its login holds an identity token"
+                            )));
+                        }
                         basic_tried = true;
                     } else {
                         return Err(failure(&format!("{url}"), resp).await);
@@ -341,5 +373,18 @@ mod tests {
         assert_eq!(p[2], ("scope".into(), "repository:a/b:pull".into()));
         assert_eq!(base64(b"foo:bar"), "Zm9vOmJhcg==");
         assert_eq!(base64_decode("Zm9vOmJhcg==").unwrap(), b"foo:bar");
+    }
+
+    #[test]
+    fn error_bodies_of_registries_and_token_services() {
+        let detail = |body: serde_json::Value| error_detail(&body);
+        let registry = serde_json::json!({"errors": [{"code": "DENIED", "message": "no"}, {"code": "X"}]});
+        assert_eq!(detail(registry).as_deref(), Some("DENIED: no; X: "));
+        let oauth = serde_json::json!({"error": "invalid_grant", "error_description": "refresh token\nexpired"});
+        assert_eq!(detail(oauth).as_deref(), Some("invalid_grant: refresh token expired"));
+        assert_eq!(detail(serde_json::json!({"error": "invalid_client"})).as_deref(), Some("invalid_client"));
+        assert_eq!(detail(serde_json::json!({"message": "hm"})), None);
+        let long = detail(serde_json::json!({"error": "e".repeat(10_000)})).unwrap();
+        assert_eq!(long.chars().count(), MAX_ERROR_DETAIL + 1);
     }
 }

@@ -19,8 +19,12 @@ use crate::{env_path, user_config_dir};
 /// What Docker's helpers answer when they hold nothing for the registry.
 const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
 
-/// A user name and password.
+/// A user name and password; or, with `IDENTITY_TOKEN_USER` for a name, an identity token (an
+/// OAuth refresh token that `docker login` keeps for registries that give one).
 pub type Credentials = (String, String);
+
+/// The user name that marks an identity token, as Docker's credential helpers answer it.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
 
 /// Credentials for `repository` on `registry` from the login files or the credential helpers
 /// they name, if one has them. A helper that is missing or fails is an error, as in Docker.
@@ -71,6 +75,9 @@ fn credentials_in(file: &serde_json::Value, registry: &str, repository: &str) ->
         .map(|(key, entry)| (key_scope(key), entry))
         .filter(|(scope, _)| covers(scope))
         .max_by_key(|(s, _)| s.len())?;
+    if let Some(token) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
+        return Some((IDENTITY_TOKEN_USER.to_string(), token.to_string()));
+    }
     let decoded = String::from_utf8(base64_decode(entry["auth"].as_str()?)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -156,9 +163,6 @@ fn helper_answer(stdout: &[u8]) -> Result<Credentials, String> {
     let (Some(user), Some(secret)) = (answer["Username"].as_str(), answer["Secret"].as_str()) else {
         return Err("its answer has no Username and Secret".into());
     };
-    if user == "<token>" {
-        return Err("it gave an identity token, which rkt does not use; log in with a user name and password".into());
-    }
     Ok((user.to_string(), secret.to_string()))
 }
 
@@ -217,12 +221,21 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_token_comes_before_the_auth_it_sits_with() {
+        let mut config = file(&[("r.io", "me:pw")]);
+        config["auths"]["r.io"]["identitytoken"] = serde_json::json!("refresh-me");
+        let expected = Some((IDENTITY_TOKEN_USER.to_string(), "refresh-me".to_string()));
+        assert_eq!(credentials_in(&config, "r.io", "app"), expected);
+        config["auths"]["r.io"]["identitytoken"] = serde_json::json!("");
+        assert_eq!(credentials_in(&config, "r.io", "app"), Some(("me".into(), "pw".into())));
+    }
+
+    #[test]
     fn helper_answers() {
         let answer = br#"{"ServerURL": "r.io", "Username": "AWS", "Secret": "pw"}"#;
         assert_eq!(helper_answer(answer), Ok(("AWS".into(), "pw".into())));
-        assert!(helper_answer(br#"{"Username": "<token>", "Secret": "refresh"}"#)
-            .unwrap_err()
-            .contains("identity token"));
+        let token = helper_answer(br#"{"Username": "<token>", "Secret": "refresh"}"#);
+        assert_eq!(token, Ok((IDENTITY_TOKEN_USER.into(), "refresh".into())));
         assert!(helper_answer(br#"{"Username": "me"}"#).unwrap_err().contains("no Username and Secret"));
         assert!(helper_answer(b"oops").unwrap_err().contains("not JSON"));
         assert!(ask_helper("../evil", "r.io").unwrap_err().contains("not a credential helper"));
