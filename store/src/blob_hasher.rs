@@ -43,13 +43,17 @@ impl BlobHasher {
     pub(crate) fn finish(mut self, total: u64) -> io::Result<ImageId> {
         self.wrote(total);
         self.written = None;
-        let thread = self.thread.take().expect("finished once");
-        let (id, hashed) = thread.join().map_err(|_| io::Error::other("the blob's hashing thread panicked"))??;
-        if hashed != total {
-            return Err(io::Error::other(format!("hashed {hashed} bytes of a blob of {total}")));
-        }
-        Ok(id)
+        hash_of_all(self.thread.take().expect("finished once"), total)
     }
+}
+
+/// The hash a hashing thread ends with, which must be of `total` bytes.
+fn hash_of_all(thread: JoinHandle<io::Result<(ImageId, u64)>>, total: u64) -> io::Result<ImageId> {
+    let (id, hashed) = thread.join().map_err(|_| io::Error::other("the blob's hashing thread panicked"))??;
+    if hashed != total {
+        return Err(io::Error::other(format!("hashed {hashed} bytes of a blob of {total}")));
+    }
+    Ok(id)
 }
 
 impl Drop for BlobHasher {
@@ -88,7 +92,7 @@ pub(crate) struct FedHasher {
     chunks: Option<mpsc::SyncSender<(Box<[u8]>, usize)>>,
     /// Buffers the thread has hashed, for the writer to fill again.
     spare: mpsc::Receiver<Box<[u8]>>,
-    thread: Option<JoinHandle<(ImageId, u64)>>,
+    thread: Option<JoinHandle<io::Result<(ImageId, u64)>>>,
 }
 
 /// Buffers handed over and not yet hashed: a writer this far ahead waits for the thread.
@@ -107,7 +111,7 @@ impl FedHasher {
                 // A writer that has finished no longer takes buffers back.
                 let _ = hashed.send(buffer);
             }
-            (hasher.finish(), total)
+            Ok((hasher.finish(), total))
         })?;
         Ok(FedHasher { chunks: Some(chunks), spare, thread: Some(thread) })
     }
@@ -126,12 +130,7 @@ impl FedHasher {
     /// Waits for the hash of all that was fed, which must be `total` bytes.
     pub(crate) fn finish(mut self, total: u64) -> io::Result<ImageId> {
         self.chunks = None;
-        let thread = self.thread.take().expect("finished once");
-        let (id, hashed) = thread.join().map_err(|_| io::Error::other("the blob's hashing thread panicked"))?;
-        if hashed != total {
-            return Err(io::Error::other(format!("hashed {hashed} bytes of a blob of {total}")));
-        }
-        Ok(id)
+        hash_of_all(self.thread.take().expect("finished once"), total)
     }
 }
 
