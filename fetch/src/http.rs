@@ -286,7 +286,6 @@ pub(crate) async fn send_method_with_retries(
 pub(crate) async fn post_form_with_retries(
     client: &Client,
     url: &Url,
-    mut headers: HeaderMap,
     form: &[(&str, &str)],
 ) -> Result<Response, reqwest::Error> {
     // A URL's query is serialized as a form is.
@@ -294,7 +293,7 @@ pub(crate) async fn post_form_with_retries(
     encoded.query_pairs_mut().extend_pairs(form);
     let body = encoded.query().unwrap_or("").to_string();
     let form_type = reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded");
-    headers.insert(reqwest::header::CONTENT_TYPE, form_type);
+    let headers = HeaderMap::from_iter([(reqwest::header::CONTENT_TYPE, form_type)]);
     send_retrying(client, reqwest::Method::POST, url, headers, Some(body)).await
 }
 

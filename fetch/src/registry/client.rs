@@ -181,7 +181,7 @@ impl RegistryClient {
                 let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
                 form.extend(service.as_deref().map(|s| ("service", s)));
                 form.extend([("scope", scope.as_str()), ("client_id", "rkt")]);
-                crate::http::post_form_with_retries(&client, &url, HeaderMap::new(), &form).await
+                crate::http::post_form_with_retries(&client, &url, &form).await
             }
             basic => {
                 {
