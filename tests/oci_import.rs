@@ -215,6 +215,43 @@ fn through_a_registry_it_renders_as_umoci_unpacks_it() {
     assert!(verified.contains("ok (1 tree(s) checked)"), "the tree rendered during the pull: {verified}");
 }
 
+/// A layer whose own root entry comes after other entries, twice: umoci and podman apply each
+/// where it comes, so the last gives the image root its mode and owner. rkt converts such a
+/// layer a second time with that root first, from the layout as from the registry.
+#[test]
+fn a_late_root_entry_sets_the_root_as_umoci_sets_it() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let mut late = Tar::new();
+    late.dir("etc")
+        .file("etc/before", b"before the root entry\n")
+        .dir_mode("./", 0o700, 5, 6)
+        .file("etc/between", b"between the root entries\n")
+        .dir_mode("./", 0o750, 7, 8)
+        .file_mode("etc/after", b"after the root entries\n", 0o600, 7, 8);
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(base_layer(), TGZ, gzip), (late.finish(), TGZ, gzip)], config());
+    let unpacked = umoci_unpack(&env, &layout.dir);
+    assert_eq!(root_meta(&unpacked).0, 0o750, "umoci applies the last root entry");
+    let Some(registry) = common::registry::Registry::start(&env.path("registry")) else { return };
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "late/root:v1");
+    let sources = [format!("oci:{}:v1", layout.dir.display()), format!("docker://{}/late/root:v1", registry.addr)];
+    for source in sources {
+        let fresh = Env::new();
+        let id = fresh.ok(&["--insecure-options=image,http", "fetch", "--full", &source]).trim().to_string();
+        let ours = fresh.path("ours");
+        fresh.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+        assert_eq!(describe(&ours), describe(&unpacked), "{source}");
+        assert_eq!(root_meta(&ours), root_meta(&unpacked), "{source}");
+        // The first conversion, abandoned, left nothing: the base layer, the late one, the image.
+        let listed = fresh.ok(&["image", "list", "--no-legend", "--fields=id"]);
+        assert_eq!(listed.lines().count(), 3, "{source}: {listed}");
+        assert!(fresh.ok(&["image", "verify", &id]).contains("ok"), "{source}");
+    }
+}
+
 #[test]
 fn docker_archive_and_oci_archive_from_skopeo() {
     if !tools() {

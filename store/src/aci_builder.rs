@@ -44,8 +44,31 @@ pub struct AciBuilder {
     /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
     flushed: u64,
     space: SpaceGuard,
-    /// Whether the `rootfs` entry is written: it goes before the first entry under it.
-    root_written: bool,
+    /// What the `rootfs` entry was written with, once written: it goes before the first entry
+    /// under it.
+    root_written: Option<RootMeta>,
+}
+
+/// The metadata a `rootfs` entry gives the image root.
+#[derive(PartialEq)]
+struct RootMeta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RootMeta {
+    fn of(entry: &OutEntry<'_>) -> Self {
+        RootMeta {
+            mode: entry.mode & 0o7777,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+            xattrs: entry.xattrs.to_vec(),
+        }
+    }
 }
 
 impl Store {
@@ -75,7 +98,7 @@ impl Store {
             progress: ProgressGuard(Arc::default()),
             flushed: 0,
             space: SpaceGuard::default(),
-            root_written: false,
+            root_written: None,
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
         Ok(builder)
@@ -143,13 +166,19 @@ impl AciBuilder {
     /// `root` (a Docker layer's own root entry, say), unless an entry is written already: then
     /// it returns false and the root keeps what it has.
     pub fn root(&mut self, root: &OutEntry<'_>) -> Result<bool> {
-        if self.root_written {
+        if self.root_written.is_some() {
             return Ok(false);
         }
-        self.root_written = true;
+        self.root_written = Some(RootMeta::of(root));
         let entry = OutEntry { path: b"rootfs", kind: b'5', size: 0, link: b"", dev: (0, 0), ..*root };
         self.checked(&entry)?;
         Ok(true)
+    }
+
+    /// Whether the `rootfs` entry is written with the mode, owner, time and extended attributes
+    /// of `root`.
+    pub fn root_is(&self, root: &OutEntry<'_>) -> bool {
+        self.root_written.as_ref().is_some_and(|written| *written == RootMeta::of(root))
     }
 
     /// Gives the root the metadata of the first of the stored `images` (topmost first) whose
@@ -178,7 +207,7 @@ impl AciBuilder {
     }
 
     fn default_root(&mut self) -> Result<()> {
-        if !self.root_written {
+        if self.root_written.is_none() {
             self.root(&OutEntry::plain(b"rootfs", b'5', DEFAULT_ROOT_MODE, 0))?;
         }
         Ok(())

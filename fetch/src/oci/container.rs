@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::future::Future;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -18,6 +19,19 @@ use crate::progress::{Activity, ProgressHandle};
 
 /// A stream of an image file or blob.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Opens a blob again, from its start.
+pub type Reopen = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<Reader, OciError>> + Send>> + Send>;
+
+/// A layer's blob, as its conversion reads it.
+pub struct LayerBlob {
+    pub reader: Reader,
+    /// Its `sha256:` digest, checked when given.
+    pub digest: Option<String>,
+    /// Reads it a second time: a layer whose own root entry comes after other entries is
+    /// converted again, as the ACI's `rootfs` entry, which carries it, must come first.
+    pub reopen: Reopen,
+}
 
 pub enum Container {
     Dir(PathBuf),

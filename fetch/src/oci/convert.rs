@@ -13,7 +13,7 @@ use rkt_store::{AciBuilder, BroughtIn, CopyError, EntryError, ImageId, Store, St
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::container::Reader;
+use super::container::{LayerBlob, Reader};
 use super::progressive::LayerOrder;
 use super::unpadded_end::UnpaddedEnd;
 use super::OciError;
@@ -66,11 +66,11 @@ fn clean(raw: &[u8]) -> Result<Option<Vec<u8>>, OciError> {
 
 /// Where a layer's content comes from.
 pub enum LayerSource {
-    /// Its blob, and the blob's expected `sha256:` digest (checked when given).
-    Blob(Reader, Option<String>),
+    /// Its blob.
+    Blob(LayerBlob),
     /// A stored layer ACI with the same diff ID, under another chain: nothing is fetched unless
-    /// it turns out damaged, and then the blob (with its digest) is.
-    Stored(ImageId, Reader, Option<String>),
+    /// it turns out damaged, and then the blob is.
+    Stored(ImageId, LayerBlob),
 }
 
 /// A layer imported into the store.
@@ -111,12 +111,8 @@ pub async fn import_layer(
     };
     let mut damaged = None;
     let aci = match source {
-        LayerSource::Blob(blob, digest) => {
-            let mut aci = converting()?;
-            convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?;
-            aci
-        }
-        LayerSource::Stored(donor, blob, digest) => {
+        LayerSource::Blob(blob) => convert_whole(converting, blob, diff_id).await?,
+        LayerSource::Stored(donor, blob) => {
             let mut aci = store.build_aci(manifest).map_err(refused)?;
             match aci.copy_rootfs_of(&donor).await {
                 Ok(()) => aci,
@@ -128,15 +124,71 @@ pub async fn import_layer(
                     };
                     damaged = Some(DamagedImage { id: donor, problem });
                     drop(aci);
-                    let mut aci = converting()?;
-                    convert_layer(&mut aci, blob, digest.as_deref(), diff_id).await?;
-                    aci
+                    convert_whole(converting, blob, diff_id).await?
                 }
             }
         }
     };
     let imported = aci.finish(false).map_err(refused)?;
     Ok(ImportedLayer { brought_in: imported.brought_in(), id: imported.id, damaged })
+}
+
+/// Converts a layer from its blob. A layer whose own root entry comes after other entries, with
+/// other metadata than the root was given, is converted a second time with that root first:
+/// the ACI's `rootfs` entry goes before the entries under it, and the layer's root is the image
+/// root's, as umoci and podman apply it wherever it comes.
+async fn convert_whole(
+    start: impl Fn() -> Result<AciBuilder, OciError>,
+    blob: LayerBlob,
+    diff_id: &str,
+) -> Result<AciBuilder, OciError> {
+    let mut aci = start()?;
+    let digest = blob.digest.as_deref();
+    let Some(root) = convert_layer(&mut aci, blob.reader, digest, diff_id, RootEntries::Apply).await? else {
+        return Ok(aci);
+    };
+    // Dropped unfinished, the first conversion leaves nothing, and a render following it stops.
+    drop(aci);
+    let mut aci = start()?;
+    aci.root(&root.entry()).map_err(|source| OciError::Layer { diff_id: diff_id.into(), source })?;
+    let reader = (blob.reopen)().await?;
+    convert_layer(&mut aci, reader, digest, diff_id, RootEntries::Skip).await?;
+    Ok(aci)
+}
+
+/// What a conversion does with the layer's own root entries (`./`).
+#[derive(Clone, Copy, PartialEq)]
+enum RootEntries {
+    /// Gives the root their metadata; one after other entries that changes it is reported.
+    Apply,
+    /// Leaves them: the root is written already, with the last of them.
+    Skip,
+}
+
+/// A layer's own root entry: the mode, owner, time and extended attributes of the image root.
+struct LayerRoot {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl LayerRoot {
+    fn entry(&self) -> OutEntry<'_> {
+        OutEntry {
+            path: b"rootfs",
+            kind: b'5',
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            size: 0,
+            link: b"",
+            dev: (0, 0),
+            xattrs: &self.xattrs,
+        }
+    }
 }
 
 /// An entry's extended attributes, from its PAX records (`SCHILY.xattr.NAME`).
@@ -154,12 +206,17 @@ async fn entry_xattrs<R: AsyncRead + Unpin>(
     Ok(xattrs)
 }
 
+/// Writes the layer's entries into `aci` and checks its digests. Returns the layer's last root
+/// entry when one came after other entries and changed the root: the entries after it are then
+/// read (for the digests) but not written, as the layer must be converted again.
 async fn convert_layer(
     aci: &mut AciBuilder,
     blob: Reader,
     digest: Option<&str>,
     diff_id: &str,
-) -> Result<(), OciError> {
+    roots: RootEntries,
+) -> Result<Option<LayerRoot>, OciError> {
+    let stored = |source| OciError::Layer { diff_id: diff_id.into(), source };
     let io = |e: std::io::Error| OciError::Io(e.to_string());
     let (raw, raw_hash) = HashReader::new(blob);
     let (_, decompressed) = rkt_store::aci::decompressed(raw).await?;
@@ -169,6 +226,7 @@ async fn convert_layer(
     let plain = tokio::io::BufReader::with_capacity(PLAIN_BUFFER, plain);
     let (plain, data_end) = UnpaddedEnd::new(plain);
     let mut archive = tokio_tar::Archive::new(plain);
+    let mut late_root = None;
     {
         let mut entries = archive.entries().map_err(io)?;
         while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
@@ -182,25 +240,26 @@ async fn convert_layer(
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
             let Some(path) = clean(&raw_path)? else {
                 // The layer's own root (`./`, `/`): its mode, owner and time become the image
-                // root's, as Docker and umoci apply them, when it comes first, as tools write it.
-                if etype.is_dir() {
-                    let xattrs = entry_xattrs(&mut entry).await.map_err(io)?;
-                    let root = OutEntry {
-                        path: b"rootfs",
-                        kind: b'5',
+                // root's, as Docker and umoci apply them.
+                if etype.is_dir() && roots == RootEntries::Apply {
+                    let root = LayerRoot {
                         mode: header.mode().map_err(io)?,
                         uid: header.uid().map_err(io)?,
                         gid: header.gid().map_err(io)?,
                         mtime: header.mtime().map_err(io)?,
-                        size: 0,
-                        link: b"",
-                        dev: (0, 0),
-                        xattrs: &xattrs,
+                        xattrs: entry_xattrs(&mut entry).await.map_err(io)?,
                     };
-                    aci.root(&root).map_err(|source| OciError::Layer { diff_id: diff_id.into(), source })?;
+                    let applied =
+                        late_root.is_none() && (aci.root(&root.entry()).map_err(stored)? || aci.root_is(&root.entry()));
+                    if !applied {
+                        late_root = Some(root);
+                    }
                 }
                 continue;
             };
+            if late_root.is_some() {
+                continue;
+            }
             let kind = match etype.as_byte() {
                 b'0' | 0 | b'7' => b'0',
                 k @ (b'1' | b'2' | b'3' | b'4' | b'5' | b'6') => k,
@@ -238,7 +297,7 @@ async fn convert_layer(
             };
             aci.entry(&out_entry, &mut entry).await.map_err(|e| match e {
                 EntryError::Read(e) => OciError::Invalid(format!("layer is not a readable tar: {e}")),
-                EntryError::Store(source) => OciError::Layer { diff_id: diff_id.into(), source },
+                EntryError::Store(source) => stored(source),
             })?;
         }
     }
@@ -267,5 +326,5 @@ async fn convert_layer(
             return Err(OciError::Digest { what: "layer blob".into(), expected: expected.into(), actual });
         }
     }
-    Ok(())
+    Ok(late_root)
 }

@@ -19,7 +19,7 @@ use rkt_store::{BroughtIn, ImageId, RemoteRecord, Store, StoreError};
 use crate::progress::{Activity, ProgressHandle};
 use crate::task::{try_join_bounded, Job};
 use container::Container;
-pub use container::Reader;
+pub use container::{LayerBlob, Reader, Reopen};
 pub use convert::DamagedImage;
 pub(crate) use convert::{import_layer, sha256_hex, LayerSource};
 pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
@@ -361,6 +361,7 @@ pub async fn import(
             (container, plan)
         }
     };
+    let container = Arc::new(container);
     let mut layers = Vec::new();
     for (i, (file, digest, expected_size)) in plan.layers.iter().enumerate() {
         let (blob, size) = container.open(file).await?;
@@ -375,13 +376,17 @@ pub async fn import(
         let diff_id = plan.config.rootfs.diff_ids.get(i);
         let what = digest.as_ref().or(diff_id).unwrap_or(file);
         let blob: Reader = Box::pin(progress.track_as(Activity::Import, what, Some(size), blob));
-        layers.push((blob, digest.clone()));
+        let (container, file, what, progress) = (container.clone(), file.clone(), what.clone(), progress.clone());
+        let reopen: Reopen = Box::new(move || {
+            Box::pin(async move {
+                let (blob, _) = container.open(&file).await?;
+                Ok(Box::pin(progress.track_as(Activity::Import, &what, Some(size), blob)) as Reader)
+            })
+        });
+        layers.push(LayerBlob { reader: blob, digest: digest.clone(), reopen });
     }
     store_image(store, &plan, layers, render).await
 }
-
-/// The layers of an image, bottom first: a way to open each blob, and its expected digest.
-pub(crate) type LayerBlobs = Vec<(Reader, Option<String>)>;
 
 /// Layers converted at once: each is a stream from a file or the network through a decoder.
 const PARALLEL_LAYERS: usize = 3;
@@ -391,7 +396,7 @@ const PARALLEL_LAYERS: usize = 3;
 pub(crate) async fn store_image(
     store: &Store,
     plan: &Plan,
-    layers: LayerBlobs,
+    layers: Vec<LayerBlob>,
     render: bool,
 ) -> Result<Converted, OciError> {
     let diff_ids = &plan.config.rootfs.diff_ids;
@@ -434,7 +439,7 @@ pub(crate) async fn store_image(
         };
         let order = progressive.as_ref().map(|p| p.order());
         let mut pending: Vec<Job<'_, (), OciError>> = Vec::new();
-        for (i, ((blob, digest), diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
+        for (i, (blob, diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
             let name = layer_name(&chains[i]);
             if let Some(id) = &stored[i] {
                 if let Some(order) = &order {
@@ -454,8 +459,8 @@ pub(crate) async fn store_image(
             }
             // The same content stored under another chain is copied from the store.
             let source = match store.find_annotated(LAYER_PREFIX, DIFF_ID_ANNOTATION, diff_id)? {
-                Some(donor) => LayerSource::Stored(donor, blob, digest),
-                None => LayerSource::Blob(blob, digest),
+                Some(donor) => LayerSource::Stored(donor, blob),
+                None => LayerSource::Blob(blob),
             };
             let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
             let (committed, running, damaged) = (committed.clone(), running.clone(), damaged.clone());

@@ -8,7 +8,8 @@ use rkt_store::Store;
 use tokio::io::AsyncWriteExt;
 
 use super::{layer_name, sha256_hex, store_image, ImageConfigFile, Plan};
-use crate::oci::container::Reader;
+use crate::oci::container::{LayerBlob, Reader, Reopen};
+use crate::oci::OciError;
 
 async fn layer(file: &str) -> Vec<u8> {
     let mut builder = tokio_tar::Builder::new(Vec::new());
@@ -46,8 +47,16 @@ fn plan(name: &str, diff_ids: &[String]) -> Plan {
     }
 }
 
-fn bytes(data: Vec<u8>) -> Reader {
-    Box::pin(std::io::Cursor::new(data))
+fn bytes(data: Vec<u8>) -> LayerBlob {
+    let again = data.clone();
+    let reopen: Reopen = Box::new(move || Box::pin(async move { Ok(Box::pin(std::io::Cursor::new(again)) as Reader) }));
+    LayerBlob { reader: Box::pin(std::io::Cursor::new(data)), digest: None, reopen }
+}
+
+/// A stream that can be read once.
+fn once(reader: Reader) -> LayerBlob {
+    let reopen: Reopen = Box::new(|| Box::pin(async { Err(OciError::Io("read once".into())) }));
+    LayerBlob { reader, digest: None, reopen }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -62,7 +71,7 @@ async fn a_refused_pull_keeps_the_layer_a_pull_beside_it_builds_on() {
     let (mut a_feed, a_stream) = tokio::io::duplex(1 << 20);
     let (a_store, a_plan, a_base) = (Store::open(dir.path()).unwrap(), plan("a", &[diff_id(&base), lie]), base.clone());
     let a = tokio::spawn(async move {
-        store_image(&a_store, &a_plan, vec![(bytes(a_base), None), (Box::pin(a_stream), None)], true).await
+        store_image(&a_store, &a_plan, vec![bytes(a_base), once(Box::pin(a_stream))], true).await
     });
     for _ in 0..200 {
         if store.find(&base_name).unwrap().is_some() {
@@ -78,9 +87,10 @@ async fn a_refused_pull_keeps_the_layer_a_pull_beside_it_builds_on() {
     // B finds the base layer stored and waits for its own top layer.
     let (mut b_feed, b_stream) = tokio::io::duplex(1 << 20);
     let (b_store, b_plan) = (Store::open(dir.path()).unwrap(), plan("b", &[diff_id(&base), diff_id(&b_top)]));
-    let b = tokio::spawn(async move {
-        store_image(&b_store, &b_plan, vec![(bytes(base), None), (Box::pin(b_stream), None)], true).await
-    });
+    let b =
+        tokio::spawn(
+            async move { store_image(&b_store, &b_plan, vec![bytes(base), once(Box::pin(b_stream))], true).await },
+        );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     a_feed.write_all(&a_top).await.unwrap();
@@ -106,7 +116,7 @@ async fn a_refused_pull_leaves_the_image_and_row_a_second_pull_of_it_wrote() {
     let store = Store::open(dir.path()).unwrap();
     let (base, top) = (layer("base").await, layer("top").await);
     let (plan, old_plan) = (plan("same", &[diff_id(&base), diff_id(&top)]), plan("old", &[diff_id(&base)]));
-    let pull = || store_image(&store, &plan, vec![(bytes(base.clone()), None), (bytes(top.clone()), None)], false);
+    let pull = || store_image(&store, &plan, vec![bytes(base.clone()), bytes(top.clone())], false);
     let row = |image_id: &rkt_store::ImageId, download_time: i64| rkt_store::RemoteRecord {
         url: "docker://example.com/same:v1".into(),
         sig_url: String::new(),
@@ -132,11 +142,11 @@ async fn a_refused_pull_leaves_the_image_and_row_a_second_pull_of_it_wrote() {
     // Had no pull come second, the first's undo takes back all it brought in.
     let alone = tempfile::tempdir().unwrap();
     let store = Store::open(alone.path()).unwrap();
-    let old = store_image(&store, &old_plan, vec![(bytes(base.clone()), None)], false).await.unwrap();
+    let old = store_image(&store, &old_plan, vec![bytes(base.clone())], false).await.unwrap();
     let old_row = row(&old.id, 3);
     store.set_remote(&old_row).unwrap();
     let stored_before = store.images().unwrap().len();
-    let only = store_image(&store, &plan, vec![(bytes(base), None), (bytes(top), None)], false).await.unwrap();
+    let only = store_image(&store, &plan, vec![bytes(base), bytes(top)], false).await.unwrap();
     let only_row = row(&only.id, 4);
     store.set_remote(&only_row).unwrap();
     only.undo.with_remote(only_row.clone(), Some(old_row.clone())).undo(&store).unwrap();

@@ -155,15 +155,17 @@ pub async fn import(
         desc.check_layer().map_err(OciError::Invalid)?;
         // The stream asks the registry only when read; store_image never reads a stored layer's,
         // so a layer once stored is never downloaded again.
-        let stream = blob::BlobStream::new(
-            client.clone(),
-            &desc.digest,
-            desc.size,
-            (options.slots.clone(), reference.registry.clone()),
-        );
-        let blob: crate::oci::Reader =
-            Box::pin(options.progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), stream));
-        blobs.push((blob, Some(desc.digest.clone())));
+        let open = {
+            let (client, desc) = (client.clone(), desc.clone());
+            let (slots, progress) = ((options.slots.clone(), reference.registry.clone()), options.progress.clone());
+            move || -> crate::oci::Reader {
+                let stream = blob::BlobStream::new(client, &desc.digest, desc.size, slots);
+                Box::pin(progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), stream))
+            }
+        };
+        let again = open.clone();
+        let reopen: crate::oci::Reopen = Box::new(move || Box::pin(async move { Ok(again()) }));
+        blobs.push(crate::oci::LayerBlob { reader: open(), digest: Some(desc.digest.clone()), reopen });
     }
     let version = if reference.tag.is_empty() {
         reference.digest.clone().unwrap_or_default().replace(':', "-")
