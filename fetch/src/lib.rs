@@ -8,6 +8,7 @@ pub mod oci;
 pub mod progress;
 pub mod registry;
 pub mod task;
+pub mod url_fetch;
 
 use std::path::{Path, PathBuf};
 
@@ -162,12 +163,12 @@ pub async fn fetch_name(
     app: &AppString,
     options: &http::HttpOptions,
     keystore: Option<&rkt_trust::Keystore>,
-) -> Result<(rkt_store::ImageId, Vec<String>, http::UrlUndo), FetchError> {
+) -> Result<(rkt_store::ImageId, Vec<String>, url_fetch::UrlUndo), FetchError> {
     let app = with_default_os_arch(app)?;
     let endpoints = discovery::discover(&app, options).await?;
     let (aci, asc) = &endpoints.aci[0];
-    let checks = http::UrlChecks { verify: keystore.map(|k| (k, asc.as_str())), expected: Some(&app) };
-    let (outcome, signers, undo) = http::fetch_url(store, aci, options, checks).await?;
+    let checks = url_fetch::UrlChecks { verify: keystore.map(|k| (k, asc.as_str())), expected: Some(&app) };
+    let (outcome, signers, undo) = url_fetch::fetch_url(store, aci, options, checks).await?;
     let id = outcome.id().clone();
     // A download was checked before it was named; an image the URL cache gave is checked here.
     if let Some(problem) = mismatch(&store.manifest(&id)?, &app, aci) {

@@ -61,13 +61,13 @@ struct Undo {
     /// A local ACI file imported now.
     file_image: Option<rkt_store::BroughtIn>,
     /// The images fetched by URL (the image itself, and its dependencies by discovery).
-    urls: std::sync::Mutex<Vec<rkt_fetch::http::UrlUndo>>,
+    urls: std::sync::Mutex<Vec<rkt_fetch::url_fetch::UrlUndo>>,
     /// A Docker or OCI image converted now: its layers, itself and its remote row.
     converted: Option<rkt_fetch::oci::ConvertUndo>,
 }
 
 impl Undo {
-    fn url(&self, undo: rkt_fetch::http::UrlUndo) {
+    fn url(&self, undo: rkt_fetch::url_fetch::UrlUndo) {
         self.urls.lock().unwrap_or_else(|p| p.into_inner()).push(undo);
     }
 
@@ -382,11 +382,11 @@ async fn url_image(
     }
     let sig_url = signature_url(url);
     let verify = (!ctx.flags.insecure_options.image).then_some((&ctx.keystore, sig_url.as_str()));
-    let checks = rkt_fetch::http::UrlChecks { verify, expected: None };
-    let (outcome, signers, fetched) = rkt_fetch::http::fetch_url(store, url, &http_options(ctx), checks).await?;
+    let checks = rkt_fetch::url_fetch::UrlChecks { verify, expected: None };
+    let (outcome, signers, fetched) = rkt_fetch::url_fetch::fetch_url(store, url, &http_options(ctx), checks).await?;
     undo.url(fetched);
     report_signers(&signers);
-    if let rkt_fetch::http::UrlOutcome::Fresh(_) = outcome {
+    if let rkt_fetch::url_fetch::UrlOutcome::Fresh(_) = outcome {
         eprintln!("image: image for {url} isn't expired, not fetching.");
     }
     Ok(outcome.id().clone())
