@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::oci::*;
@@ -68,66 +66,6 @@ fn config() -> serde_json::Value {
         "Env": ["GREETING=hi", "PATH=/bin"], "WorkingDir": "/srv", "User": "app:app",
         "ExposedPorts": {"80/tcp": {}}, "Volumes": {"/data": {}}, "Labels": {"org.example": "yes"},
     })
-}
-
-/// Type, mode, owner, size, content and link target of every entry below `root`, and which
-/// paths share an inode.
-/// What `umoci unpack` makes of the layout's `v1` image: the path of its root filesystem.
-fn umoci_unpack(env: &Env, layout: &Path) -> std::path::PathBuf {
-    let bundle = env.path("bundle");
-    let out = std::process::Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:v1", layout.display()), bundle.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
-    bundle.join("rootfs")
-}
-
-fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
-    let mut out = BTreeMap::new();
-    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let m = p.symlink_metadata().unwrap();
-            let what = if m.file_type().is_symlink() {
-                format!("link {}", std::fs::read_link(&p).unwrap().display())
-            } else if m.is_dir() {
-                stack.push(p.clone());
-                "dir".to_string()
-            } else {
-                inodes.entry(m.ino()).or_default().push(rel.clone());
-                format!("file {}", sha256(&std::fs::read(&p).unwrap()))
-            };
-            let mode = if m.file_type().is_symlink() { 0 } else { m.mode() & 0o7777 };
-            out.insert(rel, format!("{what} {mode:o} {}:{}", m.uid(), m.gid()));
-        }
-    }
-    let links = inodes.into_values().filter(|v| v.len() > 1).map(|mut v| {
-        v.sort();
-        v
-    });
-    // Sorted by name: inode numbers differ from one tree to another.
-    let mut links: Vec<_> = links.collect();
-    links.sort();
-    (out, links)
-}
-
-/// Mode, owner and time of a directory: what a layer's root entry gives the image root.
-fn root_meta(dir: &Path) -> (u32, u32, u32, i64) {
-    let m = std::fs::metadata(dir).unwrap();
-    (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime())
-}
-
-fn tools() -> bool {
-    let ok = is_root()
-        && ["skopeo", "umoci"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
-    if !ok {
-        eprintln!("skipping: needs root, skopeo and umoci (apt-get install skopeo umoci)");
-    }
-    ok
 }
 
 #[test]
