@@ -287,16 +287,36 @@ impl TreeWriter {
     }
 
     pub fn dir(&mut self, path: &[u8], meta: Meta) -> io::Result<()> {
-        if !path.is_empty() {
+        let privileged = self.privileged;
+        let group_id = meta.mode & libc::S_ISGID;
+        if path.is_empty() {
+            if privileged && group_id != 0 {
+                fchown(self.root.as_fd(), None, Some(Gid::from_raw(meta.gid)))?;
+            }
+            fchmod(self.root.as_fd(), Mode::from_bits_truncate(0o700 | group_id))?;
+        } else {
             let (dir, name) = self.parent_of(path)?;
-            match fstatat(dir, os(&name), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+            let now = match fstatat(dir, os(&name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Some((st.st_mode & libc::S_ISGID, st.st_gid)),
                 Ok(_) => {
                     remove_entry(dir, &name)?;
                     mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?;
+                    None
                 }
-                Err(Errno::ENOENT) => mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?,
+                Err(Errno::ENOENT) => {
+                    mkdirat(dir, os(&name), Mode::from_bits_truncate(0o700))?;
+                    None
+                }
                 Err(e) => return Err(e.into()),
+            };
+            // A directory made in this one before the end (one a layer implies without listing
+            // it) takes its group and set-group-ID bit from it, as the kernel gives them when
+            // umoci applies each directory's metadata as it comes: those two are set now.
+            if privileged && group_id != 0 && now.is_none_or(|(_, gid)| gid != meta.gid) {
+                fchownat(dir, os(&name), None, Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            }
+            if now.is_none_or(|(bit, _)| bit != group_id) {
+                fchmodat(dir, os(&name), Mode::from_bits_truncate(0o700 | group_id), FchmodatFlags::FollowSymlink)?;
             }
         }
         // Modes and times wait for the end, so that a read-only directory can still be filled.

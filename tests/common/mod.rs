@@ -67,9 +67,16 @@ impl Tar {
     }
 
     pub fn raw(&mut self, h: Header) -> &mut Self {
+        // Names and link targets too long for their fields go in a PAX header, as GNU tar writes.
+        let mut records = Vec::new();
         if h.name.len() > 100 {
-            let record = pax_record("path", h.name);
-            self.raw(Header { name: b"././@PaxHeader", kind: b'x', data: &record, ..Default::default() });
+            records.extend(pax_record("path", h.name));
+        }
+        if h.link.len() > 100 {
+            records.extend(pax_record("linkpath", h.link));
+        }
+        if !records.is_empty() {
+            self.raw(Header { name: b"././@PaxHeader", kind: b'x', data: &records, ..Default::default() });
         }
         let mut block = [0u8; 512];
         let name_len = h.name.len().min(100);
@@ -80,7 +87,8 @@ impl Tar {
         octal(&mut block[124..136], h.data.len() as u64);
         octal(&mut block[136..148], h.mtime);
         block[156] = h.kind;
-        block[157..157 + h.link.len()].copy_from_slice(h.link);
+        let link_len = h.link.len().min(100);
+        block[157..157 + link_len].copy_from_slice(&h.link[..link_len]);
         block[257..263].copy_from_slice(b"ustar\0");
         block[263..265].copy_from_slice(b"00");
         octal(&mut block[329..337], u64::from(h.dev.0));

@@ -1,7 +1,7 @@
 //! OCI image layouts written by the tests, byte by byte.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -122,8 +122,13 @@ pub fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let m = p.symlink_metadata().unwrap();
-            let what = if m.file_type().is_symlink() {
+            let kind = m.file_type();
+            let what = if kind.is_symlink() {
                 format!("link {}", std::fs::read_link(&p).unwrap().display())
+            } else if kind.is_fifo() {
+                "fifo".to_string()
+            } else if kind.is_char_device() || kind.is_block_device() {
+                format!("device {:x}", m.rdev())
             } else if m.is_dir() {
                 stack.push(p.clone());
                 "dir".to_string()
