@@ -115,8 +115,24 @@ impl Builder {
     fn file(&mut self, path: &str) {
         let (mode, owner) = (self.rng.pick(&MODES_FILE), self.rng.pick(&OWNERS));
         let data = format!("{path} of seed-layer {}\n", self.rng.next()).repeat(1 + self.rng.below(40));
-        self.tar.file_mode(&self.spelled(path), data.as_bytes(), mode, owner, owner);
-        self.listing.push(format!("file {path} {mode:o} {owner}"));
+        let name = self.spelled(path);
+        let xattr = format!("v{}", self.rng.below(100));
+        // Beside a name PAX already carries, a second PAX header would be read differently.
+        let with_xattr = name.len() <= 100 && self.rng.below(4) == 0;
+        if with_xattr {
+            self.tar.pax(&[("SCHILY.xattr.user.k", xattr.as_bytes())]);
+        }
+        let mtime = self.rng.pick(&[1_500_000_000, 1_000_000_000, 1_700_000_123]);
+        self.tar.raw(Header {
+            name: name.as_bytes(),
+            data: data.as_bytes(),
+            mode,
+            uid: owner,
+            gid: owner,
+            mtime,
+            ..Default::default()
+        });
+        self.listing.push(format!("file {path} {mode:o} {owner} t{mtime}{}", if with_xattr { " xattr" } else { "" }));
         self.tree.insert(path.to_string(), Kind::File);
         self.touched.insert(path.to_string());
         self.new_files.push(path.to_string());
@@ -266,6 +282,8 @@ fn random_images_render_as_umoci_unpacks_them() {
     if !tools() {
         return;
     }
+    // What the trees held, over all seeds: each kind of entry must have been compared.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for seed in 1..=100u64 {
         let tree = BTreeMap::from([(String::new(), Kind::Dir)]);
         let mut b = Builder {
@@ -307,6 +325,14 @@ fn random_images_render_as_umoci_unpacks_them() {
         let listing = b.listing.join("\n");
         let their_tree = describe(&theirs);
         assert_eq!(describe(&ours), their_tree, "seed {seed}, the layers:\n{listing}");
+        for (what, needle) in
+            [("fifos", "fifo "), ("devices", "device "), ("symlinks", "link "), ("xattrs", " user.k=")]
+        {
+            *seen.entry(what).or_default() += their_tree.0.values().filter(|v| v.contains(needle)).count();
+        }
+        *seen.entry("hard link groups").or_default() += their_tree.1.len();
+        *seen.entry("set-group-ID dirs").or_default() +=
+            their_tree.0.values().filter(|v| v.starts_with("dir 2")).count();
         // So is the tree `rkt run` uses, rendered in the tree store while the layers were read.
         let trees: Vec<_> =
             std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -317,6 +343,7 @@ fn random_images_render_as_umoci_unpacks_them() {
         let (their_mode, their_uid, their_gid, _) = root_meta(&theirs);
         assert_eq!((mode, uid, gid), (their_mode, their_uid, their_gid), "seed {seed}, the layers:\n{listing}");
     }
+    assert!(seen.values().all(|n| *n > 0), "some kinds of entry never came up: {seen:?}");
 }
 
 /// A directory a layer implies (it lists `srv/a/b`, not `srv/a`) inside a set-group-ID

@@ -137,7 +137,9 @@ pub fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
                 format!("file {}", sha256(&std::fs::read(&p).unwrap()))
             };
             let mode = if m.file_type().is_symlink() { 0 } else { m.mode() & 0o7777 };
-            out.insert(rel, format!("{what} {mode:o} {}:{}", m.uid(), m.gid()));
+            // Directories' times depend on the order a tool makes what they hold.
+            let time = if m.is_dir() { String::new() } else { format!(" t{}", m.mtime()) };
+            out.insert(rel, format!("{what} {mode:o} {}:{}{time}{}", m.uid(), m.gid(), user_xattrs(&p)));
         }
     }
     let links = inodes.into_values().filter(|v| v.len() > 1).map(|mut v| {
@@ -163,4 +165,27 @@ pub fn tools() -> bool {
         eprintln!("skipping: needs root, skopeo and umoci (apt-get install skopeo umoci)");
     }
     ok
+}
+
+/// The `user.` extended attributes of `path` (not followed), as ` name=value` each, sorted.
+fn user_xattrs(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid pointers and lengths for the call.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return String::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for name in names[..n as usize].split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
+        let cname = std::ffi::CString::new(name).unwrap();
+        let mut value = vec![0u8; 4096];
+        // SAFETY: as above.
+        let len = unsafe { libc::lgetxattr(c.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        let value = if len >= 0 { String::from_utf8_lossy(&value[..len as usize]).into_owned() } else { "?".into() };
+        out.push(format!(" {}={value}", String::from_utf8_lossy(name)));
+    }
+    out.sort();
+    out.concat()
 }
