@@ -338,6 +338,14 @@ fn random_images_render_as_umoci_unpacks_them() {
             std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(trees.len(), 1, "seed {seed}");
         assert_eq!(describe(&trees[0].join("rootfs")), their_tree, "seed {seed}, the tree store's tree");
+        // And the one ACI `rkt image export` squashes the layers into, in a store without them.
+        let exported = env.path("squashed.aci");
+        env.ok(&["image", "export", &id, exported.to_str().unwrap()]);
+        let other = Env::new();
+        let copy = other.fetch(&std::fs::read(&exported).unwrap(), "copy.aci");
+        let again = other.path("again");
+        other.ok(&["image", "render", "--rootfs-only", &copy, again.to_str().unwrap()]);
+        assert_eq!(describe(&again), their_tree, "seed {seed}, the exported image");
         // Not its time: umoci leaves the root dated when it made a directory the layer implied.
         let (mode, uid, gid, _) = root_meta(&ours);
         let (their_mode, their_uid, their_gid, _) = root_meta(&theirs);
