@@ -310,12 +310,7 @@ fn random_images_render_as_umoci_unpacks_them() {
         let env = Env::new();
         let mut layout = Layout::new(env.path("layout"));
         layout.image("v1", &layers, serde_json::json!({"Cmd": ["/bin/true"]}));
-        let id = env
-            .ok(&["fetch", "--insecure-options=image", "--full", &format!("oci:{}:v1", layout.dir.display())])
-            .trim()
-            .to_string();
-        let ours = env.path("ours");
-        env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+        let (id, ours) = fetch_and_render(&env, &layout.dir);
         // Debian's umoci reads no zstd layers: it unpacks a gzip twin.
         let mut twin = Layout::new(env.path("layout-gzip"));
         let gzipped: Vec<LayerSpec> =
@@ -339,12 +334,7 @@ fn random_images_render_as_umoci_unpacks_them() {
         assert_eq!(trees.len(), 1, "seed {seed}");
         assert_eq!(describe(&trees[0].join("rootfs")), their_tree, "seed {seed}, the tree store's tree");
         // And the one ACI `rkt image export` squashes the layers into, in a store without them.
-        let exported = env.path("squashed.aci");
-        env.ok(&["image", "export", &id, exported.to_str().unwrap()]);
-        let other = Env::new();
-        let copy = other.fetch(&std::fs::read(&exported).unwrap(), "copy.aci");
-        let again = other.path("again");
-        other.ok(&["image", "render", "--rootfs-only", &copy, again.to_str().unwrap()]);
+        let (_other, _, again) = exported_and_rendered(&env, &id);
         assert_eq!(describe(&again), their_tree, "seed {seed}, the exported image");
         // Not its time: umoci leaves the root dated when it made a directory the layer implied.
         let (mode, uid, gid, _) = root_meta(&ours);
@@ -371,10 +361,7 @@ fn implied_directories_inherit_a_set_group_id_parent() {
     let env = Env::new();
     let mut layout = Layout::new(env.path("layout"));
     layout.image("v1", &[(lower.finish(), TGZ, gzip), (upper.finish(), TGZ, gzip)], serde_json::json!({}));
-    let image = format!("oci:{}:v1", layout.dir.display());
-    let id = env.ok(&["fetch", "--insecure-options=image", "--full", &image]).trim().to_string();
-    let ours = env.path("ours");
-    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    let (_, ours) = fetch_and_render(&env, &layout.dir);
     let (mine, _) = describe(&ours);
     assert_eq!(
         (&mine["srv/a"], &mine["opt/a"], &mine["var/a"]),

@@ -76,12 +76,7 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     let env = Env::new();
     let mut layout = Layout::new(env.path("layout"));
     layout.image("v1", &[(base_layer(), TGZ, gzip), (top_layer(), TAR, plain)], config());
-    let id = env
-        .ok(&["fetch", "--insecure-options=image", "--full", &format!("oci:{}:v1", layout.dir.display())])
-        .trim()
-        .to_string();
-    let ours = env.path("ours");
-    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    let (id, ours) = fetch_and_render(&env, &layout.dir);
     // `extract` writes the image alone, as appc says: the top image's files are its layers'.
     let alone = env.path("alone");
     let out = env.rkt(&["image", "extract", "--rootfs-only", &id, alone.to_str().unwrap()]);
@@ -102,12 +97,7 @@ fn oci_layout_renders_as_umoci_unpacks_it() {
     assert_eq!(describe(&trees[0].join("rootfs")), (theirs, their_links));
 
     // Exported, the image is one ACI that a store without its layers renders the same.
-    let exported = env.path("squashed.aci");
-    env.ok(&["image", "export", &id, exported.to_str().unwrap()]);
-    let other = Env::new();
-    let copy = other.fetch(&std::fs::read(&exported).unwrap(), "copy.aci");
-    let again = other.path("again");
-    other.ok(&["image", "render", "--rootfs-only", &copy, again.to_str().unwrap()]);
+    let (other, copy, again) = exported_and_rendered(&env, &id);
     assert_eq!(describe(&again), (mine.clone(), my_links.clone()));
     let copied: serde_json::Value = serde_json::from_str(&other.ok(&["image", "cat-manifest", &copy])).unwrap();
     assert!(copied.get("dependencies").is_none());

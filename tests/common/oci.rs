@@ -100,6 +100,28 @@ pub const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const TZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
+/// Fetches the layout's `v1` image into `env`'s store and renders its root filesystem: the
+/// image's full ID and the tree's path.
+pub fn fetch_and_render(env: &super::Env, layout: &Path) -> (String, PathBuf) {
+    let image = format!("oci:{}:v1", layout.display());
+    let id = env.ok(&["fetch", "--insecure-options=image", "--full", &image]).trim().to_string();
+    let ours = env.path("ours");
+    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    (id, ours)
+}
+
+/// Exports `id` as one ACI, fetches it into a store of its own and renders it: that store, the
+/// copy's ID and its tree's path.
+pub fn exported_and_rendered(env: &super::Env, id: &str) -> (super::Env, String, PathBuf) {
+    let exported = env.path("squashed.aci");
+    env.ok(&["image", "export", id, exported.to_str().unwrap()]);
+    let other = super::Env::new();
+    let copy = other.fetch(&std::fs::read(&exported).unwrap(), "copy.aci");
+    let again = other.path("again");
+    other.ok(&["image", "render", "--rootfs-only", &copy, again.to_str().unwrap()]);
+    (other, copy, again)
+}
+
 /// What `umoci unpack` makes of the layout's `v1` image: the path of its root filesystem.
 pub fn umoci_unpack(env: &super::Env, layout: &Path) -> PathBuf {
     let bundle = env.path("bundle");
