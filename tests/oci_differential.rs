@@ -333,6 +333,9 @@ fn random_images_render_as_umoci_unpacks_them() {
             std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(trees.len(), 1, "seed {seed}");
         assert_eq!(describe(&trees[0].join("rootfs")), their_tree, "seed {seed}, the tree store's tree");
+        // Whose recorded hash is that of what it holds.
+        let verified = env.ok(&["image", "verify", &id]);
+        assert!(verified.contains("ok (1 tree(s) checked)"), "seed {seed}: {verified}");
         // And the one ACI `rkt image export` squashes the layers into, in a store without them.
         let (_other, _, again) = exported_and_rendered(&env, &id);
         assert_eq!(describe(&again), their_tree, "seed {seed}, the exported image");
