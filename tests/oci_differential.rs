@@ -277,6 +277,41 @@ impl Builder {
     }
 }
 
+/// The image of `seed`: 2 to 4 layers, each gzip, zstd or plain, and what they list.
+fn random_image(seed: u64) -> (Vec<LayerSpec>, String) {
+    let mut b = Builder {
+        rng: Rng(seed),
+        tree: BTreeMap::from([(String::new(), Kind::Dir)]),
+        names: 0,
+        touched: BTreeSet::new(),
+        new_files: Vec::new(),
+        listing: Vec::new(),
+        tar: Tar::new(),
+        prefix: "",
+    };
+    let layers = (0..2 + b.rng.below(3))
+        .map(|i| {
+            let tar = b.layer(i);
+            let spec: LayerSpec = match b.rng.below(3) {
+                0 => (tar, TGZ, gzip),
+                1 => (tar, TZST, zstd),
+                _ => (tar, TAR, plain),
+            };
+            spec
+        })
+        .collect();
+    (layers, b.listing.join("\n"))
+}
+
+/// What Debian's umoci, which reads no zstd layers, unpacks of a gzip twin of `layers`.
+fn umoci_tree(env: &Env, layers: &[LayerSpec]) -> std::path::PathBuf {
+    let mut twin = Layout::new(env.path("layout-gzip"));
+    let gzipped: Vec<LayerSpec> =
+        layers.iter().map(|(tar, _, _)| (tar.clone(), TGZ, gzip as fn(&[u8]) -> Vec<u8>)).collect();
+    twin.image("v1", &gzipped, serde_json::json!({"Cmd": ["/bin/true"]}));
+    umoci_unpack(env, &twin.dir)
+}
+
 #[test]
 fn random_images_render_as_umoci_unpacks_them() {
     if !tools() {
@@ -285,39 +320,12 @@ fn random_images_render_as_umoci_unpacks_them() {
     // What the trees held, over all seeds: each kind of entry must have been compared.
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for seed in 1..=100u64 {
-        let tree = BTreeMap::from([(String::new(), Kind::Dir)]);
-        let mut b = Builder {
-            rng: Rng(seed),
-            tree,
-            names: 0,
-            touched: BTreeSet::new(),
-            new_files: Vec::new(),
-            listing: Vec::new(),
-            tar: Tar::new(),
-            prefix: "",
-        };
-        let layers: Vec<LayerSpec> = (0..2 + b.rng.below(3))
-            .map(|i| {
-                let tar = b.layer(i);
-                let spec: LayerSpec = match b.rng.below(3) {
-                    0 => (tar, TGZ, gzip),
-                    1 => (tar, TZST, zstd),
-                    _ => (tar, TAR, plain),
-                };
-                spec
-            })
-            .collect();
+        let (layers, listing) = random_image(seed);
         let env = Env::new();
         let mut layout = Layout::new(env.path("layout"));
         layout.image("v1", &layers, serde_json::json!({"Cmd": ["/bin/true"]}));
         let (id, ours) = fetch_and_render(&env, &layout.dir);
-        // Debian's umoci reads no zstd layers: it unpacks a gzip twin.
-        let mut twin = Layout::new(env.path("layout-gzip"));
-        let gzipped: Vec<LayerSpec> =
-            layers.iter().map(|(tar, _, _)| (tar.clone(), TGZ, gzip as fn(&[u8]) -> Vec<u8>)).collect();
-        twin.image("v1", &gzipped, serde_json::json!({"Cmd": ["/bin/true"]}));
-        let theirs = umoci_unpack(&env, &twin.dir);
-        let listing = b.listing.join("\n");
+        let theirs = umoci_tree(&env, &layers);
         let their_tree = describe(&theirs);
         assert_eq!(describe(&ours), their_tree, "seed {seed}, the layers:\n{listing}");
         for (what, needle) in
@@ -371,4 +379,32 @@ fn implied_directories_inherit_a_set_group_id_parent() {
         (&"dir 2755 0:50".to_string(), &"dir 2755 0:60".to_string(), &"dir 755 0:0".to_string())
     );
     assert_eq!(describe(&ours), describe(&umoci_unpack(&env, &layout.dir)));
+}
+
+/// Some of the random images pushed into Debian's docker-registry by skopeo and pulled with
+/// `docker://`: the layers now arrive over HTTP, several at once, while the tree is rendered.
+#[test]
+fn random_images_pulled_from_a_registry_render_as_umoci_unpacks_them() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let Some(registry) = common::registry::Registry::start(&env.path("registry")) else { return };
+    for seed in 1..=15u64 {
+        let (layers, listing) = random_image(seed);
+        let env = Env::new();
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &layers, serde_json::json!({"Cmd": ["/bin/true"]}));
+        registry.push(&format!("oci:{}:v1", layout.dir.display()), &format!("random/{seed}:v1"));
+        let image = format!("docker://{}/random/{seed}:v1", registry.addr);
+        let id = env.ok(&["--insecure-options=image,http", "fetch", "--full", &image]).trim().to_string();
+        let ours = env.path("ours");
+        env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+        let their_tree = describe(&umoci_tree(&env, &layers));
+        assert_eq!(describe(&ours), their_tree, "seed {seed}, the layers:\n{listing}");
+        let trees: Vec<_> =
+            std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(trees.len(), 1, "seed {seed}");
+        assert_eq!(describe(&trees[0].join("rootfs")), their_tree, "seed {seed}, the tree store's tree");
+    }
 }
