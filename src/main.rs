@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError { message, code }) => {
             if let Some(message) = message {
-                eprintln!("{name}: {message}");
+                eprintln!("{name}: {}", output::one_line(&message));
             }
             ExitCode::from(code)
         }

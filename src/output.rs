@@ -1,4 +1,4 @@
-//! How the CLI shows things: rkt's tab-aligned tables, human sizes and times.
+//! How the CLI shows things: rkt's tab-aligned tables, human sizes and times, one-line errors.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,20 @@ pub fn tab_table(rows: &[Vec<String>]) -> String {
             out.extend(std::iter::repeat_n('\t', tabs.max(1)));
         }
         out.push('\n');
+    }
+    out
+}
+
+/// `message` on one line, as rkt's errors are: control characters (a name read from a hostile
+/// archive can hold a newline, and a library may quote it as it is) are written as escapes.
+pub fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -142,5 +156,11 @@ mod tests {
     fn table_alignment() {
         let t = tab_table(&[vec!["ID".into(), "NAME".into()], vec!["sha512-0123456789ab".into(), "x".into()]]);
         assert_eq!(t, "ID\t\t\tNAME\t\nsha512-0123456789ab\tx\t\n");
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        assert_eq!(one_line("layer: entry \"a\nb\"\r\tx\u{1b}[31m"), "layer: entry \"a\\nb\"\\r\\tx\\u{1b}[31m");
+        assert_eq!(one_line("plain, ünïcode"), "plain, ünïcode");
     }
 }

@@ -408,3 +408,66 @@ fn random_images_pulled_from_a_registry_render_as_umoci_unpacks_them() {
         assert_eq!(describe(&trees[0].join("rootfs")), their_tree, "seed {seed}, the tree store's tree");
     }
 }
+
+/// Random images with one layer damaged before it is compressed and hashed, so that every
+/// digest holds and only the tar is wrong: flipped bytes, a cut, a header block repeated.
+/// Each fetch must either take the image whole (and render it) or refuse it as rkt refuses,
+/// exit 254 and one line, leaving the store as it was and nothing behind in its temp area.
+#[test]
+fn damaged_layers_are_refused_whole_or_rendered() {
+    if !tools() {
+        return;
+    }
+    let (mut refused, mut taken) = (0, 0);
+    for seed in 1..=150u64 {
+        let (mut layers, listing) = random_image(seed);
+        let mut rng = Rng(seed ^ 0x5eed);
+        let victim = rng.below(layers.len());
+        let tar = &mut layers[victim].0;
+        let damage = match rng.below(3) {
+            0 => {
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(tar.len());
+                    tar[at] ^= 1 << rng.below(8);
+                }
+                "flipped bits"
+            }
+            1 => {
+                tar.truncate(rng.below(tar.len()));
+                "cut"
+            }
+            _ => {
+                let block = rng.below(tar.len() / 512) * 512;
+                let copy = tar[block..block + 512].to_vec();
+                let at = rng.below(tar.len() / 512) * 512;
+                tar.splice(at..at, copy);
+                "a block repeated"
+            }
+        };
+        let env = Env::new();
+        env.fetch(&simple_aci("example.com/good", "good"), "good.aci");
+        let before = env.snapshot();
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &layers, serde_json::json!({"Cmd": ["/bin/true"]}));
+        let image = format!("oci:{}:v1", layout.dir.display());
+        let out = env.rkt(&["fetch", "--insecure-options=image", "--full", &image]);
+        let what = format!("seed {seed}, layer {victim}, {damage}; the layers:\n{listing}");
+        match out.status.code() {
+            Some(0) => {
+                taken += 1;
+                let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let tree = env.path("tree");
+                env.ok(&["image", "render", "--rootfs-only", &id, tree.to_str().unwrap()]);
+            }
+            Some(254) => {
+                refused += 1;
+                env.fails(&["fetch", "--insecure-options=image", "--full", &image]);
+                assert_eq!(env.snapshot(), before, "the store changed: {what}");
+                let tmp = std::fs::read_dir(env.store().join("cas/tmp")).unwrap().count();
+                assert_eq!(tmp, 0, "temp files left behind: {what}");
+            }
+            other => panic!("exit {other:?}: {}\n{what}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+    assert!(refused > 0 && taken > 0, "refused {refused}, taken {taken}");
+}
