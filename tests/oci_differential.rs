@@ -13,24 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::oci::*;
 use common::*;
 
-/// A small deterministic generator (an LCG): each seed gives the same image on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Dir,

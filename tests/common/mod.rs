@@ -416,3 +416,21 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u64, String)>)
         }
     }
 }
+
+/// A small deterministic generator (an LCG): each seed gives the same sequence on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
