@@ -391,6 +391,30 @@ fn random_images_pulled_from_a_registry_render_as_umoci_unpacks_them() {
     }
 }
 
+/// Some of the random images saved by skopeo as `docker save` archives and fetched with
+/// `docker-archive:`: layers read in place from one tar, by the index of its entries.
+#[test]
+fn random_images_from_docker_archives_render_as_umoci_unpacks_them() {
+    if !tools() {
+        return;
+    }
+    for seed in 200..=215u64 {
+        let (layers, listing) = random_image(seed);
+        let env = Env::new();
+        let theirs = umoci_tree(&env, &layers);
+        let archive = env.path("saved.tar");
+        let twin = format!("oci:{}:v1", env.path("layout-gzip").display());
+        let dest = format!("docker-archive:{}:example.com/random:{seed}", archive.display());
+        let out = std::process::Command::new("skopeo").args(["copy", "-q", &twin, &dest]).output().unwrap();
+        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        let source = format!("docker-archive:{}", archive.display());
+        let id = env.ok(&["fetch", "--insecure-options=image", "--full", &source]).trim().to_string();
+        let ours = env.path("ours");
+        env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+        assert_eq!(describe(&ours), describe(&theirs), "seed {seed}, the layers:\n{listing}");
+    }
+}
+
 /// Random images with one layer damaged before it is compressed and hashed, so that every
 /// digest holds and only the tar is wrong: flipped bytes, a cut, a header block repeated.
 /// Each fetch must either take the image whole (and render it) or refuse it as rkt refuses,
