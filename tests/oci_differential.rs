@@ -1,10 +1,11 @@
 //! Images of random layers, each rendered by rkt and unpacked by Debian's umoci: the two trees
 //! must be the same, entry for entry. The layers do what image builders' layers do: add files,
-//! directories, symlinks and hard links, change a directory's mode, replace an entry of a lower
-//! layer by one of another type, white out lower entries and make directories opaque, and give
-//! the root new metadata with a root entry, first or late. They keep to what every tool reads
-//! alike: no entry twice in a layer, a whiteout only for what lies below, a hard link only to a
-//! file of its own layer, no entry written through a symlink.
+//! directories, symlinks, hard links, fifos and devices, change a directory's mode, replace an
+//! entry of a lower layer by one of another type, white out lower entries and make directories
+//! opaque, and give the root new metadata with a root entry, first or late. They keep to what
+//! every tool reads alike: no entry twice in a layer, a whiteout only for what lies below, a
+//! hard link only to a file of its own layer, no entry written through a symlink. The same
+//! images with one layer damaged must be taken whole or refused cleanly.
 
 mod common;
 
