@@ -416,6 +416,50 @@ fn random_images_from_docker_archives_render_as_umoci_unpacks_them() {
     }
 }
 
+/// Some of the random images on a layer of Debian's static busybox, run by `rkt run`: inside
+/// the pod, on the overlay of the rendered tree, every entry the layers made has the type,
+/// mode and owner it has in the tree umoci unpacks.
+#[test]
+fn random_images_run_with_what_umoci_unpacks() {
+    if !tools() || !std::path::Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root, skopeo, umoci and /bin/busybox (apt-get install busybox-static)");
+        return;
+    }
+    let mut busybox = Tar::new();
+    busybox.dir("bin").file_mode("bin/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755, 0, 0);
+    busybox.symlink("bin/sh", "busybox");
+    let busybox = busybox.finish();
+    // Type and permission bits in hex (stat's %f), owner: from inside the pod and from a tree.
+    let list =
+        "cd \"${ROOT:-/}\" && for n in n*; do busybox find \"$n\" -exec busybox stat -c '%n %f %u:%g' {} +; done";
+    for seed in 300..=307u64 {
+        let (layers, listing) = random_image(seed);
+        let mut all: Vec<LayerSpec> = vec![(busybox.clone(), TGZ, gzip)];
+        all.extend(layers);
+        let env = Env::new();
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &all, serde_json::json!({"Cmd": ["/bin/sh", "-c", list]}));
+        let (id, _) = fetch_and_render(&env, &layout.dir);
+        let inside = env.ok(&["run", "--net=host", &id]);
+        let theirs = umoci_tree(&env, &all);
+        let out = std::process::Command::new("/bin/busybox")
+            .args(["sh", "-c", list])
+            .env("PATH", "/bin")
+            .env("ROOT", &theirs)
+            .output()
+            .unwrap();
+        // The same script, from umoci's tree.
+        let outside = String::from_utf8(out.stdout).unwrap();
+        let sorted = |s: &str| {
+            let mut lines: Vec<String> = s.lines().map(str::to_string).collect();
+            lines.sort();
+            lines
+        };
+        assert!(!outside.is_empty(), "seed {seed}: nothing listed");
+        assert_eq!(sorted(&inside), sorted(&outside), "seed {seed}, the layers:\n{listing}");
+    }
+}
+
 /// Random images with one layer damaged before it is compressed and hashed, so that every
 /// digest holds and only the tar is wrong: flipped bytes, a cut, a header block repeated.
 /// Each fetch must either take the image whole (and render it) or refuse it as rkt refuses,
