@@ -37,6 +37,12 @@ fn parallel_fetches_lose_nothing() {
     assert_eq!(env.image_ids(), expected);
     let verified = env.ok(&["image", "verify"]);
     assert_eq!(verified.lines().filter(|l| l.ends_with("checked)")).count(), expected.len(), "{verified}");
+    // A tree's lock file lives only as long as the render it guards, which the fetches of the
+    // shared image waited on one another for.
+    let locks = env.store().join("cas/treelocks");
+    let left: Vec<_> =
+        std::fs::read_dir(&locks).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "lock files left: {left:?}");
 }
 
 /// hostile-inputs.md row 14: `rkt image gc` run beside fetches (each fetch rendering its tree
@@ -99,6 +105,22 @@ fn a_fetch_killed_half_way_leaves_nothing_behind() {
     assert!(env.ok(&["image", "list", "--full"]).contains(&id));
 }
 
+/// A render killed midway leaves its tree's lock file (the lock itself goes with the process);
+/// `rkt image gc` sweeps such files, and the tree renders again afterwards.
+#[test]
+fn image_gc_sweeps_lock_files_of_killed_renders() {
+    let env = Env::new();
+    let id = env.fetch(&simple_aci("example.com/kept", "k"), "kept.aci");
+    let locks = env.store().join("cas/treelocks");
+    std::fs::create_dir_all(&locks).unwrap();
+    std::fs::write(locks.join("deps-sha512-0123456789abcdef"), "").unwrap();
+    env.ok(&["image", "gc"]);
+    assert_eq!(std::fs::read_dir(&locks).unwrap().count(), 0);
+    let out = env.path("out");
+    env.ok(&["image", "render", &id, out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("rootfs/etc/content")).unwrap(), "k");
+}
+
 /// `rkt image gc` waits for a fetch under way, and says so rather than hang in silence.
 #[test]
 fn image_gc_waits_for_a_fetch_and_says_so() {
@@ -136,9 +158,8 @@ fn on_a_small_disk(env: &Env, body: &str, vars: &[(&str, &std::path::Path)]) -> 
 mount -t tmpfs -o size=12m tmpfs "$DISK"
 rkt() { "$RKT" --dir "$DISK/store" --insecure-options=image "$@"; }
 rkt fetch "$FITS" >/dev/null
-# Every file and its size but the index's own (its rows are what `image list` shows) and the
-# lock files of trees.
-snapshot() { find "$DISK/store" -type f -not -path '*/treelocks/*' -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
+# Every file and its size but the index's own (its rows are what `image list` shows).
+snapshot() { find "$DISK/store" -type f -not -name 'index.sqlite*' -printf '%p %s\n' | sort; }
 before=$(snapshot)
 out_of_space() {
   if rkt "$@" 2>"$DISK/all"; then echo "rkt $* succeeded" >&2; exit 1; fi

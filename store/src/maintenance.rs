@@ -155,6 +155,14 @@ impl Store {
                 report.removed_trees.push(name);
             }
         }
+        // A tree's lock file lives as long as its render: one still here was left by a render
+        // killed midway (or by a version that kept them). No render runs while gc holds the
+        // store.
+        if let Ok(locks) = std::fs::read_dir(self.tree_locks_dir()) {
+            for lock in locks.flatten() {
+                let _ = std::fs::remove_file(lock.path());
+            }
+        }
         let cutoff = now_ns() - grace.as_nanos() as i64;
         let mut images = self.index().images()?;
         images.sort_by_key(|r| r.last_used);

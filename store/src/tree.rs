@@ -1,6 +1,7 @@
 //! The tree store: each image rendered once with its dependencies into `cas/tree/<tree id>`,
 //! with a hash of the rendered tree that `image verify` recomputes.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StoreError};
@@ -19,6 +20,21 @@ pub fn tree_id(layers: &[Layer]) -> String {
     let mut hasher = ImageHasher::new();
     hasher.update(joined.join(",").as_bytes());
     format!("deps-{}", hasher.finish())
+}
+
+/// A tree's render lock, held. Its file is unlinked before the lock is let go, whether the
+/// render succeeded or failed, so that no lock file outlives the render it guarded (a failed
+/// fetch leaves the store as it was).
+struct TreeLock {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Drop for TreeLock {
+    fn drop(&mut self) {
+        // Still locked here: the fields are dropped after this.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// A tree being rendered layer by layer (`Store::start_chain_render`); dropped unfinished, it
@@ -124,13 +140,29 @@ impl Store {
     }
 
     /// One render of a tree at a time, across processes and tasks.
-    async fn lock_tree(&self, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
-        let locks = self.cas_dir().join("treelocks");
+    async fn lock_tree(&self, id: &str) -> Result<TreeLock> {
+        let locks = self.tree_locks_dir();
         std::fs::create_dir_all(&locks).at(&locks)?;
-        let lock_path = locks.join(id);
-        let file =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
-        lock_exclusive_waiting(file).await.at(&lock_path)
+        let path = locks.join(id);
+        loop {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+            let lock = lock_exclusive_waiting(file).await.at(&path)?;
+            // The holder before unlinks its file as it lets go: a lock on that file guards
+            // nothing, and whoever created the file now at the path may hold that one.
+            let held = lock.metadata().at(&path)?;
+            match std::fs::metadata(&path) {
+                Ok(linked) if (linked.dev(), linked.ino()) == (held.dev(), held.ino()) => {
+                    return Ok(TreeLock { path, _lock: lock })
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at(&path),
+            }
+        }
+    }
+
+    pub(crate) fn tree_locks_dir(&self) -> PathBuf {
+        self.cas_dir().join("treelocks")
     }
 
     /// The tree `id` when it is rendered and recorded (under its lock).
@@ -205,4 +237,45 @@ impl Store {
 
 pub(crate) fn remove_dir_atomically(store: &Store, path: &Path) -> Result<()> {
     discard(&store.tmp_dir(), path).at(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A holder unlinks the lock file as it lets go. One that was waiting on that file and
+    /// gets it must see that it is no longer the lock, and wait for whoever holds the file now
+    /// at the path.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tree_lock_has_one_holder_at_a_time_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let id = "deps-sha512-0123";
+        let first = store.lock_tree(id).await.unwrap();
+        let got = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (store, got) = (store.clone(), got.clone());
+            tokio::spawn(async move {
+                let lock = store.lock_tree(id).await.unwrap();
+                got.store(true, Ordering::SeqCst);
+                drop(lock);
+            })
+        };
+        // The waiter has opened the first holder's file and waits on it.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(!got.load(Ordering::SeqCst));
+        drop(first);
+        let second = store.lock_tree(id).await.unwrap();
+        // Longer than the waiter's polls (50 ms): it has had the unlinked file by now.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!got.load(Ordering::SeqCst), "two holders at once");
+        drop(second);
+        waiter.await.unwrap();
+        assert!(got.load(Ordering::SeqCst));
+        assert_eq!(std::fs::read_dir(store.tree_locks_dir()).unwrap().count(), 0, "a lock file outlived its lock");
+    }
 }
