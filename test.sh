@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 # skopeo, umoci and docker-registry: Docker and OCI images, and a real registry on 127.0.0.1;
 # gnupg: test keys; apache2-utils: htpasswd for a registry behind basic auth; openssl: test CAs
 # and the registry's token signing key; podman: an image built by a real builder (buildah);
+# strace: rkt run traced, to see that no code from the image is loaded outside the app;
 # nettle-dev and libclang-dev: building sequoia-openpgp (crypto-nettle);
 # libssl-dev: building against the system libcrypto (the SHA-512 of image IDs).
 if [ "$(id -u)" = 0 ]; then
@@ -17,6 +18,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v skopeo >/dev/null || missing="$missing skopeo"
   command -v umoci >/dev/null || missing="$missing umoci"
   command -v podman >/dev/null || missing="$missing podman"
+  command -v strace >/dev/null || missing="$missing strace"
   command -v docker-registry >/dev/null || missing="$missing docker-registry"
   command -v gpg >/dev/null || missing="$missing gnupg"
   command -v htpasswd >/dev/null || missing="$missing apache2-utils"
