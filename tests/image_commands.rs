@@ -13,6 +13,10 @@ fn fetch_prints_ids_and_every_compression_gives_the_same_image() {
     let id = image_id(&tar);
     let mut multi = gzip(&tar[..700]);
     multi.extend(gzip(&tar[700..]));
+    // zstd frames with skippable frames (metadata, as zstd:chunked and seekable zstd write)
+    // before, between and after them.
+    let skippable = |magic_low: u8| [&[magic_low, 0x2a, 0x4d, 0x18, 4, 0, 0, 0][..], b"meta"].concat();
+    let frames = [skippable(0x50), zstd(&tar[..700]), skippable(0x5e), zstd(&tar[700..]), skippable(0x5f)].concat();
     for (name, bytes) in [
         ("plain.aci", tar.clone()),
         ("gzip.aci", gzip(&tar)),
@@ -20,6 +24,7 @@ fn fetch_prints_ids_and_every_compression_gives_the_same_image() {
         ("bzip2.aci", bzip2(&tar)),
         ("xz.aci", xz(&tar)),
         ("zstd.aci", zstd(&tar)),
+        ("frames.aci", frames),
     ] {
         assert_eq!(env.fetch(&bytes, name), id, "{name}");
     }

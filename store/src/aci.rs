@@ -26,12 +26,18 @@ impl Compression {
             Compression::Bzip2
         } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
             Compression::Xz
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || is_zstd_skippable_frame(head) {
             Compression::Zstd
         } else {
             Compression::None
         }
     }
+}
+
+/// A zstd stream may open with skippable frames (metadata, magic 0x184D2A50 to 0x184D2A5F,
+/// little-endian), which `zstd -d` and the decoder pass over.
+fn is_zstd_skippable_frame(head: &[u8]) -> bool {
+    matches!(head, [low, 0x2a, 0x4d, 0x18, ..] if low & 0xf0 == 0x50)
 }
 
 pub type BoxedReader<'a> = Pin<Box<dyn AsyncRead + Send + 'a>>;
