@@ -306,6 +306,11 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     ]);
     let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", d.trim()])).unwrap();
     assert_eq!(manifest["name"], "example.com/other");
+    // By its place in the archive, from 0, as skopeo names it.
+    let by_index = env.ok(&["fetch", "--insecure-options=image", &format!("docker-archive:{}:@1", multi.display())]);
+    assert_eq!(by_index, d);
+    let err = env.fails(&["fetch", "--insecure-options=image", &format!("docker-archive:{}:@2", multi.display())]);
+    assert!(err.contains("no image \"@2\" in the archive: it holds 2"), "{err}");
     // Each into a store of its own, or the second would find the shared layer stored.
     for name in ["example.com/demo:2.0", "example.com/other:1"] {
         let fresh = Env::new();

@@ -207,19 +207,25 @@ async fn plan_docker_archive(
 ) -> Result<Plan, OciError> {
     let entries: Vec<DockerSaveEntry> =
         parse_json(&container.read_small("manifest.json", MAX_DOCUMENT).await?, "manifest.json")?;
-    let entry = match reference {
-        Some(r) => {
+    // `@N`, as skopeo reads it: the archive's Nth image, from 0, whatever its tags.
+    let index = reference.and_then(|r| r.strip_prefix('@')).and_then(|n| n.parse::<usize>().ok());
+    let entry = match (reference, index) {
+        (_, Some(n)) => entries.get(n),
+        (Some(r), None) => {
             entries.iter().find(|e| e.repo_tags.iter().flatten().any(|t| t == r || naming::same_docker_ref(t, r)))
         }
-        None if entries.len() == 1 => entries.first(),
-        None => None,
+        (None, _) if entries.len() == 1 => entries.first(),
+        (None, _) => None,
     }
     .ok_or_else(|| {
         let tags: Vec<&str> = entries.iter().flat_map(|e| e.repo_tags.iter().flatten()).map(String::as_str).collect();
         OciError::Invalid(match reference {
+            Some(r) if index.is_some() => {
+                format!("no image {r:?} in the archive: it holds {} (it has: {})", entries.len(), tags.join(", "))
+            }
             Some(r) => format!("no image {r:?} in the archive (it has: {})", tags.join(", ")),
             None => format!(
-                "the archive holds {} images: name one (docker-archive:PATH:NAME:TAG; it has: {})",
+                "the archive holds {} images: name one (docker-archive:PATH:NAME:TAG or PATH:@INDEX; it has: {})",
                 entries.len(),
                 tags.join(", ")
             ),
@@ -237,7 +243,8 @@ async fn plan_docker_archive(
         });
     }
     let config: ImageConfigFile = parse_json(&config_bytes, "the image config")?;
-    let tag = reference.map(str::to_string).or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first().cloned()));
+    let named = reference.filter(|_| index.is_none());
+    let tag = named.map(str::to_string).or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first().cloned()));
     let (name, version) = naming::name_for(tag.as_deref(), file_name);
     let layers = entry
         .layers
