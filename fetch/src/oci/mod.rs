@@ -3,6 +3,7 @@
 //! skopeo names its transports. Every digest is checked: the manifest against its descriptor,
 //! the config, each layer's blob and its uncompressed content against the config's diff_ids.
 
+mod choose;
 mod container;
 mod convert;
 pub mod naming;
@@ -18,6 +19,7 @@ use rkt_store::{BroughtIn, ImageId, RemoteRecord, Store, StoreError};
 
 use crate::progress::{Activity, ProgressHandle};
 use crate::task::{try_join_bounded, Job};
+use choose::choose;
 use container::Container;
 pub use container::{LayerBlob, Reader, Reopen};
 pub use convert::DamagedImage;
@@ -149,29 +151,18 @@ async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &
     let index: Document = parse_json(&container.read_small("index.json", MAX_DOCUMENT).await?, "index.json")?;
     check_document(&index, "index.json")?;
     let manifests = index.manifests.unwrap_or_default();
-    let chosen = match reference {
-        Some(r) => manifests
-            .iter()
-            .find(|m| m.annotations.get("org.opencontainers.image.ref.name").map(String::as_str) == Some(r)),
-        None if manifests.len() == 1 => manifests.first(),
-        None => None,
-    };
-    let Some(mut desc) = chosen.cloned() else {
-        let refs: Vec<&str> = manifests
-            .iter()
-            .filter_map(|m| m.annotations.get("org.opencontainers.image.ref.name").map(String::as_str))
-            .collect();
-        return Err(OciError::Invalid(match reference {
-            Some(r) => format!("no image {r:?} in the layout (it has: {})", refs.join(", ")),
-            None => format!(
-                "the layout holds {} images: name one (oci:PATH:REF; it has: {})",
-                manifests.len(),
-                refs.join(", ")
-            ),
-        }));
-    };
-    let ref_name =
-        reference.map(str::to_string).or_else(|| desc.annotations.get("org.opencontainers.image.ref.name").cloned());
+    fn ref_name_of(m: &Descriptor) -> Option<&str> {
+        m.annotations.get("org.opencontainers.image.ref.name").map(String::as_str)
+    }
+    let chosen = choose(
+        &manifests,
+        reference,
+        |m, r| ref_name_of(m) == Some(r),
+        |m| ref_name_of(m).into_iter().collect(),
+        ("layout", "oci:PATH:REF"),
+    )?;
+    let mut desc = chosen.item.clone();
+    let ref_name = chosen.named.map(str::to_string).or_else(|| ref_name_of(&desc).map(str::to_string));
     let mut doc: Document = parse_json(&read_blob(container, &desc, "the manifest").await?, "the manifest")?;
     check_document(&doc, "the manifest")?;
     if let Some(list) = &doc.manifests {
@@ -207,30 +198,14 @@ async fn plan_docker_archive(
 ) -> Result<Plan, OciError> {
     let entries: Vec<DockerSaveEntry> =
         parse_json(&container.read_small("manifest.json", MAX_DOCUMENT).await?, "manifest.json")?;
-    // `@N`, as skopeo reads it: the archive's Nth image, from 0, whatever its tags.
-    let index = reference.and_then(|r| r.strip_prefix('@')).and_then(|n| n.parse::<usize>().ok());
-    let entry = match (reference, index) {
-        (_, Some(n)) => entries.get(n),
-        (Some(r), None) => {
-            entries.iter().find(|e| e.repo_tags.iter().flatten().any(|t| t == r || naming::same_docker_ref(t, r)))
-        }
-        (None, _) if entries.len() == 1 => entries.first(),
-        (None, _) => None,
-    }
-    .ok_or_else(|| {
-        let tags: Vec<&str> = entries.iter().flat_map(|e| e.repo_tags.iter().flatten()).map(String::as_str).collect();
-        OciError::Invalid(match reference {
-            Some(r) if index.is_some() => {
-                format!("no image {r:?} in the archive: it holds {} (it has: {})", entries.len(), tags.join(", "))
-            }
-            Some(r) => format!("no image {r:?} in the archive (it has: {})", tags.join(", ")),
-            None => format!(
-                "the archive holds {} images: name one (docker-archive:PATH:NAME:TAG or PATH:@INDEX; it has: {})",
-                entries.len(),
-                tags.join(", ")
-            ),
-        })
-    })?;
+    let chosen = choose(
+        &entries,
+        reference,
+        |e, r| e.repo_tags.iter().flatten().any(|t| t == r || naming::same_docker_ref(t, r)),
+        |e| e.repo_tags.iter().flatten().map(String::as_str).collect(),
+        ("archive", "docker-archive:PATH:NAME:TAG"),
+    )?;
+    let entry = chosen.item;
     let config_bytes = container.read_small(&entry.config, MAX_DOCUMENT).await?;
     let config_hex = sha256_hex(&config_bytes);
     // `docker save` names the config by its digest: hold it to that name.
@@ -243,8 +218,7 @@ async fn plan_docker_archive(
         });
     }
     let config: ImageConfigFile = parse_json(&config_bytes, "the image config")?;
-    let named = reference.filter(|_| index.is_none());
-    let tag = named.map(str::to_string).or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first().cloned()));
+    let tag = chosen.named.map(str::to_string).or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first().cloned()));
     let (name, version) = naming::name_for(tag.as_deref(), file_name);
     let layers = entry
         .layers
