@@ -230,9 +230,12 @@ fn digests_errors_and_plain_http_are_checked() {
     let before = env.snapshot();
     let err = env.fails(&["--insecure-options=image,http", "fetch", &wrong]);
     assert!(err.contains("MANIFEST_UNKNOWN") || err.contains("does not match its digest"), "{err}");
+    // Named as it was written: a digest after `@`, a tag after `:`.
+    assert!(err.contains(&format!("test/plain@sha256:{}", "0".repeat(64))), "{err}");
     let err =
         env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{}/test/nothing:v1", registry.addr)]);
     assert!(err.contains("NAME_UNKNOWN") || err.contains("MANIFEST_UNKNOWN"), "the registry's own words: {err}");
+    assert!(err.contains("manifest test/nothing:v1: "), "{err}");
     // References outside Docker's grammar never reach the registry.
     let asked = registry.manifest_requests();
     for (bad, why) in [

@@ -287,7 +287,9 @@ impl RegistryClient {
     pub async fn manifest(&self, reference: &str, accept: &[&str], limit: u64) -> Result<(Vec<u8>, String), OciError> {
         let resp = self.get(&format!("v2/{}/manifests/{reference}", self.repo), accept).await?;
         if !resp.status().is_success() {
-            return Err(failure(&format!("manifest {}:{reference}", self.repo), resp).await);
+            // Named as the user writes it: a tag after `:`, a digest after `@`.
+            let sep = if reference.contains(':') { '@' } else { ':' };
+            return Err(failure(&format!("manifest {}{sep}{reference}", self.repo), resp).await);
         }
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(OciError::Invalid(format!("the manifest is over the {limit}-byte limit")));
