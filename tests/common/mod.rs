@@ -276,7 +276,10 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rkt"));
+        // A long random-test run can be pointed at a copy of the binary, so that rebuilding
+        // meanwhile does not change what it tests halfway through.
+        let rkt = std::env::var_os("RKT_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_rkt").into());
+        let mut c = Command::new(rkt);
         c.arg("--dir").arg(self.store()).args(args);
         // No registry credentials from whoever runs the tests.
         c.env("DOCKER_CONFIG", self.path("no-docker-config"))

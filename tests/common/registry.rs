@@ -171,3 +171,31 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// A layer of `etc` and these files.
+pub fn layer(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut t = super::Tar::new();
+    t.dir("etc");
+    for (name, content) in files {
+        t.file(name, content.as_bytes());
+    }
+    t.finish()
+}
+
+/// A configuration directory whose auth.d gives `registry` these credentials.
+pub fn docker_auth(env: &super::Env, registry: &str, user: &str, password: &str) -> std::path::PathBuf {
+    let config = env.path("config");
+    std::fs::create_dir_all(config.join("auth.d")).unwrap();
+    let json = serde_json::json!({"rktKind": "dockerAuth", "rktVersion": "v1", "registries": [registry],
+        "credentials": {"user": user, "password": password}});
+    std::fs::write(config.join("auth.d/docker.json"), json.to_string()).unwrap();
+    config
+}
+
+/// Renders the root filesystem of the image whose ID `rkt fetch` printed in `out`.
+pub fn render_fetched(env: &super::Env, out: &std::process::Output) -> std::path::PathBuf {
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rendered = env.path("r");
+    env.ok(&["image", "render", "--rootfs-only", &id, rendered.to_str().unwrap()]);
+    rendered
+}
