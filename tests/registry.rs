@@ -194,6 +194,38 @@ fn a_damaged_stored_layer_is_downloaded_instead_of_copied() {
     assert!(String::from_utf8_lossy(&verified.stdout).contains(&format!("{layer_id}: CORRUPT")));
 }
 
+/// A Docker schema 1 manifest (skopeo still writes one, and registries still serve old ones)
+/// is refused by its name, with how to make it schema 2, and nothing is stored.
+#[test]
+fn a_schema_1_manifest_is_named_and_refused() {
+    let env = Env::new();
+    let Some(registry) = Registry::start_with_schema1(&env.path("registry")) else { return };
+    let mut layout = Layout::new(env.path("layout"));
+    let tar = layer(&[("etc/x", "x")]);
+    let (layer_digest, layer_size) = layout.blob(&gzip(&tar));
+    // Schema 1 carries a history entry per layer, which skopeo makes from the config's.
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
+        "history": [{"created": "2019-01-01T00:00:00Z", "created_by": "COPY x /etc/x"}]});
+    let (config_digest, config_size) = layout.blob(config.to_string().as_bytes());
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": TGZ, "digest": layer_digest, "size": layer_size}]});
+    layout.add("v1", "application/vnd.oci.image.manifest.v1+json", &manifest);
+    let pushed = std::process::Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false", "--format", "v2s1"])
+        .arg(format!("oci:{}:v1", layout.dir.display()))
+        .arg(format!("docker://{}/old/one:v1", registry.addr))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let err = env.fails(&["--insecure-options=image,http", "fetch", &format!("docker://{}/old/one:v1", registry.addr)]);
+    assert!(err.contains("Docker schema 1") && err.contains("--format v2s2"), "{err}");
+    assert_eq!(env.snapshot(), before);
+}
+
 #[test]
 fn digests_errors_and_plain_http_are_checked() {
     let env = Env::new();

@@ -64,6 +64,12 @@ impl Registry {
         Self::start_full(dir, Some((user, password)), None, validation)
     }
 
+    /// Taking Docker schema 1 manifests, as registries did before 2019 and as old pushes still
+    /// are in many.
+    pub fn start_with_schema1(dir: &Path) -> Option<Registry> {
+        Self::start_full(dir, None, None, "compatibility:\n  schema1:\n    enabled: true\n")
+    }
+
     fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Option<Registry> {
         Self::start_full(dir, basic, None, "")
     }

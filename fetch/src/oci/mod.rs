@@ -129,6 +129,13 @@ pub(crate) fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, Oci
 /// Refuses documents that are both an index and a manifest (CVE-2021-41190) or whose
 /// declared media type contradicts what they hold.
 pub(crate) fn check_document(doc: &Document, what: &str) -> Result<(), OciError> {
+    // Registries that kept old pushes still serve them; Docker 28 no longer pulls them either.
+    if doc.schema_version == Some(serde_json::Value::from(1)) {
+        return Err(OciError::Invalid(format!(
+            "{what} is Docker schema 1, which rkt does not read: \
+             copy the image again as schema 2 (skopeo copy --format v2s2)"
+        )));
+    }
     let is_index = doc.manifests.is_some();
     let is_manifest = doc.layers.is_some() || doc.config.is_some();
     if is_index && is_manifest {

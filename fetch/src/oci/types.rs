@@ -72,6 +72,9 @@ pub struct Platform {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Document {
+    /// Read only to name a Docker schema 1 manifest (`1`) for what it is.
+    #[serde(default)]
+    pub schema_version: Option<serde_json::Value>,
     #[serde(default)]
     pub media_type: Option<String>,
     #[serde(default)]
