@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::container::{LayerBlob, Reader};
 use super::progressive::LayerOrder;
+use super::sparse::sparse_records;
 use super::unpadded_end::UnpaddedEnd;
 use super::OciError;
 use rkt_store::tar_out::OutEntry;
@@ -191,19 +192,24 @@ impl LayerRoot {
     }
 }
 
-/// An entry's extended attributes, from its PAX records (`SCHILY.xattr.NAME`).
-async fn entry_xattrs<R: AsyncRead + Unpin>(
-    entry: &mut tokio_tar::Entry<R>,
-) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut xattrs = Vec::new();
+/// An entry's PAX records: whole, and its extended attributes (`SCHILY.xattr.NAME`).
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+async fn entry_records<R: AsyncRead + Unpin>(entry: &mut tokio_tar::Entry<R>) -> std::io::Result<(Records, Records)> {
+    let (mut all, mut xattrs) = (Vec::new(), Vec::new());
     if let Some(extensions) = entry.pax_extensions().await? {
         for ext in extensions.flatten() {
             if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                 xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
             }
+            all.push((ext.key_bytes().to_vec(), ext.value_bytes().to_vec()));
         }
     }
-    Ok(xattrs)
+    Ok((all, xattrs))
+}
+
+fn refused_entry(path: &[u8], why: &str) -> OciError {
+    OciError::Invalid(format!("layer entry {:?}: {why}", String::from_utf8_lossy(path)))
 }
 
 /// Writes the layer's entries into `aci` and checks its digests. Returns the layer's last root
@@ -237,7 +243,14 @@ async fn convert_layer(
             if etype.is_pax_global_extensions() {
                 continue;
             }
+            let (records, xattrs) = entry_records(&mut entry).await.map_err(io)?;
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
+            let sparse = sparse_records(&records).map_err(|why| refused_entry(&raw_path, &why))?;
+            // A sparse file's records name it; its header, a place of GNU tar's making.
+            let raw_path = match sparse.as_ref().and_then(|s| s.name.clone()) {
+                Some(name) => name,
+                None => raw_path,
+            };
             let Some(path) = clean(&raw_path)? else {
                 // The layer's own root (`./`, `/`): its mode, owner and time become the image
                 // root's, as Docker and umoci apply them.
@@ -247,7 +260,7 @@ async fn convert_layer(
                         uid: header.uid().map_err(io)?,
                         gid: header.gid().map_err(io)?,
                         mtime: header.mtime().map_err(io)?,
-                        xattrs: entry_xattrs(&mut entry).await.map_err(io)?,
+                        xattrs,
                     };
                     let applied =
                         late_root.is_none() && (aci.root(&root.entry()).map_err(stored)? || aci.root_is(&root.entry()));
@@ -277,8 +290,21 @@ async fn convert_layer(
                     clean(&link)?.ok_or_else(|| OciError::Invalid("a hard link to the layer's root".into()))?;
                 link = [b"rootfs/".as_slice(), &target].concat();
             }
-            let xattrs = entry_xattrs(&mut entry).await.map_err(io)?;
-            let size = if kind == b'0' { entry.effective_size() } else { 0 };
+            let data_size = entry.effective_size();
+            let mut sparse = match sparse {
+                Some(_) if kind != b'0' => {
+                    return Err(refused_entry(&path, "sparse-file records on what is not a file"))
+                }
+                Some(records) => {
+                    Some(records.expand(&mut entry, data_size).await.map_err(|why| refused_entry(&path, &why))?)
+                }
+                None => None,
+            };
+            let size = match (&sparse, kind) {
+                (Some(whole), _) => whole.size(),
+                (None, b'0') => data_size,
+                (None, _) => 0,
+            };
             let full = [b"rootfs/".as_slice(), &path].concat();
             let out_entry = OutEntry {
                 path: &full,
@@ -295,7 +321,11 @@ async fn convert_layer(
                 ),
                 xattrs: &xattrs,
             };
-            aci.entry(&out_entry, &mut entry).await.map_err(|e| match e {
+            let written = match sparse.as_mut() {
+                Some(whole) => aci.entry(&out_entry, whole).await,
+                None => aci.entry(&out_entry, &mut entry).await,
+            };
+            written.map_err(|e| match e {
                 EntryError::Read(e) => OciError::Invalid(format!("layer is not a readable tar: {e}")),
                 EntryError::Store(source) => stored(source),
             })?;

@@ -8,6 +8,7 @@ mod container;
 mod convert;
 pub mod naming;
 mod progressive;
+mod sparse;
 mod types;
 mod unpadded_end;
 
