@@ -85,6 +85,21 @@ pub async fn decompressed<'a, R: AsyncRead + Send + Unpin + 'a>(mut src: R) -> R
     Ok((kind, reader))
 }
 
+/// The whole seconds of a PAX `mtime` record (`-315619200`, `1700000000.25`), rounded down as
+/// Go's archive/tar gives them; `None` for a value it refuses.
+pub fn pax_time(value: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = seconds.strip_prefix(['+', '-']).unwrap_or(seconds);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: i64 = seconds.parse().ok()?;
+    let below_zero = seconds.starts_with('-') && fraction.bytes().any(|b| b != b'0');
+    Some(if below_zero { whole.checked_sub(1)? } else { whole })
+}
+
 /// Turns a tar entry name into clean components: `./` and repeated slashes go, while absolute
 /// names, `..` and NUL bytes are refused. `None` is the archive's own root (`./`).
 pub fn clean_entry_path(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
@@ -280,5 +295,17 @@ mod tests {
         c.entry(b"rootfs/hl", EntryClass::Other, Some(b"rootfs/link")).unwrap();
         c.finish(true).unwrap();
         assert!(LayoutCheck::default().finish(true).is_err());
+    }
+
+    #[test]
+    fn pax_times_round_down_as_go_reads_them() {
+        assert_eq!(pax_time(b"-315619200"), Some(-315_619_200));
+        assert_eq!(pax_time(b"1796597816.737665754"), Some(1_796_597_816));
+        assert_eq!(pax_time(b"-0.5"), Some(-1));
+        assert_eq!(pax_time(b"-7.000"), Some(-7));
+        assert_eq!(pax_time(b"+5"), Some(5));
+        for bad in [&b""[..], b"-", b"1.2x", b"1e9", b" 5", b"99999999999999999999"] {
+            assert_eq!(pax_time(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

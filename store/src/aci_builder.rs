@@ -55,7 +55,7 @@ struct RootMeta {
     mode: u32,
     uid: u64,
     gid: u64,
-    mtime: u64,
+    mtime: i64,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -344,7 +344,7 @@ fn out_entry(info: &EntryInfo, size: u64) -> OutEntry<'_> {
         mode: info.meta.mode,
         uid: u64::from(info.meta.uid),
         gid: u64::from(info.meta.gid),
-        mtime: info.meta.mtime.max(0) as u64,
+        mtime: info.meta.mtime,
         size,
         link,
         dev: (nix::sys::stat::major(dev) as u32, nix::sys::stat::minor(dev) as u32),

@@ -100,7 +100,7 @@ async fn write_tree(out: &mut tokio::fs::File, root: &Path) -> Result<()> {
             mode: st.st_mode & 0o7777,
             uid: u64::from(st.st_uid),
             gid: u64::from(st.st_gid),
-            mtime: st.st_mtime.max(0) as u64,
+            mtime: st.st_mtime,
             size: if kind == b'0' { st.st_size as u64 } else { 0 },
             link: &link,
             dev: (nix::sys::stat::major(st.st_rdev) as u32, nix::sys::stat::minor(st.st_rdev) as u32),

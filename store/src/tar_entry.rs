@@ -70,7 +70,8 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
     let mode = field(header.mode(), &path, "mode")?;
     let uid = field(header.uid(), &path, "uid")?;
     let gid = field(header.gid(), &path, "gid")?;
-    let mtime = field(header.mtime(), &path, "mtime")?;
+    // A negative time in base-256 (GNU tar's, before 1970) reads as its two's complement.
+    let mut mtime = field(header.mtime(), &path, "mtime")? as i64;
     let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
         return Err(archive(format!("entry {:?} has an owner beyond 32 bits", String::from_utf8_lossy(&path))));
     };
@@ -121,6 +122,11 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             }
             // Go's archive/tar (appc's tools, rkt) reads such an entry as another file, at the
             // path its records give; read as it stands, it would be something else.
+            if ext.key_bytes() == b"mtime" {
+                mtime = crate::aci::pax_time(ext.value_bytes()).ok_or_else(|| {
+                    archive(format!("entry {:?} has a bad PAX mtime", String::from_utf8_lossy(&path)))
+                })?;
+            }
             if ext.key_bytes().starts_with(b"GNU.sparse.") {
                 return Err(archive(format!(
                     "entry {:?} is a GNU tar sparse file, which an ACI may not hold",
@@ -129,7 +135,7 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             }
         }
     }
-    Ok(Some(EntryInfo { path, kind, meta: Meta { mode, uid, gid, mtime: mtime as i64, xattrs }, end }))
+    Ok(Some(EntryInfo { path, kind, meta: Meta { mode, uid, gid, mtime, xattrs }, end }))
 }
 
 /// Writes one entry below `writer`'s root at `rel`, its path with the image prefix taken off;

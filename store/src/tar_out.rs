@@ -1,5 +1,5 @@
 //! Writes the tar stream of a converted layer: ustar headers, with PAX records for long names,
-//! long link targets and extended attributes.
+//! long link targets, big numbers, times before 1970 or past ustar's, and extended attributes.
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -10,7 +10,8 @@ pub struct OutEntry<'a> {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
-    pub mtime: u64,
+    /// Seconds since 1970, before it too.
+    pub mtime: i64,
     pub size: u64,
     pub link: &'a [u8],
     pub dev: (u32, u32),
@@ -23,6 +24,9 @@ impl<'a> OutEntry<'a> {
         OutEntry { path, kind, mode, uid: 0, gid: 0, mtime: 0, size, link: b"", dev: (0, 0), xattrs: &[] }
     }
 }
+
+/// The latest time ustar's 11 octal digits hold (year 2242).
+const MAX_OCTAL_TIME: i64 = 0o77777777777;
 
 fn octal(field: &mut [u8], value: u64) -> bool {
     let s = format!("{value:0width$o}", width = field.len() - 1);
@@ -57,7 +61,7 @@ fn header(e: &OutEntry) -> [u8; 512] {
     octal(&mut b[108..116], e.uid.min(0o7777777));
     octal(&mut b[116..124], e.gid.min(0o7777777));
     octal(&mut b[124..136], e.size.min(0o77777777777));
-    octal(&mut b[136..148], e.mtime.min(0o77777777777));
+    octal(&mut b[136..148], e.mtime.clamp(0, MAX_OCTAL_TIME) as u64);
     b[156] = e.kind;
     b[157..157 + link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
     b[257..263].copy_from_slice(b"ustar\0");
@@ -97,6 +101,9 @@ pub fn header_blocks(entry: &OutEntry<'_>) -> Vec<u8> {
     }
     if entry.size > 0o77777777777 {
         records.extend(pax_record(b"size", entry.size.to_string().as_bytes()));
+    }
+    if !(0..=MAX_OCTAL_TIME).contains(&entry.mtime) {
+        records.extend(pax_record(b"mtime", entry.mtime.to_string().as_bytes()));
     }
     for (k, v) in entry.xattrs {
         let mut key = b"SCHILY.xattr.".to_vec();

@@ -171,7 +171,7 @@ struct LayerRoot {
     mode: u32,
     uid: u64,
     gid: u64,
-    mtime: u64,
+    mtime: i64,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -206,6 +206,15 @@ async fn entry_records<R: AsyncRead + Unpin>(entry: &mut tokio_tar::Entry<R>) ->
         }
     }
     Ok((all, xattrs))
+}
+
+/// An entry's time as Go reads it: its PAX record, else its header's (a negative base-256
+/// number, GNU tar's before 1970, reads as its two's complement).
+fn entry_mtime(header: &tokio_tar::Header, records: &Records) -> Result<i64, &'static str> {
+    match records.iter().rev().find(|(key, _)| key == b"mtime") {
+        Some((_, value)) => rkt_store::aci::pax_time(value).ok_or("its PAX mtime is not a time"),
+        None => header.mtime().map(|t| t as i64).map_err(|_| "its mtime is not a number"),
+    }
 }
 
 fn refused_entry(path: &[u8], why: &str) -> OciError {
@@ -246,6 +255,7 @@ async fn convert_layer(
             let (records, xattrs) = entry_records(&mut entry).await.map_err(io)?;
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
             let sparse = sparse_records(&records).map_err(|why| refused_entry(&raw_path, &why))?;
+            let mtime = entry_mtime(&header, &records).map_err(|why| refused_entry(&raw_path, why))?;
             // A sparse file's records name it; its header, a place of GNU tar's making.
             let raw_path = match sparse.as_ref().and_then(|s| s.name.clone()) {
                 Some(name) => name,
@@ -259,7 +269,7 @@ async fn convert_layer(
                         mode: header.mode().map_err(io)?,
                         uid: header.uid().map_err(io)?,
                         gid: header.gid().map_err(io)?,
-                        mtime: header.mtime().map_err(io)?,
+                        mtime,
                         xattrs,
                     };
                     let applied =
@@ -312,7 +322,7 @@ async fn convert_layer(
                 mode: header.mode().map_err(io)?,
                 uid: header.uid().map_err(io)?,
                 gid: header.gid().map_err(io)?,
-                mtime: header.mtime().map_err(io)?,
+                mtime,
                 size,
                 link: &link,
                 dev: (

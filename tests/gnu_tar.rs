@@ -1,11 +1,17 @@
-//! GNU tar's sparse files (PAX formats 0.0, 0.1 and 1.0). Go's archive/tar reads such an entry
-//! as the whole file at the name its records give, so Docker, podman and umoci unpack that: in
-//! a layer, rkt must render the same, and refuse what Go refuses (a parser differential is what
-//! hostile-inputs row 4 warns of). An ACI, kept as it came, may not hold one.
+//! What GNU tar writes that a plain ustar reader reads otherwise than Go's archive/tar does
+//! (Go's reading is what Docker, podman and umoci unpack; a difference is the parser
+//! differential hostile-inputs row 4 warns of).
+//!
+//! Sparse files (PAX formats 0.0, 0.1 and 1.0): Go reads such an entry as the whole file at
+//! the name its records give. In a layer, rkt must render the same, and refuse what Go
+//! refuses; an ACI, kept as it came, may not hold one.
+//!
+//! Times before 1970 and after 2242, which ustar's octal field cannot hold: GNU tar writes them
+//! in base 256 (its own formats) or as a PAX `mtime` record.
 
 mod common;
 
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -249,4 +255,59 @@ fn an_aci_may_not_hold_a_sparse_file() {
     let err = env.fails(&["fetch", "--insecure-options=image", aci.to_str().unwrap()]);
     assert!(err.contains("\"rootfs/GNUSparseFile.1/f\" is a GNU tar sparse file"), "{err}");
     assert_eq!(env.snapshot(), before);
+}
+
+/// Files dated 1960, 2100 and 2300, in GNU tar's own format and in PAX.
+#[test]
+fn times_before_1970_and_after_2242_are_kept() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let times = [("old", -315_619_200i64), ("recent", 4_102_444_800), ("far", 10_413_792_000)];
+    let mut layers: Vec<LayerSpec> = Vec::new();
+    for format in ["gnu", "posix"] {
+        let dir = env.path(&format!("src-{format}"));
+        std::fs::create_dir_all(dir.join(format)).unwrap();
+        for (name, time) in times {
+            let path = dir.join(format).join(name);
+            std::fs::write(&path, name).unwrap();
+            let seconds = std::time::Duration::from_secs(time.unsigned_abs());
+            let when = match time < 0 {
+                true => std::time::UNIX_EPOCH.checked_sub(seconds),
+                false => std::time::UNIX_EPOCH.checked_add(seconds),
+            };
+            let when = when.unwrap();
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+        }
+        let tar = env.path(&format!("{format}.tar"));
+        let out = Command::new("tar")
+            .args([&format!("--format={format}"), "-C"])
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(format)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+        layers.push((std::fs::read(&tar).unwrap(), TGZ, gzip));
+    }
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &layers, serde_json::json!({}));
+    let (id, ours) = fetch_and_render(&env, &layout.dir);
+    let theirs = umoci_unpack(&env, &layout.dir);
+    let (_other, _, again) = exported_and_rendered(&env, &id);
+    let trees: Vec<_> = std::fs::read_dir(env.store().join("cas/tree")).unwrap().map(|e| e.unwrap().path()).collect();
+    for format in ["gnu", "posix"] {
+        for (name, time) in times {
+            let at = |root: &Path| std::fs::symlink_metadata(root.join(format).join(name)).unwrap().mtime();
+            assert_eq!(at(&ours), time, "{format}/{name}");
+            assert_eq!(at(&trees[0].join("rootfs")), time, "{format}/{name} in the tree store");
+            assert_eq!(at(&again), time, "{format}/{name} exported and fetched again");
+            // umoci keeps times in nanoseconds since 1970, which overflow after 2262.
+            if time < 9_000_000_000 {
+                assert_eq!(at(&theirs), time, "{format}/{name} by umoci");
+            }
+        }
+    }
 }
