@@ -85,6 +85,33 @@ pub async fn decompressed<'a, R: AsyncRead + Send + Unpin + 'a>(mut src: R) -> R
     Ok((kind, reader))
 }
 
+/// Refuses a directory, link, device or fifo entry that gives a size: Go's archive/tar
+/// (Docker's, podman's, umoci's, appc's) reads no data after such a header and takes what
+/// follows for the next header, where the tar reader here skips the size given. Read by the
+/// two, such an archive would hold different entries.
+pub fn no_data_for_header_only(kind: tokio_tar::EntryType, size: u64) -> Result<(), String> {
+    let header_only = kind.is_dir()
+        || kind.is_symlink()
+        || kind.is_hard_link()
+        || kind.is_character_special()
+        || kind.is_block_special()
+        || kind.is_fifo();
+    match header_only && size > 0 {
+        true => Err(format!("a {} that claims {size} bytes of data", kind_name(kind))),
+        false => Ok(()),
+    }
+}
+
+fn kind_name(kind: tokio_tar::EntryType) -> &'static str {
+    match kind {
+        k if k.is_dir() => "directory",
+        k if k.is_symlink() => "symlink",
+        k if k.is_hard_link() => "hard link",
+        k if k.is_fifo() => "fifo",
+        _ => "device",
+    }
+}
+
 /// The whole seconds of a PAX `mtime` record (`-315619200`, `1700000000.25`), rounded down as
 /// Go's archive/tar gives them; `None` for a value it refuses.
 pub fn pax_time(value: &[u8]) -> Option<i64> {

@@ -60,6 +60,8 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
         return Ok(None);
     }
     let raw = entry.path_bytes().map_err(|e| archive(format!("unreadable entry name: {e}")))?.into_owned();
+    crate::aci::no_data_for_header_only(etype, entry.effective_size())
+        .map_err(|why| archive(format!("entry {:?} is {why}", String::from_utf8_lossy(&raw))))?;
     let Some(path) = clean_entry_path(&raw).map_err(archive)? else {
         if !etype.is_dir() {
             return Err(archive("an entry without a name that is not a directory".into()));

@@ -254,6 +254,8 @@ async fn convert_layer(
             }
             let (records, xattrs) = entry_records(&mut entry).await.map_err(io)?;
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
+            rkt_store::aci::no_data_for_header_only(etype, entry.effective_size())
+                .map_err(|why| refused_entry(&raw_path, &why))?;
             let sparse = sparse_records(&records).map_err(|why| refused_entry(&raw_path, &why))?;
             let mtime = entry_mtime(&header, &records).map_err(|why| refused_entry(&raw_path, why))?;
             // A sparse file's records name it; its header, a place of GNU tar's making.

@@ -1,13 +1,17 @@
-//! What GNU tar writes that a plain ustar reader reads otherwise than Go's archive/tar does
-//! (Go's reading is what Docker, podman and umoci unpack; a difference is the parser
-//! differential hostile-inputs row 4 warns of).
+//! Archives that a tar reader other than Go's archive/tar reads otherwise. Go's reading is what
+//! Docker, podman and umoci unpack and appc's tools built; a difference is the parser
+//! differential hostile-inputs row 4 warns of. rkt reads such archives as Go does, or refuses
+//! them.
 //!
-//! Sparse files (PAX formats 0.0, 0.1 and 1.0): Go reads such an entry as the whole file at
-//! the name its records give. In a layer, rkt must render the same, and refuse what Go
+//! Sparse files (GNU tar's PAX formats 0.0, 0.1 and 1.0): Go reads such an entry as the whole
+//! file at the name its records give. In a layer, rkt must render the same, and refuse what Go
 //! refuses; an ACI, kept as it came, may not hold one.
 //!
 //! Times before 1970 and after 2242, which ustar's octal field cannot hold: GNU tar writes them
 //! in base 256 (its own formats) or as a PAX `mtime` record.
+//!
+//! A directory, link, device or fifo header that gives a size: Go reads no data after it and
+//! takes what follows for the next header; rkt's tar reader would skip that many bytes.
 
 mod common;
 
@@ -309,5 +313,87 @@ fn times_before_1970_and_after_2242_are_kept() {
                 assert_eq!(at(&theirs), time, "{format}/{name} by umoci");
             }
         }
+    }
+}
+
+/// An entry `x` of each header-only kind, under `top`, whose data are the blocks of a file
+/// entry `hidden`, between two files.
+fn hiding_entries(top: &str) -> Vec<(&'static str, Tar)> {
+    let mut hidden = Tar::new();
+    hidden.file(&format!("{top}hidden"), b"only Go reads this");
+    let hidden = hidden.unterminated();
+    let (after, x) = (format!("{top}after"), format!("{top}x"));
+    let kinds: [(&str, u8, &str); 5] = [
+        ("directory", DIR, ""),
+        ("symlink", SYMLINK, "after"),
+        ("hard link", HARDLINK, &after),
+        ("fifo", FIFO, ""),
+        ("device", CHAR, ""),
+    ];
+    kinds
+        .into_iter()
+        .map(|(what, kind, link)| {
+            let mut t = Tar::new();
+            t.dir(top.trim_end_matches('/')).file(&after, b"after");
+            let entry = Header {
+                name: x.as_bytes(),
+                kind,
+                link: link.as_bytes(),
+                data: &hidden,
+                dev: (1, 3),
+                ..Default::default()
+            };
+            t.raw(entry).file(&format!("{top}last"), b"last");
+            (what, t)
+        })
+        .collect()
+}
+
+#[test]
+fn header_only_entries_that_claim_data_are_refused() {
+    if !tools() {
+        return;
+    }
+    for (what, layer) in hiding_entries("d/") {
+        let env = Env::new();
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &[(layer.finish(), TGZ, gzip)], serde_json::json!({}));
+        // What Docker, podman and umoci make of it: a file rkt's tar reader would not see.
+        let theirs = umoci_unpack(&env, &layout.dir);
+        assert!(theirs.join("d/hidden").exists(), "{what}: umoci sees no hidden file");
+        env.ok(&["image", "list"]);
+        let before = env.snapshot();
+        let err = env.fails(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
+        assert!(err.contains(&format!("layer entry \"d/x\": a {what} that claims 1024 bytes of data")), "{err}");
+        assert_eq!(env.snapshot(), before, "{what}");
+    }
+}
+
+#[test]
+fn header_only_entries_that_claim_data_are_refused_in_acis_and_archives() {
+    let acis = hiding_entries("rootfs/d/");
+    let archives = hiding_entries("d/");
+    for ((what, mut aci), (_, mut archive)) in acis.into_iter().zip(archives) {
+        let env = Env::new();
+        env.ok(&["image", "list"]);
+        let before = env.snapshot();
+        aci.manifest(&manifest_json("example.com/hiding", "")).dir("rootfs");
+        let path = env.write("hiding.aci", &aci.finish());
+        let err = env.fails(&["fetch", "--insecure-options=image", path.to_str().unwrap()]);
+        assert!(err.contains(&format!("entry \"rootfs/d/x\" is a {what} that claims 1024 bytes of data")), "{err}");
+        assert_eq!(env.snapshot(), before, "{what}");
+
+        // Around the layers of what `docker save` writes: the archive itself is refused.
+        let layer = Tar::new().file("etc/x", b"x").finish();
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}});
+        let manifest =
+            serde_json::json!([{"Config": "config.json", "RepoTags": ["hiding:1"], "Layers": ["layer.tar"]}]);
+        archive.file("manifest.json", manifest.to_string().as_bytes());
+        archive.file("config.json", config.to_string().as_bytes()).file("layer.tar", &layer);
+        let path = env.write("saved.tar", &archive.finish());
+        let err = env.fails(&["fetch", "--insecure-options=image", &format!("docker-archive:{}", path.display())]);
+        assert!(err.contains(&format!("entry \"d/x\" is a {what} that claims 1024 bytes of data")), "{err}");
+        assert_eq!(env.snapshot(), before, "{what}");
     }
 }
