@@ -397,3 +397,135 @@ fn header_only_entries_that_claim_data_are_refused_in_acis_and_archives() {
         assert_eq!(env.snapshot(), before, "{what}");
     }
 }
+
+/// Sets `bytes` at `at` in the header block `block` and mends its checksum.
+fn patch(block: &mut [u8], at: usize, bytes: &[u8]) {
+    block[at..at + bytes.len()].copy_from_slice(bytes);
+    block[148..156].copy_from_slice(b"        ");
+    let sum: u32 = block[..512].iter().map(|b| u32::from(*b)).sum();
+    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+/// `tar`'s entries, then `end` in place of the end-of-archive marker.
+fn ending(tar: &Tar, end: &[u8]) -> Vec<u8> {
+    [tar.unterminated(), end.to_vec()].concat()
+}
+
+/// A file `name` whose header is GNU's (magic `ustar  `), with `times` where GNU keeps access
+/// and change times and ustar its path prefix.
+fn gnu_file(name: &str, times: &[u8]) -> Vec<u8> {
+    let mut t = Tar::new();
+    t.file(name, b"gnu");
+    let mut bytes = t.unterminated();
+    patch(&mut bytes, 257, b"ustar  \0");
+    patch(&mut bytes, 345, times);
+    bytes
+}
+
+#[test]
+fn ends_legacy_directories_and_gnu_prefixes_read_as_go_reads_them() {
+    if !tools() {
+        return;
+    }
+    let mut two = Tar::new();
+    two.file("a", b"a");
+    let after_one_zero_block = |rest: &[u8]| {
+        let mut hidden = Tar::new();
+        hidden.file("b", b"after one zero block");
+        [two.unterminated(), vec![0; 512], rest.to_vec(), hidden.finish()].concat()
+    };
+    // A type NUL entry named `d/` (old tars' directories) and a file in it.
+    let mut legacy = Tar::new();
+    legacy.raw(Header { name: b"d/", kind: 0, mode: 0o750, ..Default::default() }).file("d/x", b"x");
+    let mut legacy_with_data = Tar::new();
+    let mut hidden = Tar::new();
+    hidden.file("d/hidden", b"only Go reads this");
+    legacy_with_data.raw(Header { name: b"d/", kind: 0, data: &hidden.unterminated(), ..Default::default() });
+    let gnu_text = [gnu_file("name", b"pre\0"), vec![0; 1024]].concat();
+    let mut gnu_times = gnu_file("name", b"14000000000\0");
+    patch(&mut gnu_times, 357, b"14000000000\0");
+    let gnu_times = [gnu_times, vec![0; 1024]].concat();
+    // (what, layer, rkt's error, or None where it reads the layer as umoci does).
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("entries after one zero block", after_one_zero_block(b""), Some("not a whole end-of-archive marker")),
+        (
+            "a broken block after one zero block",
+            ending(&two, &[[0; 512].as_slice(), &[7; 100]].concat()),
+            Some("not a whole end-of-archive marker"),
+        ),
+        ("one zero block, then the end", ending(&two, &[0; 512]), None),
+        ("a legacy directory", legacy.finish(), None),
+        ("a legacy directory that claims data", legacy_with_data.finish(), Some("a directory that claims 1024 bytes")),
+        ("GNU time fields of text", gnu_text, Some("GNU header whose time fields Go reads as the path prefix \"pre\"")),
+        ("GNU time fields of numbers", gnu_times, None),
+    ];
+    for (what, layer, refused) in cases {
+        let env = Env::new();
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &[(layer, TGZ, gzip)], serde_json::json!({}));
+        let image = format!("oci:{}:v1", layout.dir.display());
+        match refused {
+            Some(why) => {
+                // umoci refuses the broken ends; the others it reads otherwise than rkt would.
+                let go_refuses = why.contains("end-of-archive");
+                assert_eq!(umoci_refuses(&env, &layout.dir), go_refuses, "{what}");
+                env.ok(&["image", "list"]);
+                let before = env.snapshot();
+                let err = env.fails(&["fetch", "--insecure-options=image", &image]);
+                assert!(err.contains(why), "{what}: {err}");
+                assert_eq!(env.snapshot(), before, "{what}");
+            }
+            None => {
+                let (_, ours) = fetch_and_render(&env, &layout.dir);
+                assert_eq!(describe(&ours), describe(&umoci_unpack(&env, &layout.dir)), "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn acis_end_and_name_entries_as_go_reads_them() {
+    let aci = |entries: &[u8], end: &[u8]| {
+        let mut t = Tar::new();
+        t.manifest(&manifest_json("example.com/ends", "")).dir("rootfs");
+        [t.unterminated(), entries.to_vec(), end.to_vec()].concat()
+    };
+    let mut a = Tar::new();
+    a.file("rootfs/a", b"a");
+    let mut hidden = Tar::new();
+    hidden.file("rootfs/b", b"after one zero block");
+    let mut legacy = Tar::new();
+    legacy.raw(Header { name: b"rootfs/d/", kind: 0, ..Default::default() }).file("rootfs/d/x", b"x");
+    let cases = [
+        (
+            "entries after one zero block",
+            aci(&a.unterminated(), &[vec![0; 512], hidden.finish()].concat()),
+            Some("not a whole"),
+        ),
+        ("a broken block after one zero block", aci(&a.unterminated(), &[0; 600]), Some("not a whole")),
+        ("GNU time fields of text", aci(&gnu_file("x", b"rootfs\0"), &[0; 1024]), Some("path prefix \"rootfs\"")),
+        ("a legacy directory", aci(&legacy.unterminated(), &[0; 1024]), None),
+        ("one zero block, then the end", aci(&a.unterminated(), &[0; 512]), None),
+    ];
+    for (what, bytes, refused) in cases {
+        let env = Env::new();
+        env.ok(&["image", "list"]);
+        let before = env.snapshot();
+        let path = env.write("image.aci", &bytes);
+        match refused {
+            Some(why) => {
+                let err = env.fails(&["fetch", "--insecure-options=image", path.to_str().unwrap()]);
+                assert!(err.contains(why), "{what}: {err}");
+                assert_eq!(env.snapshot(), before, "{what}");
+            }
+            None => {
+                let id = env.ok(&["fetch", "--insecure-options=image", "--full", path.to_str().unwrap()]);
+                let out = env.path("out");
+                env.ok(&["image", "extract", "--rootfs-only", id.trim(), out.to_str().unwrap()]);
+                if what.contains("legacy") {
+                    assert!(out.join("d").is_dir() && out.join("d/x").is_file(), "{what}");
+                }
+            }
+        }
+    }
+}

@@ -85,31 +85,79 @@ pub async fn decompressed<'a, R: AsyncRead + Send + Unpin + 'a>(mut src: R) -> R
     Ok((kind, reader))
 }
 
-/// Refuses a directory, link, device or fifo entry that gives a size: Go's archive/tar
-/// (Docker's, podman's, umoci's, appc's) reads no data after such a header and takes what
-/// follows for the next header, where the tar reader here skips the size given. Read by the
-/// two, such an archive would hold different entries.
-pub fn no_data_for_header_only(kind: tokio_tar::EntryType, size: u64) -> Result<(), String> {
-    let header_only = kind.is_dir()
+/// Checks that Go's archive/tar (Docker's, podman's, umoci's, appc's tools') reads an entry
+/// as the tar reader here does, where the two part ways; `Ok(true)` for a legacy regular entry
+/// (type NUL) named with a trailing slash, which Go reads as a directory. Refused:
+/// - a directory, link, device or fifo that gives a size: Go reads no data after such a
+///   header and takes what follows for the next header, where the reader here skips it;
+/// - a GNU header whose access and change time fields hold what is not a number: Go then
+///   reads them as a ustar path prefix (for archives of Go before 1.8), the reader here not.
+pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Result<bool, String> {
+    let kind = header.entry_type();
+    // The type byte itself: the reader here counts NUL as '0'.
+    let legacy_directory = header.as_bytes()[156] == 0 && name.ends_with(b"/");
+    let header_only = legacy_directory
+        || kind.is_dir()
         || kind.is_symlink()
         || kind.is_hard_link()
         || kind.is_character_special()
         || kind.is_block_special()
         || kind.is_fifo();
-    match header_only && size > 0 {
-        true => Err(format!("a {} that claims {size} bytes of data", kind_name(kind))),
-        false => Ok(()),
+    if header_only && size > 0 {
+        return Err(format!("a {} that claims {size} bytes of data", kind_name(kind, legacy_directory)));
     }
+    let block = header.as_bytes();
+    if &block[257..265] == b"ustar  \0" {
+        let unreadable = |field: &[u8]| field[0] != 0 && go_numeric(field).is_none();
+        if unreadable(&block[345..357]) || unreadable(&block[357..369]) {
+            let prefix = &block[345..500];
+            let prefix = &prefix[..prefix.iter().position(|b| *b == 0).unwrap_or(prefix.len())];
+            if !prefix.is_empty() && prefix.is_ascii() {
+                return Err(format!(
+                    "a GNU header whose time fields Go reads as the path prefix {:?}",
+                    String::from_utf8_lossy(prefix)
+                ));
+            }
+        }
+    }
+    Ok(legacy_directory)
 }
 
-fn kind_name(kind: tokio_tar::EntryType) -> &'static str {
+fn kind_name(kind: tokio_tar::EntryType, legacy_directory: bool) -> &'static str {
     match kind {
+        _ if legacy_directory => "directory",
         k if k.is_dir() => "directory",
         k if k.is_symlink() => "symlink",
         k if k.is_hard_link() => "hard link",
         k if k.is_fifo() => "fifo",
         _ => "device",
     }
+}
+
+/// A numeric header field as Go reads it: base 256 when its first bit is set, else octal
+/// digits between spaces and NULs (up to the first NUL inside); `None` where Go fails.
+fn go_numeric(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let invert = if field[0] & 0x40 != 0 { 0xff } else { 0 };
+        let mut value: u64 = 0;
+        for (i, byte) in field.iter().enumerate() {
+            let byte = (byte ^ invert) & if i == 0 { 0x7f } else { 0xff };
+            if value >> 56 > 0 {
+                return None;
+            }
+            value = value << 8 | u64::from(byte);
+        }
+        return (value >> 63 == 0).then_some(value);
+    }
+    let padding = |b: &u8| *b == 0 || *b == b' ';
+    let Some(start) = field.iter().position(|b| !padding(b)) else { return Some(0) };
+    let end = field.iter().rposition(|b| !padding(b)).map_or(start, |e| e + 1);
+    let inner = &field[start..end];
+    let digits = &inner[..inner.iter().position(|b| *b == 0).unwrap_or(inner.len())];
+    if digits.is_empty() || !digits.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok()
 }
 
 /// The whole seconds of a PAX `mtime` record (`-315619200`, `1700000000.25`), rounded down as
@@ -334,5 +382,20 @@ mod tests {
         for bad in [&b""[..], b"-", b"1.2x", b"1e9", b" 5", b"99999999999999999999"] {
             assert_eq!(pax_time(bad), None, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn numeric_fields_as_go_reads_them() {
+        assert_eq!(go_numeric(b"00000001750\0"), Some(0o1750));
+        assert_eq!(go_numeric(b"  1750 \0\0\0\0\0"), Some(0o1750));
+        assert_eq!(go_numeric(b"\0\0\0\0\0\0\0\0\0\0\0\0"), Some(0));
+        assert_eq!(go_numeric(b"12\x0034\0\0\0\0\0\0"), Some(0o12));
+        assert_eq!(go_numeric(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        for bad in
+            [&b"pre\0\0\0\0\0\0\0\0\0"[..], b"+1750\0\0\0\0\0\0\0", b"12 34\0\0\0\0\0\0\0", b"8\0\0\0\0\0\0\0\0\0\0\0"]
+        {
+            assert_eq!(go_numeric(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(go_numeric(&[0x80, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None, "past 63 bits");
     }
 }

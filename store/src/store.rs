@@ -206,6 +206,7 @@ impl Store {
             return Err(archive("truncated tar: the end-of-archive marker is missing".into()).into());
         }
         let (id, size) = tee.finish_copy().at(&tmp)?;
+        check_end_marker(&temp.file, scan.end, size).at(&tmp)??;
         if let Some(expected) = &options.expected {
             if *expected != id {
                 return Err(StoreError::IdMismatch { expected: expected.clone(), actual: id }.into());
@@ -394,6 +395,25 @@ pub(crate) struct Scan {
 /// How much of an entry's data `scan_aci` asks for at once: what `aci::decompressed` buffers,
 /// so that its buffer is passed by.
 const DATA_READ: usize = 256 * 1024;
+
+/// Go's archive/tar (appc's tools, rkt's) reads the block after the first zero block of the
+/// end-of-archive marker, which the tar reader here stops at: another zero block or nothing is
+/// the end; a broken block or more entries make the archive broken for Go.
+fn check_end_marker(file: &std::fs::File, end: u64, size: u64) -> std::io::Result<Result<()>> {
+    let second = end + 512;
+    let after = size.saturating_sub(second);
+    if after == 0 {
+        return Ok(Ok(()));
+    }
+    let mut block = [0u8; 512];
+    if after >= 512 {
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut block, second)?;
+    }
+    if after < 512 || block.iter().any(|b| *b != 0) {
+        return Ok(Err(archive("the tar goes on after a zero block that is not a whole end-of-archive marker".into())));
+    }
+    Ok(Ok(()))
+}
 
 /// Reads a whole ACI tar, checking its layout and reading its manifest.
 pub(crate) async fn scan_aci<R: AsyncRead + Unpin>(reader: R) -> Result<Scan> {

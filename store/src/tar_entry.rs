@@ -60,10 +60,10 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
         return Ok(None);
     }
     let raw = entry.path_bytes().map_err(|e| archive(format!("unreadable entry name: {e}")))?.into_owned();
-    crate::aci::no_data_for_header_only(etype, entry.effective_size())
+    let legacy_directory = crate::aci::go_reads_alike(entry.header(), &raw, entry.effective_size())
         .map_err(|why| archive(format!("entry {:?} is {why}", String::from_utf8_lossy(&raw))))?;
     let Some(path) = clean_entry_path(&raw).map_err(archive)? else {
-        if !etype.is_dir() {
+        if !etype.is_dir() && !legacy_directory {
             return Err(archive("an entry without a name that is not a directory".into()));
         }
         return Ok(None);
@@ -89,10 +89,10 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             _ => Err(archive(format!("link {:?} has no target", String::from_utf8_lossy(&path)))),
         }
     };
-    let kind = if etype.is_file() || etype.is_contiguous() {
-        Kind::File
-    } else if etype.is_dir() {
+    let kind = if legacy_directory || etype.is_dir() {
         Kind::Dir
+    } else if etype.is_file() || etype.is_contiguous() {
+        Kind::File
     } else if etype.is_symlink() {
         Kind::Symlink(link()?)
     } else if etype.is_hard_link() {

@@ -104,9 +104,15 @@ impl Container {
         while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
             let entry = entry.map_err(|e| OciError::Invalid(format!("{}: unreadable tar: {e}", path.display())))?;
             let kind = entry.header().entry_type();
-            if let Err(why) = rkt_store::aci::no_data_for_header_only(kind, entry.effective_size()) {
-                let name = String::from_utf8_lossy(&entry.path_bytes().unwrap_or_default()).into_owned();
-                return Err(OciError::Invalid(format!("{}: entry {name:?} is {why}", path.display())));
+            let name = entry.path_bytes().unwrap_or_default().into_owned();
+            match rkt_store::aci::go_reads_alike(entry.header(), &name, entry.effective_size()) {
+                Err(why) => {
+                    let name = String::from_utf8_lossy(&name);
+                    return Err(OciError::Invalid(format!("{}: entry {name:?} is {why}", path.display())));
+                }
+                // A directory, as Go reads it: no file of the archive.
+                Ok(true) => continue,
+                Ok(false) => {}
             }
             let Ok(raw) = entry.path_bytes() else { continue };
             let Some(name) = clean(&raw) else { continue };

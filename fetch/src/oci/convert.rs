@@ -254,7 +254,7 @@ async fn convert_layer(
             }
             let (records, xattrs) = entry_records(&mut entry).await.map_err(io)?;
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
-            rkt_store::aci::no_data_for_header_only(etype, entry.effective_size())
+            let legacy_directory = rkt_store::aci::go_reads_alike(&header, &raw_path, entry.effective_size())
                 .map_err(|why| refused_entry(&raw_path, &why))?;
             let sparse = sparse_records(&records).map_err(|why| refused_entry(&raw_path, &why))?;
             let mtime = entry_mtime(&header, &records).map_err(|why| refused_entry(&raw_path, why))?;
@@ -266,7 +266,7 @@ async fn convert_layer(
             let Some(path) = clean(&raw_path)? else {
                 // The layer's own root (`./`, `/`): its mode, owner and time become the image
                 // root's, as Docker and umoci apply them.
-                if etype.is_dir() && roots == RootEntries::Apply {
+                if (etype.is_dir() || legacy_directory) && roots == RootEntries::Apply {
                     let root = LayerRoot {
                         mode: header.mode().map_err(io)?,
                         uid: header.uid().map_err(io)?,
@@ -286,6 +286,7 @@ async fn convert_layer(
                 continue;
             }
             let kind = match etype.as_byte() {
+                _ if legacy_directory => b'5',
                 b'0' | 0 | b'7' => b'0',
                 k @ (b'1' | b'2' | b'3' | b'4' | b'5' | b'6') => k,
                 other => {
@@ -346,6 +347,22 @@ async fn convert_layer(
     // The layer's own end-of-archive marker leaves the compressed stream unread: read it all,
     // or the digests would cover only part of it.
     let mut plain = archive.into_inner().map_err(|_| OciError::Io("layer reader still in use".into()))?;
+    // The tar reader stops at the first zero block; Go reads the next one, and a layer whose
+    // next block is not zeros is broken for it (what follows would be entries only rkt skips).
+    let mut second = [0u8; 512];
+    let mut got = 0;
+    while got < second.len() {
+        match tokio::io::AsyncReadExt::read(&mut plain, &mut second[got..]).await {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(OciError::Invalid(format!("layer stream: {e}"))),
+        }
+    }
+    if got > 0 && (got < second.len() || second.iter().any(|b| *b != 0)) {
+        return Err(OciError::Invalid(
+            "the layer's tar goes on after a zero block that is not a whole end-of-archive marker".into(),
+        ));
+    }
     let trailing =
         tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut plain, MAX_TRAILING + 1), &mut tokio::io::sink())
             .await
