@@ -423,7 +423,7 @@ fn gnu_file(name: &str, times: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn ends_legacy_directories_and_gnu_prefixes_read_as_go_reads_them() {
+fn ends_legacy_directories_and_prefixes_read_as_go_reads_them() {
     if !tools() {
         return;
     }
@@ -445,6 +445,14 @@ fn ends_legacy_directories_and_gnu_prefixes_read_as_go_reads_them() {
     let mut gnu_times = gnu_file("name", b"14000000000\0");
     patch(&mut gnu_times, 357, b"14000000000\0");
     let gnu_times = [gnu_times, vec![0; 1024]].concat();
+    // A star header: a prefix of 131 bytes, then its access and change times, and `tar` last.
+    let mut star = Tar::new();
+    star.file("name", b"star");
+    let mut star = star.unterminated();
+    patch(&mut star, 345, &[b'p'; 131]);
+    patch(&mut star, 476, b"14000000000\x0014000000000\0");
+    patch(&mut star, 508, b"tar\0");
+    let star = [star, vec![0; 1024]].concat();
     // (what, layer, rkt's error, or None where it reads the layer as umoci does).
     let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
         ("entries after one zero block", after_one_zero_block(b""), Some("not a whole end-of-archive marker")),
@@ -458,6 +466,7 @@ fn ends_legacy_directories_and_gnu_prefixes_read_as_go_reads_them() {
         ("a legacy directory that claims data", legacy_with_data.finish(), Some("a directory that claims 1024 bytes")),
         ("GNU time fields of text", gnu_text, Some("GNU header whose time fields Go reads as the path prefix \"pre\"")),
         ("GNU time fields of numbers", gnu_times, None),
+        ("a star prefix of 131 bytes", star, Some("a star header whose path prefix fills its 131 bytes")),
     ];
     for (what, layer, refused) in cases {
         let env = Env::new();

@@ -91,7 +91,9 @@ pub async fn decompressed<'a, R: AsyncRead + Send + Unpin + 'a>(mut src: R) -> R
 /// - a directory, link, device or fifo that gives a size: Go reads no data after such a
 ///   header and takes what follows for the next header, where the reader here skips it;
 /// - a GNU header whose access and change time fields hold what is not a number: Go then
-///   reads them as a ustar path prefix (for archives of Go before 1.8), the reader here not.
+///   reads them as a ustar path prefix (for archives of Go before 1.8), the reader here not;
+/// - a star header (ustar with `tar` at its end) whose path prefix fills its 131 bytes: Go
+///   stops there, the reader here goes on into the time fields after it.
 pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Result<bool, String> {
     let kind = header.entry_type();
     // The type byte itself: the reader here counts NUL as '0'.
@@ -119,6 +121,10 @@ pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Res
                 ));
             }
         }
+    }
+    let star = &block[257..265] == b"ustar\x0000" && &block[508..512] == b"tar\0";
+    if star && !block[345..476].contains(&0) && block[476] != 0 {
+        return Err("a star header whose path prefix fills its 131 bytes".into());
     }
     Ok(legacy_directory)
 }
