@@ -398,6 +398,9 @@ fn header_only_entries_that_claim_data_are_refused_in_acis_and_archives() {
     }
 }
 
+/// rkt's error, and whether umoci refuses the layer too.
+type Refusal<'a> = (&'a str, bool);
+
 /// Sets `bytes` at `at` in the header block `block` and mends its checksum.
 fn patch(block: &mut [u8], at: usize, bytes: &[u8]) {
     block[at..at + bytes.len()].copy_from_slice(bytes);
@@ -453,20 +456,41 @@ fn ends_legacy_directories_and_prefixes_read_as_go_reads_them() {
     patch(&mut star, 476, b"14000000000\x0014000000000\0");
     patch(&mut star, 508, b"tar\0");
     let star = [star, vec![0; 1024]].concat();
-    // (what, layer, rkt's error, or None where it reads the layer as umoci does).
-    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
-        ("entries after one zero block", after_one_zero_block(b""), Some("not a whole end-of-archive marker")),
+    // A ustar magic of another version, with a path prefix: Go reads the prefix.
+    let mut other_version = Tar::new();
+    other_version.file("name", b"version");
+    let mut other_version = other_version.unterminated();
+    patch(&mut other_version, 263, b"xx");
+    patch(&mut other_version, 345, b"pre\0");
+    let other_version = [other_version, vec![0; 1024]].concat();
+    // A device number that is not one, on a file: Go reads every numeric field.
+    let mut bad_number = Tar::new();
+    bad_number.file("name", b"number");
+    let mut bad_number = bad_number.unterminated();
+    patch(&mut bad_number, 337, b"00000009");
+    let bad_number = [bad_number, vec![0; 1024]].concat();
+    let star_name = format!("a header whose name Go reads as \"{}/name\"", "p".repeat(131));
+    // (what, layer, rkt's error and whether umoci refuses the layer too; no error where rkt
+    // reads the layer as umoci does).
+    let cases: Vec<(&str, Vec<u8>, Option<Refusal>)> = vec![
+        ("entries after one zero block", after_one_zero_block(b""), Some(("not a whole end-of-archive marker", true))),
         (
             "a broken block after one zero block",
             ending(&two, &[[0; 512].as_slice(), &[7; 100]].concat()),
-            Some("not a whole end-of-archive marker"),
+            Some(("not a whole end-of-archive marker", true)),
         ),
         ("one zero block, then the end", ending(&two, &[0; 512]), None),
         ("a legacy directory", legacy.finish(), None),
-        ("a legacy directory that claims data", legacy_with_data.finish(), Some("a directory that claims 1024 bytes")),
-        ("GNU time fields of text", gnu_text, Some("GNU header whose time fields Go reads as the path prefix \"pre\"")),
+        (
+            "a legacy directory that claims data",
+            legacy_with_data.finish(),
+            Some(("a directory that claims 1024 bytes", false)),
+        ),
+        ("GNU time fields of text", gnu_text, Some(("a header whose name Go reads as \"pre/name\"", false))),
         ("GNU time fields of numbers", gnu_times, None),
-        ("a star prefix of 131 bytes", star, Some("a star header whose path prefix fills its 131 bytes")),
+        ("a star prefix of 131 bytes", star, Some((&star_name, false))),
+        ("ustar of another version", other_version, Some(("a header whose name Go reads as \"pre/name\"", false))),
+        ("a device number that is not one", bad_number, Some(("device minor field Go cannot read", true))),
     ];
     for (what, layer, refused) in cases {
         let env = Env::new();
@@ -474,9 +498,7 @@ fn ends_legacy_directories_and_prefixes_read_as_go_reads_them() {
         layout.image("v1", &[(layer, TGZ, gzip)], serde_json::json!({}));
         let image = format!("oci:{}:v1", layout.dir.display());
         match refused {
-            Some(why) => {
-                // umoci refuses the broken ends; the others it reads otherwise than rkt would.
-                let go_refuses = why.contains("end-of-archive");
+            Some((why, go_refuses)) => {
                 assert_eq!(umoci_refuses(&env, &layout.dir), go_refuses, "{what}");
                 env.ok(&["image", "list"]);
                 let before = env.snapshot();
@@ -512,7 +534,11 @@ fn acis_end_and_name_entries_as_go_reads_them() {
             Some("not a whole"),
         ),
         ("a broken block after one zero block", aci(&a.unterminated(), &[0; 600]), Some("not a whole")),
-        ("GNU time fields of text", aci(&gnu_file("x", b"rootfs\0"), &[0; 1024]), Some("path prefix \"rootfs\"")),
+        (
+            "GNU time fields of text",
+            aci(&gnu_file("x", b"rootfs\0"), &[0; 1024]),
+            Some("a header whose name Go reads as \"rootfs/x\""),
+        ),
         ("a legacy directory", aci(&legacy.unterminated(), &[0; 1024]), None),
         ("one zero block, then the end", aci(&a.unterminated(), &[0; 512]), None),
     ];

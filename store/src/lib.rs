@@ -8,6 +8,7 @@ mod blob;
 mod blob_hasher;
 mod depth_first;
 mod error;
+pub mod go_tar;
 mod growing_blob;
 pub mod image_id;
 pub mod index;

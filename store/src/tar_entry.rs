@@ -60,7 +60,7 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
         return Ok(None);
     }
     let raw = entry.path_bytes().map_err(|e| archive(format!("unreadable entry name: {e}")))?.into_owned();
-    let legacy_directory = crate::aci::go_reads_alike(entry.header(), &raw, entry.effective_size())
+    let legacy_directory = crate::go_tar::go_reads_alike(entry.header(), &raw, entry.effective_size())
         .map_err(|why| archive(format!("entry {:?} is {why}", String::from_utf8_lossy(&raw))))?;
     let Some(path) = clean_entry_path(&raw).map_err(archive)? else {
         if !etype.is_dir() && !legacy_directory {
@@ -125,7 +125,7 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             // Go's archive/tar (appc's tools, rkt) reads such an entry as another file, at the
             // path its records give; read as it stands, it would be something else.
             if ext.key_bytes() == b"mtime" {
-                mtime = crate::aci::pax_time(ext.value_bytes()).ok_or_else(|| {
+                mtime = crate::go_tar::pax_time(ext.value_bytes()).ok_or_else(|| {
                     archive(format!("entry {:?} has a bad PAX mtime", String::from_utf8_lossy(&path)))
                 })?;
             }

@@ -105,7 +105,7 @@ impl Container {
             let entry = entry.map_err(|e| OciError::Invalid(format!("{}: unreadable tar: {e}", path.display())))?;
             let kind = entry.header().entry_type();
             let name = entry.path_bytes().unwrap_or_default().into_owned();
-            match rkt_store::aci::go_reads_alike(entry.header(), &name, entry.effective_size()) {
+            match rkt_store::go_tar::go_reads_alike(entry.header(), &name, entry.effective_size()) {
                 Err(why) => {
                     let name = String::from_utf8_lossy(&name);
                     return Err(OciError::Invalid(format!("{}: entry {name:?} is {why}", path.display())));

@@ -212,7 +212,7 @@ async fn entry_records<R: AsyncRead + Unpin>(entry: &mut tokio_tar::Entry<R>) ->
 /// number, GNU tar's before 1970, reads as its two's complement).
 fn entry_mtime(header: &tokio_tar::Header, records: &Records) -> Result<i64, &'static str> {
     match records.iter().rev().find(|(key, _)| key == b"mtime") {
-        Some((_, value)) => rkt_store::aci::pax_time(value).ok_or("its PAX mtime is not a time"),
+        Some((_, value)) => rkt_store::go_tar::pax_time(value).ok_or("its PAX mtime is not a time"),
         None => header.mtime().map(|t| t as i64).map_err(|_| "its mtime is not a number"),
     }
 }
@@ -254,7 +254,7 @@ async fn convert_layer(
             }
             let (records, xattrs) = entry_records(&mut entry).await.map_err(io)?;
             let raw_path = entry.path_bytes().map_err(io)?.into_owned();
-            let legacy_directory = rkt_store::aci::go_reads_alike(&header, &raw_path, entry.effective_size())
+            let legacy_directory = rkt_store::go_tar::go_reads_alike(&header, &raw_path, entry.effective_size())
                 .map_err(|why| refused_entry(&raw_path, &why))?;
             let sparse = sparse_records(&records).map_err(|why| refused_entry(&raw_path, &why))?;
             let mtime = entry_mtime(&header, &records).map_err(|why| refused_entry(&raw_path, why))?;
