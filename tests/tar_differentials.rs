@@ -469,6 +469,11 @@ fn ends_legacy_directories_and_prefixes_read_as_go_reads_them() {
     let mut bad_number = bad_number.unterminated();
     patch(&mut bad_number, 337, b"00000009");
     let bad_number = [bad_number, vec![0; 1024]].concat();
+    // An empty GNU long name before a file: Go names the file by its header.
+    let mut empty_long = Tar::new();
+    empty_long.raw(Header { name: b"././@LongLink", kind: b'L', ..Default::default() }).file("named", b"named");
+    let mut empty_long = empty_long.finish();
+    patch(&mut empty_long[..512], 257, b"ustar  \0");
     let star_name = format!("a header whose name Go reads as \"{}/name\"", "p".repeat(131));
     // (what, layer, rkt's error and whether umoci refuses the layer too; no error where rkt
     // reads the layer as umoci does).
@@ -490,6 +495,11 @@ fn ends_legacy_directories_and_prefixes_read_as_go_reads_them() {
         ("GNU time fields of numbers", gnu_times, None),
         ("a star prefix of 131 bytes", star, Some((&star_name, false))),
         ("ustar of another version", other_version, Some(("a header whose name Go reads as \"pre/name\"", false))),
+        (
+            "an empty GNU long name",
+            empty_long,
+            Some(("an entry whose long name is empty, which Go names \"named\"", false)),
+        ),
         ("a device number that is not one", bad_number, Some(("device minor field Go cannot read", true))),
     ];
     for (what, layer, refused) in cases {

@@ -13,6 +13,7 @@
 ///   then takes them for a ustar path prefix, for archives of Go before 1.8), a star header
 ///   whose 131-byte prefix has no NUL (the reader here runs on into the times after it), a
 ///   ustar magic of another version (Go reads its prefix, the reader here not);
+/// - an empty GNU long name, which Go passes over for the header's own name;
 /// - a numeric field Go cannot read: Go refuses the archive.
 pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Result<bool, String> {
     let kind = header.entry_type();
@@ -37,6 +38,13 @@ pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Res
     }
     if let Some((_, what)) = fields.into_iter().find(|(range, _)| go_numeric(&block[range.clone()]).is_none()) {
         return Err(format!("a header whose {what} field Go cannot read"));
+    }
+    // An empty GNU long name Go passes over for the header's name, the reader here not.
+    if name.is_empty() && !header.path_bytes().is_empty() {
+        return Err(format!(
+            "an entry whose long name is empty, which Go names {:?}",
+            String::from_utf8_lossy(&header.path_bytes())
+        ));
     }
     // Where a GNU long name or a PAX path names the entry, both readers take it.
     let overridden = *header.path_bytes() != *name;
