@@ -577,7 +577,8 @@ fn acis_end_and_name_entries_as_go_reads_them() {
 
 /// One entry that Go's reader and a plainer one may read apart: a header-only entry that
 /// claims the blocks of a hidden entry as its data, a name split across a prefix in each of
-/// the header formats, an old tar's directory, a zero block amid the entries.
+/// the header formats, an old tar's directory, a zero block amid the entries, a GNU long name
+/// that is empty (or another entry's blocks).
 fn tricky_entry(rng: &mut Rng, n: usize) -> Vec<u8> {
     let name = format!("e{n}");
     let mut hidden = Tar::new();
@@ -585,7 +586,7 @@ fn tricky_entry(rng: &mut Rng, n: usize) -> Vec<u8> {
     let hidden = hidden.unterminated();
     let claimed: &[u8] = if rng.below(2) == 0 { &hidden } else { b"" };
     let mut t = Tar::new();
-    match rng.below(5) {
+    match rng.below(6) {
         0 => {
             let kind = rng.pick(&[DIR, SYMLINK, FIFO, 0]);
             let name = if kind == 0 { format!("{name}/") } else { name };
@@ -611,6 +612,12 @@ fn tricky_entry(rng: &mut Rng, n: usize) -> Vec<u8> {
         3 => {
             t.file(&name, b"content");
             return [t.unterminated(), vec![0; 512]].concat();
+        }
+        4 => {
+            t.raw(Header { name: b"././@LongLink", kind: b'L', data: claimed, ..Default::default() }).file(&name, b"x");
+            let mut bytes = t.unterminated();
+            patch(&mut bytes[..512], 257, b"ustar  \0");
+            return bytes;
         }
         _ => {
             t.file(&name, b"plain");
