@@ -6,6 +6,7 @@
 mod choose;
 mod container;
 mod convert;
+mod json_keys;
 pub mod naming;
 mod progressive;
 mod sparse;
@@ -25,6 +26,7 @@ use container::Container;
 pub use container::{LayerBlob, Reader, Reopen};
 pub use convert::DamagedImage;
 pub(crate) use convert::{import_layer, sha256_hex, LayerSource};
+pub(crate) use json_keys::Shape;
 pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 
 /// Manifests, indexes and configs larger than this are refused unread.
@@ -82,8 +84,16 @@ pub(crate) struct Plan {
     pub original: String,
 }
 
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, OciError> {
-    serde_json::from_slice(bytes).map_err(|e| OciError::Invalid(format!("{what} is not valid: {e}")))
+/// Reads an image document of `shape`, refusing one Go's JSON reader would read otherwise.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    shape: Shape,
+) -> Result<T, OciError> {
+    let invalid = |e: &dyn std::fmt::Display| OciError::Invalid(format!("{what} is not valid: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
+    json_keys::check(&value, shape).map_err(|e| invalid(&e))?;
+    serde_json::from_slice(bytes).map_err(|e| invalid(&e))
 }
 
 fn blob_path(digest: &str) -> Result<String, OciError> {
@@ -152,11 +162,13 @@ pub(crate) fn check_document(doc: &Document, what: &str) -> Result<(), OciError>
 }
 
 async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &str) -> Result<Plan, OciError> {
-    let layout: serde_json::Value = parse_json(&container.read_small("oci-layout", 4096).await?, "oci-layout")?;
+    let layout: serde_json::Value =
+        parse_json(&container.read_small("oci-layout", 4096).await?, "oci-layout", Shape::Layout)?;
     if layout["imageLayoutVersion"].as_str().is_none() {
         return Err(OciError::Invalid("oci-layout has no imageLayoutVersion".into()));
     }
-    let index: Document = parse_json(&container.read_small("index.json", MAX_DOCUMENT).await?, "index.json")?;
+    let index: Document =
+        parse_json(&container.read_small("index.json", MAX_DOCUMENT).await?, "index.json", Shape::Document)?;
     check_document(&index, "index.json")?;
     let manifests = index.manifests.unwrap_or_default();
     fn ref_name_of(m: &Descriptor) -> Option<&str> {
@@ -171,17 +183,25 @@ async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &
     )?;
     let mut desc = chosen.item.clone();
     let ref_name = chosen.named.map(str::to_string).or_else(|| ref_name_of(&desc).map(str::to_string));
-    let mut doc: Document = parse_json(&read_blob(container, &desc, "the manifest").await?, "the manifest")?;
+    let mut doc: Document =
+        parse_json(&read_blob(container, &desc, "the manifest").await?, "the manifest", Shape::Document)?;
     check_document(&doc, "the manifest")?;
     if let Some(list) = &doc.manifests {
         desc = pick_platform(list)?.clone();
-        doc = parse_json(&read_blob(container, &desc, "the platform manifest").await?, "the platform manifest")?;
+        doc = parse_json(
+            &read_blob(container, &desc, "the platform manifest").await?,
+            "the platform manifest",
+            Shape::Document,
+        )?;
         check_document(&doc, "the platform manifest")?;
     }
     let config_desc = doc.config.ok_or_else(|| OciError::Invalid("the manifest has no config".into()))?;
     config_desc.check_config().map_err(OciError::Invalid)?;
-    let config: ImageConfigFile =
-        parse_json(&read_blob(container, &config_desc, "the image config").await?, "the image config")?;
+    let config: ImageConfigFile = parse_json(
+        &read_blob(container, &config_desc, "the image config").await?,
+        "the image config",
+        Shape::ImageConfig,
+    )?;
     let mut layers = Vec::new();
     for layer in doc.layers.unwrap_or_default() {
         layer.check_layer().map_err(OciError::Invalid)?;
@@ -204,8 +224,11 @@ async fn plan_docker_archive(
     reference: Option<&str>,
     file_name: &str,
 ) -> Result<Plan, OciError> {
-    let entries: Vec<DockerSaveEntry> =
-        parse_json(&container.read_small("manifest.json", MAX_DOCUMENT).await?, "manifest.json")?;
+    let entries: Vec<DockerSaveEntry> = parse_json(
+        &container.read_small("manifest.json", MAX_DOCUMENT).await?,
+        "manifest.json",
+        Shape::DockerSaveEntry,
+    )?;
     let chosen = choose(
         &entries,
         reference,
@@ -225,7 +248,7 @@ async fn plan_docker_archive(
             actual: format!("sha256:{config_hex}"),
         });
     }
-    let config: ImageConfigFile = parse_json(&config_bytes, "the image config")?;
+    let config: ImageConfigFile = parse_json(&config_bytes, "the image config", Shape::ImageConfig)?;
     let tag = chosen.named.map(str::to_string).or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first().cloned()));
     let (name, version) = naming::name_for(tag.as_deref(), file_name);
     let layers = entry

@@ -14,7 +14,7 @@ pub use credentials::stored_credentials;
 use crate::oci::naming::parse_docker_ref;
 use crate::oci::{
     check_document, parse_json, pick_platform, sha256_hex, store_image, Converted, Document, ImageConfigFile, OciError,
-    Plan, MAX_DOCUMENT,
+    Plan, Shape, MAX_DOCUMENT,
 };
 
 const ACCEPT: &[&str] = &[
@@ -122,7 +122,7 @@ pub async fn import(
     if let Some(id) = unchanged(&top_digest)? {
         return Ok(Converted::found(id));
     }
-    let mut doc: Document = parse_json(&bytes, "the manifest")?;
+    let mut doc: Document = parse_json(&bytes, "the manifest", Shape::Document)?;
     check_media_type(&doc, &content_type)?;
     check_document(&doc, "the manifest")?;
     let mut manifest_digest = top_digest.clone();
@@ -133,7 +133,7 @@ pub async fn import(
         if actual != desc.digest {
             return Err(OciError::Digest { what: "the platform manifest".into(), expected: desc.digest, actual });
         }
-        doc = parse_json(&bytes, "the platform manifest")?;
+        doc = parse_json(&bytes, "the platform manifest", Shape::Document)?;
         check_media_type(&doc, &content_type)?;
         check_document(&doc, "the platform manifest")?;
         manifest_digest = actual;
@@ -145,7 +145,7 @@ pub async fn import(
     if actual != config_desc.digest {
         return Err(OciError::Digest { what: "the image config".into(), expected: config_desc.digest, actual });
     }
-    let config: ImageConfigFile = parse_json(&config_bytes, "the image config")?;
+    let config: ImageConfigFile = parse_json(&config_bytes, "the image config", Shape::ImageConfig)?;
     let layer_descs = doc.layers.unwrap_or_default();
     if config.rootfs.diff_ids.len() != layer_descs.len() {
         return Err(OciError::Invalid("the config and the manifest list different numbers of layers".into()));

@@ -1,0 +1,139 @@
+//! Go's encoding/json, which Docker, containerd, podman, skopeo and umoci read image documents
+//! with, matches an object's keys to a struct's fields without regard to case (`Layers`,
+//! `LAYERS`, even `ſize` with a long s for `size`), the later of two such keys winning; serde
+//! matches them exactly. A manifest with both `layers` and `Layers` is then one image for them
+//! and another for rkt, under one digest. Every object rkt reads into a struct is checked for a
+//! key Go would take for one of its fields but serde would not.
+
+use serde_json::Value;
+
+/// What an object in an image document is, as far as rkt reads it.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// An image manifest or index.
+    Document,
+    Descriptor,
+    Platform,
+    ImageConfig,
+    ContainerConfig,
+    RootFs,
+    /// `docker save`'s `manifest.json`: a list of these.
+    DockerSaveEntry,
+    /// The `oci-layout` file.
+    Layout,
+    /// A map (annotations, labels, ports, volumes): its keys are data, kept as written by both.
+    Map,
+    /// What rkt does not read into a struct.
+    Other,
+}
+
+impl Shape {
+    /// The keys serde reads, each with the shape of its value (of each element of an array).
+    fn fields(self) -> &'static [(&'static str, Shape)] {
+        use Shape::*;
+        match self {
+            Document => &[
+                ("schemaVersion", Other),
+                ("mediaType", Other),
+                ("manifests", Descriptor),
+                ("config", Descriptor),
+                ("layers", Descriptor),
+            ],
+            Descriptor => &[
+                ("mediaType", Other),
+                ("digest", Other),
+                ("size", Other),
+                ("platform", Platform),
+                ("annotations", Map),
+            ],
+            Platform => &[("architecture", Other), ("os", Other)],
+            ImageConfig => &[
+                ("architecture", Other),
+                ("os", Other),
+                ("variant", Other),
+                ("config", ContainerConfig),
+                ("rootfs", RootFs),
+                ("created", Other),
+                ("author", Other),
+            ],
+            ContainerConfig => &[
+                ("User", Other),
+                ("Env", Other),
+                ("Entrypoint", Other),
+                ("Cmd", Other),
+                ("WorkingDir", Other),
+                ("ExposedPorts", Map),
+                ("Volumes", Map),
+                ("Labels", Map),
+            ],
+            RootFs => &[("type", Other), ("diff_ids", Other)],
+            DockerSaveEntry => &[("Config", Other), ("RepoTags", Other), ("Layers", Other)],
+            Layout => &[("imageLayoutVersion", Other)],
+            Map | Other => &[],
+        }
+    }
+}
+
+/// A key as Go compares it: ASCII case folded, and the two non-ASCII letters that fold to
+/// ASCII ones (K, the Kelvin sign, and ſ, the long s).
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{212A}' => 'k',
+            '\u{017F}' => 's',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Refuses a document in which Go would read a field serde does not, or another value for it.
+pub fn check(value: &Value, shape: Shape) -> Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|item| check(item, shape)),
+        Value::Object(object) if !matches!(shape, Shape::Map | Shape::Other) => {
+            let mut seen: Vec<(String, &str)> = Vec::new();
+            for (key, inner) in object {
+                let folded = fold(key);
+                if let Some((_, other)) = seen.iter().find(|(f, _)| *f == folded) {
+                    return Err(format!("it has both {other:?} and {key:?}, which Go's JSON reader takes for one key"));
+                }
+                seen.push((folded.clone(), key));
+                match shape.fields().iter().find(|(field, _)| fold(field) == folded) {
+                    Some((field, inner_shape)) if field == key => check(inner, *inner_shape)?,
+                    Some((field, _)) => {
+                        return Err(format!("it has a key {key:?}, which Go's JSON reader takes for {field:?}"));
+                    }
+                    None => {}
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(text: &str, shape: Shape) -> Result<(), String> {
+        check(&serde_json::from_str(text).unwrap(), shape)
+    }
+
+    #[test]
+    fn keys_go_folds_onto_a_field_are_refused() {
+        assert!(checked(r#"{"layers":[],"config":{"digest":"x"}}"#, Shape::Document).is_ok());
+        assert!(checked(r#"{"layers":[],"Layers":[]}"#, Shape::Document).is_err());
+        assert!(checked(r#"{"LAYERS":[]}"#, Shape::Document).is_err());
+        assert!(checked(r#"{"layers":[{"digest":"a","ſize":3}]}"#, Shape::Document).is_err());
+        assert!(checked(r#"{"config":{"Cmd":["a"],"cmd":["b"]}}"#, Shape::ImageConfig).is_err());
+        assert!(checked(r#"{"config":{"\u212Aey":1}}"#, Shape::ImageConfig).is_ok(), "no field of that name");
+        assert!(checked(r#"[{"Config":"c","layers":[]}]"#, Shape::DockerSaveEntry).is_err());
+        // Map keys are data: both readers keep them as written.
+        assert!(checked(r#"{"config":{"Labels":{"a":"1","A":"2"}}}"#, Shape::ImageConfig).is_ok());
+        assert!(checked(r#"{"annotations":{"X":"1","x":"2"},"digest":"d"}"#, Shape::Descriptor).is_ok());
+        // Keys rkt does not read may come in any case.
+        assert!(checked(r#"{"history":[],"History":[]}"#, Shape::ImageConfig).is_err());
+        assert!(checked(r#"{"Subject":{}}"#, Shape::Document).is_ok());
+    }
+}
