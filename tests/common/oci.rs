@@ -211,3 +211,13 @@ fn user_xattrs(path: &Path) -> String {
     out.sort();
     out.concat()
 }
+
+/// Whether `umoci unpack` refuses the image `v1` of `layout`.
+pub fn umoci_refuses(env: &super::Env, layout: &Path) -> bool {
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:v1", layout.display())])
+        .arg(env.path("umoci-bundle"))
+        .output()
+        .unwrap();
+    !out.status.success()
+}

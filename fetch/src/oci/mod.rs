@@ -6,7 +6,7 @@
 mod choose;
 mod container;
 mod convert;
-mod json_keys;
+mod document;
 pub mod naming;
 mod progressive;
 mod sparse;
@@ -26,8 +26,8 @@ use container::Container;
 pub use container::{LayerBlob, Reader, Reopen};
 pub use convert::DamagedImage;
 pub(crate) use convert::{import_layer, sha256_hex, LayerSource};
-pub(crate) use json_keys::Shape;
-pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
+pub(crate) use document::{check_document, parse_json, Shape};
+pub(crate) use types::{Descriptor, DockerSaveEntry, Document, ImageConfigFile};
 
 /// Manifests, indexes and configs larger than this are refused unread.
 pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
@@ -84,18 +84,6 @@ pub(crate) struct Plan {
     pub original: String,
 }
 
-/// Reads an image document of `shape`, refusing one Go's JSON reader would read otherwise.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: &str,
-    shape: Shape,
-) -> Result<T, OciError> {
-    let invalid = |e: &dyn std::fmt::Display| OciError::Invalid(format!("{what} is not valid: {e}"));
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
-    json_keys::check(&value, shape).map_err(|e| invalid(&e))?;
-    serde_json::from_slice(bytes).map_err(|e| invalid(&e))
-}
-
 fn blob_path(digest: &str) -> Result<String, OciError> {
     let hex = digest
         .strip_prefix("sha256:")
@@ -135,30 +123,6 @@ pub(crate) fn pick_platform(manifests: &[Descriptor]) -> Result<&Descriptor, Oci
             let has = if has.is_empty() { "no platforms named".to_string() } else { has.join(", ") };
             OciError::Invalid(format!("the image has no manifest for linux/{arch} (it has: {has})"))
         })
-}
-
-/// Refuses documents that are both an index and a manifest (CVE-2021-41190) or whose
-/// declared media type contradicts what they hold.
-pub(crate) fn check_document(doc: &Document, what: &str) -> Result<(), OciError> {
-    // Registries that kept old pushes still serve them; Docker 28 no longer pulls them either.
-    if doc.schema_version == Some(serde_json::Value::from(1)) {
-        return Err(OciError::Invalid(format!(
-            "{what} is Docker schema 1, which rkt does not read: \
-             copy the image again as schema 2 (skopeo copy --format v2s2)"
-        )));
-    }
-    let is_index = doc.manifests.is_some();
-    let is_manifest = doc.layers.is_some() || doc.config.is_some();
-    if is_index && is_manifest {
-        return Err(OciError::Invalid(format!("{what} is ambiguous: it has both manifests and layers")));
-    }
-    if let Some(media) = &doc.media_type {
-        let says_index = media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST;
-        if says_index != is_index {
-            return Err(OciError::Invalid(format!("{what} says it is {media} but holds the other kind")));
-        }
-    }
-    Ok(())
 }
 
 async fn plan_layout(container: &Container, reference: Option<&str>, dir_name: &str) -> Result<Plan, OciError> {

@@ -1,3 +1,6 @@
+//! Reading an image document (manifest, index, config, `docker save`'s `manifest.json`) as
+//! Go's readers read it, or refusing it.
+//!
 //! Go's encoding/json, which Docker, containerd, podman, skopeo and umoci read image documents
 //! with, matches an object's keys to a struct's fields without regard to case (`Layers`,
 //! `LAYERS`, even `ſize` with a long s for `size`), the later of two such keys winning; serde
@@ -6,6 +9,45 @@
 //! key Go would take for one of its fields but serde would not.
 
 use serde_json::Value;
+
+use super::types::{Document, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
+use super::OciError;
+
+/// Reads an image document of `shape`, refusing one Go's JSON reader would read otherwise.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    shape: Shape,
+) -> Result<T, OciError> {
+    let invalid = |e: &dyn std::fmt::Display| OciError::Invalid(format!("{what} is not valid: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
+    check(&value, shape).map_err(|e| invalid(&e))?;
+    serde_json::from_slice(bytes).map_err(|e| invalid(&e))
+}
+
+/// Refuses documents that are both an index and a manifest (CVE-2021-41190) or whose
+/// declared media type contradicts what they hold.
+pub(crate) fn check_document(doc: &Document, what: &str) -> Result<(), OciError> {
+    // Registries that kept old pushes still serve them; Docker 28 no longer pulls them either.
+    if doc.schema_version == Some(serde_json::Value::from(1)) {
+        return Err(OciError::Invalid(format!(
+            "{what} is Docker schema 1, which rkt does not read: \
+             copy the image again as schema 2 (skopeo copy --format v2s2)"
+        )));
+    }
+    let is_index = doc.manifests.is_some();
+    let is_manifest = doc.layers.is_some() || doc.config.is_some();
+    if is_index && is_manifest {
+        return Err(OciError::Invalid(format!("{what} is ambiguous: it has both manifests and layers")));
+    }
+    if let Some(media) = &doc.media_type {
+        let says_index = media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST;
+        if says_index != is_index {
+            return Err(OciError::Invalid(format!("{what} says it is {media} but holds the other kind")));
+        }
+    }
+    Ok(())
+}
 
 /// What an object in an image document is, as far as rkt reads it.
 #[derive(Clone, Copy)]
