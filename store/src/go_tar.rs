@@ -39,17 +39,25 @@ pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Res
     if let Some((_, what)) = fields.into_iter().find(|(range, _)| go_numeric(&block[range.clone()]).is_none()) {
         return Err(format!("a header whose {what} field Go cannot read"));
     }
+    let own_name = header.path_bytes();
     // An empty GNU long name Go passes over for the header's name, the reader here not.
-    if name.is_empty() && !header.path_bytes().is_empty() {
-        return Err(format!(
-            "an entry whose long name is empty, which Go names {:?}",
-            String::from_utf8_lossy(&header.path_bytes())
-        ));
+    if name.is_empty() && !own_name.is_empty() {
+        let own_name = String::from_utf8_lossy(&own_name);
+        return Err(format!("an entry whose long name is empty, which Go names {own_name:?}"));
     }
     // Where a GNU long name or a PAX path names the entry, both readers take it.
-    let overridden = *header.path_bytes() != *name;
-    let go_name = go_header_name(block, format);
-    if !overridden && go_name != name {
+    let (prefix, base) = go_header_name(block, format);
+    let go_names_it = match prefix.is_empty() {
+        true => name == base,
+        false => {
+            name.len() == prefix.len() + 1 + base.len()
+                && name.starts_with(prefix)
+                && name[prefix.len()] == b'/'
+                && name.ends_with(base)
+        }
+    };
+    if *own_name == *name && !go_names_it {
+        let go_name = [prefix, b"/", base].concat();
         return Err(format!("a header whose name Go reads as {:?}", String::from_utf8_lossy(&go_name)));
     }
     Ok(legacy_directory)
@@ -80,8 +88,9 @@ fn c_string(field: &[u8]) -> &[u8] {
     &field[..field.iter().position(|b| *b == 0).unwrap_or(field.len())]
 }
 
-/// The name Go's archive/tar gives a header block of its own (no long name or PAX path).
-fn go_header_name(block: &[u8; 512], format: Format) -> Vec<u8> {
+/// The name Go's archive/tar gives a header block of its own (no long name or PAX path): a
+/// path prefix, empty or joined with a slash, and the name field.
+fn go_header_name(block: &[u8; 512], format: Format) -> (&[u8], &[u8]) {
     let name = c_string(&block[..100]);
     let prefix = match format {
         Format::Ustar => c_string(&block[345..500]),
@@ -96,10 +105,7 @@ fn go_header_name(block: &[u8; 512], format: Format) -> Vec<u8> {
         }
         Format::V7 => b"",
     };
-    match prefix.is_empty() {
-        true => name.to_vec(),
-        false => [prefix, b"/", name].concat(),
-    }
+    (prefix, name)
 }
 
 fn kind_name(kind: tokio_tar::EntryType, legacy_directory: bool) -> &'static str {
