@@ -145,6 +145,15 @@ fn go_numeric(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok()
 }
 
+/// An entry's time as Go reads it: its PAX `mtime` record when it has one, else its header's
+/// (a negative base-256 number, GNU tar's for a time before 1970, reads as two's complement).
+pub fn entry_mtime(header: &tokio_tar::Header, pax_mtime: Option<&[u8]>) -> Result<i64, &'static str> {
+    match pax_mtime {
+        Some(value) => pax_time(value).ok_or("its PAX mtime is not a time"),
+        None => header.mtime().map(|t| t as i64).map_err(|_| "its mtime is not a number"),
+    }
+}
+
 /// The whole seconds of a PAX `mtime` record (`-315619200`, `1700000000.25`), rounded down as
 /// Go's archive/tar gives them; `None` for a value it refuses.
 pub fn pax_time(value: &[u8]) -> Option<i64> {

@@ -72,8 +72,7 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
     let mode = field(header.mode(), &path, "mode")?;
     let uid = field(header.uid(), &path, "uid")?;
     let gid = field(header.gid(), &path, "gid")?;
-    // A negative time in base-256 (GNU tar's, before 1970) reads as its two's complement.
-    let mut mtime = field(header.mtime(), &path, "mtime")? as i64;
+    let mut pax_mtime = None;
     let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
         return Err(archive(format!("entry {:?} has an owner beyond 32 bits", String::from_utf8_lossy(&path))));
     };
@@ -125,9 +124,7 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             // Go's archive/tar (appc's tools, rkt) reads such an entry as another file, at the
             // path its records give; read as it stands, it would be something else.
             if ext.key_bytes() == b"mtime" {
-                mtime = crate::go_tar::pax_time(ext.value_bytes()).ok_or_else(|| {
-                    archive(format!("entry {:?} has a bad PAX mtime", String::from_utf8_lossy(&path)))
-                })?;
+                pax_mtime = Some(ext.value_bytes().to_vec());
             }
             if ext.key_bytes().starts_with(b"GNU.sparse.") {
                 return Err(archive(format!(
@@ -137,6 +134,8 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             }
         }
     }
+    let mtime = crate::go_tar::entry_mtime(entry.header(), pax_mtime.as_deref())
+        .map_err(|why| archive(format!("entry {:?}: {why}", String::from_utf8_lossy(&path))))?;
     Ok(Some(EntryInfo { path, kind, meta: Meta { mode, uid, gid, mtime, xattrs }, end }))
 }
 

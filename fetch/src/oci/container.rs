@@ -104,17 +104,16 @@ impl Container {
         while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
             let entry = entry.map_err(|e| OciError::Invalid(format!("{}: unreadable tar: {e}", path.display())))?;
             let kind = entry.header().entry_type();
-            let name = entry.path_bytes().unwrap_or_default().into_owned();
-            match rkt_store::go_tar::go_reads_alike(entry.header(), &name, entry.effective_size()) {
+            let Ok(raw) = entry.path_bytes() else { continue };
+            match rkt_store::go_tar::go_reads_alike(entry.header(), &raw, entry.effective_size()) {
                 Err(why) => {
-                    let name = String::from_utf8_lossy(&name);
+                    let name = String::from_utf8_lossy(&raw);
                     return Err(OciError::Invalid(format!("{}: entry {name:?} is {why}", path.display())));
                 }
                 // A directory, as Go reads it: no file of the archive.
                 Ok(true) => continue,
                 Ok(false) => {}
             }
-            let Ok(raw) = entry.path_bytes() else { continue };
             let Some(name) = clean(&raw) else { continue };
             if kind.is_file() {
                 index.insert(name, (entry.raw_file_position(), entry.effective_size()));

@@ -208,15 +208,6 @@ async fn entry_records<R: AsyncRead + Unpin>(entry: &mut tokio_tar::Entry<R>) ->
     Ok((all, xattrs))
 }
 
-/// An entry's time as Go reads it: its PAX record, else its header's (a negative base-256
-/// number, GNU tar's before 1970, reads as its two's complement).
-fn entry_mtime(header: &tokio_tar::Header, records: &Records) -> Result<i64, &'static str> {
-    match records.iter().rev().find(|(key, _)| key == b"mtime") {
-        Some((_, value)) => rkt_store::go_tar::pax_time(value).ok_or("its PAX mtime is not a time"),
-        None => header.mtime().map(|t| t as i64).map_err(|_| "its mtime is not a number"),
-    }
-}
-
 fn refused_entry(path: &[u8], why: &str) -> OciError {
     OciError::Invalid(format!("layer entry {:?}: {why}", String::from_utf8_lossy(path)))
 }
@@ -257,7 +248,9 @@ async fn convert_layer(
             let legacy_directory = rkt_store::go_tar::go_reads_alike(&header, &raw_path, entry.effective_size())
                 .map_err(|why| refused_entry(&raw_path, &why))?;
             let sparse = sparse_records(&records).map_err(|why| refused_entry(&raw_path, &why))?;
-            let mtime = entry_mtime(&header, &records).map_err(|why| refused_entry(&raw_path, why))?;
+            let pax_mtime = records.iter().rev().find(|(key, _)| key == b"mtime").map(|(_, value)| value.as_slice());
+            let mtime =
+                rkt_store::go_tar::entry_mtime(&header, pax_mtime).map_err(|why| refused_entry(&raw_path, why))?;
             // A sparse file's records name it; its header, a place of GNU tar's making.
             let raw_path = match sparse.as_ref().and_then(|s| s.name.clone()) {
                 Some(name) => name,

@@ -174,7 +174,7 @@ mod tests {
         // Map keys are data: both readers keep them as written.
         assert!(checked(r#"{"config":{"Labels":{"a":"1","A":"2"}}}"#, Shape::ImageConfig).is_ok());
         assert!(checked(r#"{"annotations":{"X":"1","x":"2"},"digest":"d"}"#, Shape::Descriptor).is_ok());
-        // Keys rkt does not read may come in any case.
+        // Keys rkt does not read may come in any case, but not twice.
         assert!(checked(r#"{"history":[],"History":[]}"#, Shape::ImageConfig).is_err());
         assert!(checked(r#"{"Subject":{}}"#, Shape::Document).is_ok());
     }
