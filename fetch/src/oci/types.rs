@@ -1,4 +1,6 @@
 //! The parts of the OCI image spec and of `docker save`'s `manifest.json` that an import reads.
+//! document.rs lists the same fields (`Shape::fields`), to refuse keys Go's JSON reader would
+//! take for them: a field read here must be named there too.
 
 use std::collections::BTreeMap;
 
