@@ -157,6 +157,60 @@ pub fn check(value: &Value, shape: Shape) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::types::{ContainerConfig, Descriptor, DockerSaveEntry, ImageConfigFile, Platform, RootFs};
+
+    /// The field names serde's derived code reads for `T`, as it hands them to a deserializer.
+    fn serde_fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+        struct Capture;
+        #[derive(Debug)]
+        struct Fields(Vec<&'static str>);
+        impl std::fmt::Display for Fields {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl std::error::Error for Fields {}
+        impl serde::de::Error for Fields {
+            fn custom<M: std::fmt::Display>(_: M) -> Self {
+                Fields(Vec::new())
+            }
+        }
+        impl<'de> serde::Deserializer<'de> for Capture {
+            type Error = Fields;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+                Err(Fields(Vec::new()))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Fields> {
+                Err(Fields(fields.to_vec()))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        match T::deserialize(Capture) {
+            Err(Fields(fields)) => fields,
+            Ok(_) => unreachable!("nothing deserializes from Capture"),
+        }
+    }
+
+    #[test]
+    fn the_shapes_name_the_fields_serde_reads() {
+        let names = |shape: Shape| -> Vec<&str> { shape.fields().iter().map(|(name, _)| *name).collect() };
+        assert_eq!(names(Shape::Document), serde_fields::<Document>());
+        assert_eq!(names(Shape::Descriptor), serde_fields::<Descriptor>());
+        assert_eq!(names(Shape::Platform), serde_fields::<Platform>());
+        assert_eq!(names(Shape::ImageConfig), serde_fields::<ImageConfigFile>());
+        assert_eq!(names(Shape::ContainerConfig), serde_fields::<ContainerConfig>());
+        assert_eq!(names(Shape::RootFs), serde_fields::<RootFs>());
+        assert_eq!(names(Shape::DockerSaveEntry), serde_fields::<DockerSaveEntry>());
+    }
 
     fn checked(text: &str, shape: Shape) -> Result<(), String> {
         check(&serde_json::from_str(text).unwrap(), shape)

@@ -1,6 +1,6 @@
 //! The parts of the OCI image spec and of `docker save`'s `manifest.json` that an import reads.
 //! document.rs lists the same fields (`Shape::fields`), to refuse keys Go's JSON reader would
-//! take for them: a field read here must be named there too.
+//! take for them; a test there fails when the two part.
 
 use std::collections::BTreeMap;
 
