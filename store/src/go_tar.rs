@@ -31,12 +31,9 @@ pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Res
         return Err(format!("a {} that claims {size} bytes of data", kind_name(kind, legacy_directory)));
     }
     let format = Format::of(block);
-    let mut fields =
-        vec![(100..108, "mode"), (108..116, "uid"), (116..124, "gid"), (124..136, "size"), (136..148, "mtime")];
-    if format != Format::V7 {
-        fields.extend([(329..337, "device major"), (337..345, "device minor")]);
-    }
-    if let Some((_, what)) = fields.into_iter().find(|(range, _)| go_numeric(&block[range.clone()]).is_none()) {
+    // v7 headers have no device numbers.
+    let fields = &NUMERIC_FIELDS[..if format == Format::V7 { 5 } else { 7 }];
+    if let Some((_, _, what)) = fields.iter().find(|(start, end, _)| go_numeric(&block[*start..*end]).is_none()) {
         return Err(format!("a header whose {what} field Go cannot read"));
     }
     let own_name = header.path_bytes();
@@ -62,6 +59,17 @@ pub fn go_reads_alike(header: &tokio_tar::Header, name: &[u8], size: u64) -> Res
     }
     Ok(legacy_directory)
 }
+
+/// The numeric fields of a header Go reads (start, end, name), the device numbers last.
+const NUMERIC_FIELDS: [(usize, usize, &str); 7] = [
+    (100, 108, "mode"),
+    (108, 116, "uid"),
+    (116, 124, "gid"),
+    (124, 136, "size"),
+    (136, 148, "mtime"),
+    (329, 337, "device major"),
+    (337, 345, "device minor"),
+];
 
 /// The header formats Go tells apart, by magic, version and star's trailer.
 #[derive(Clone, Copy, PartialEq)]
@@ -143,6 +151,17 @@ fn go_numeric(field: &[u8]) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok()
+}
+
+/// Checks what follows the first zero block of a tar (a whole block, part of one, or
+/// nothing): Go's archive/tar reads the next block, which the tar reader here does not, and
+/// takes the archive as ended only if it is zeros or absent; a broken block or more entries
+/// make the archive broken for Go.
+pub fn after_first_zero_block(next: &[u8]) -> Result<(), &'static str> {
+    match next.is_empty() || (next.len() == 512 && next.iter().all(|b| *b == 0)) {
+        true => Ok(()),
+        false => Err("the tar goes on after a zero block that is not a whole end-of-archive marker"),
+    }
 }
 
 /// An entry's time as Go reads it: its PAX `mtime` record when it has one, else its header's

@@ -396,23 +396,12 @@ pub(crate) struct Scan {
 /// so that its buffer is passed by.
 const DATA_READ: usize = 256 * 1024;
 
-/// Go's archive/tar (appc's tools, rkt's) reads the block after the first zero block of the
-/// end-of-archive marker, which the tar reader here stops at: another zero block or nothing is
-/// the end; a broken block or more entries make the archive broken for Go.
+/// What follows the first zero block of the archive, as Go's archive/tar would take it.
 fn check_end_marker(file: &std::fs::File, end: u64, size: u64) -> std::io::Result<Result<()>> {
-    let second = end + 512;
-    let after = size.saturating_sub(second);
-    if after == 0 {
-        return Ok(Ok(()));
-    }
-    let mut block = [0u8; 512];
-    if after >= 512 {
-        std::os::unix::fs::FileExt::read_exact_at(file, &mut block, second)?;
-    }
-    if after < 512 || block.iter().any(|b| *b != 0) {
-        return Ok(Err(archive("the tar goes on after a zero block that is not a whole end-of-archive marker".into())));
-    }
-    Ok(Ok(()))
+    let next = end + 512;
+    let mut block = vec![0u8; size.saturating_sub(next).min(512) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut block, next)?;
+    Ok(crate::go_tar::after_first_zero_block(&block).map_err(|why| archive(why.into())))
 }
 
 /// Reads a whole ACI tar, checking its layout and reading its manifest.

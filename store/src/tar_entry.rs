@@ -121,11 +121,11 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                 xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
             }
-            // Go's archive/tar (appc's tools, rkt) reads such an entry as another file, at the
-            // path its records give; read as it stands, it would be something else.
             if ext.key_bytes() == b"mtime" {
                 pax_mtime = Some(ext.value_bytes().to_vec());
             }
+            // Go's archive/tar (appc's tools, rkt) reads such an entry as another file, at the
+            // path its records give; read as it stands, it would be something else.
             if ext.key_bytes().starts_with(b"GNU.sparse.") {
                 return Err(archive(format!(
                     "entry {:?} is a GNU tar sparse file, which an ACI may not hold",

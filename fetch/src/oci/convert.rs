@@ -340,22 +340,18 @@ async fn convert_layer(
     // The layer's own end-of-archive marker leaves the compressed stream unread: read it all,
     // or the digests would cover only part of it.
     let mut plain = archive.into_inner().map_err(|_| OciError::Io("layer reader still in use".into()))?;
-    // The tar reader stops at the first zero block; Go reads the next one, and a layer whose
-    // next block is not zeros is broken for it (what follows would be entries only rkt skips).
-    let mut second = [0u8; 512];
+    // The tar reader stops at the first zero block, where Go reads one more.
+    let mut next = [0u8; 512];
     let mut got = 0;
-    while got < second.len() {
-        match tokio::io::AsyncReadExt::read(&mut plain, &mut second[got..]).await {
+    while got < next.len() {
+        match tokio::io::AsyncReadExt::read(&mut plain, &mut next[got..]).await {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) => return Err(OciError::Invalid(format!("layer stream: {e}"))),
         }
     }
-    if got > 0 && (got < second.len() || second.iter().any(|b| *b != 0)) {
-        return Err(OciError::Invalid(
-            "the layer's tar goes on after a zero block that is not a whole end-of-archive marker".into(),
-        ));
-    }
+    rkt_store::go_tar::after_first_zero_block(&next[..got])
+        .map_err(|why| OciError::Invalid(format!("layer: {why}")))?;
     let trailing =
         tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut plain, MAX_TRAILING + 1), &mut tokio::io::sink())
             .await

@@ -22,6 +22,8 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     let invalid = |e: &dyn std::fmt::Display| OciError::Invalid(format!("{what} is not valid: {e}"));
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
     check(&value, shape).map_err(|e| invalid(&e))?;
+    // From the bytes again, not from `value`: a map keeps only the last of two equal keys,
+    // where serde refuses a struct field given twice.
     serde_json::from_slice(bytes).map_err(|e| invalid(&e))
 }
 
