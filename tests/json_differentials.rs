@@ -11,6 +11,8 @@ use common::oci::*;
 use common::registry::Registry;
 use common::*;
 
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
 /// A one-layer layer tar holding `name`.
 fn layer_with(name: &str) -> Vec<u8> {
     let mut t = Tar::new();
@@ -31,18 +33,6 @@ fn blobs_for(layout: &Layout, layer: &[u8], config: serde_json::Value) -> (Strin
     let config_desc =
         serde_json::json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": size});
     (layer_desc, config_desc.to_string())
-}
-
-/// Adds `manifest` (JSON text, as written) to `layout` as `v1`.
-fn add_manifest(layout: &mut Layout, manifest: &str) {
-    let (digest, size) = layout.blob(manifest.as_bytes());
-    layout.index.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": digest, "size": size, "annotations": {"org.opencontainers.image.ref.name": "v1"}}));
-    std::fs::write(
-        layout.dir.join("index.json"),
-        serde_json::json!({"schemaVersion": 2, "manifests": layout.index}).to_string(),
-    )
-    .unwrap();
 }
 
 fn refused(env: &Env, image: &str, why: &str) {
@@ -77,7 +67,7 @@ fn keys_go_folds_onto_a_field_are_refused() {
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{a_config},"layers":[{a_layer}],"Config":{b_config},"Layers":[{b_layer}]}}"#
     );
-    add_manifest(&mut layout, &manifest);
+    layout.add_bytes("v1", MANIFEST, manifest.as_bytes());
     let bundle = umoci_bundle(&env, &layout.dir);
     assert!(bundle.join("rootfs/seen-by-go").exists(), "umoci reads the later keys");
     let image = format!("oci:{}:v1", layout.dir.display());
@@ -101,7 +91,7 @@ fn keys_go_folds_onto_a_field_are_refused() {
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{size}}},"layers":[{layer}]}}"#
     );
-    add_manifest(&mut layout, &manifest);
+    layout.add_bytes("v1", MANIFEST, manifest.as_bytes());
     let bundle = umoci_bundle(&env, &layout.dir);
     let runtime: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
@@ -114,7 +104,7 @@ fn keys_go_folds_onto_a_field_are_refused() {
     let (layer, config) = blobs_for(&layout, &layer_with("x"), serde_json::json!({}));
     let layer = layer.replace("\"size\"", "\"\u{17F}ize\"");
     let manifest = format!(r#"{{"schemaVersion":2,"config":{config},"layers":[{layer}]}}"#);
-    add_manifest(&mut layout, &manifest);
+    layout.add_bytes("v1", MANIFEST, manifest.as_bytes());
     refused(&env, &format!("oci:{}:v1", layout.dir.display()), "which Go's JSON reader takes for \"size\"");
 
     // docker save's manifest.json with `Layers` and, later, `layers`.

@@ -61,7 +61,12 @@ impl Layout {
 
     /// Adds `document` (a manifest or an index of `media_type`) as `reference`.
     pub fn add(&mut self, reference: &str, media_type: &str, document: &serde_json::Value) -> String {
-        let (digest, size) = self.blob(document.to_string().as_bytes());
+        self.add_bytes(reference, media_type, document.to_string().as_bytes())
+    }
+
+    /// Adds a document written byte for byte (keys in the order and case given).
+    pub fn add_bytes(&mut self, reference: &str, media_type: &str, document: &[u8]) -> String {
+        let (digest, size) = self.blob(document);
         self.index.push(serde_json::json!({
             "mediaType": media_type, "digest": digest, "size": size,
             "annotations": {"org.opencontainers.image.ref.name": reference},
