@@ -15,7 +15,7 @@ use crate::image_id::{ImageHasher, ImageId};
 use crate::space::SpaceGuard;
 use crate::tmp_area::{link_into_place, unnamed_file, Claim};
 
-/// A file being written in `cas/tmp`. With `O_TMPFILE` it has no name until `persist`, so a
+/// A file being written in `cas/tmp`. With `O_TMPFILE` it has no name until `name`, so a
 /// crash leaves nothing behind; elsewhere it has a claimed temp name that the next run sweeps.
 pub struct TempBlob {
     pub file: File,
@@ -32,23 +32,30 @@ impl TempBlob {
         Ok(TempBlob { file, claim: Some(claim) })
     }
 
-    /// Syncs the data and gives it the name `dest`. When `dest` exists already it holds the same
-    /// bytes (names are content hashes), and this copy is dropped.
-    pub fn persist(self, dest: &Path) -> io::Result<()> {
-        self.file.sync_all()?;
+    /// Writes the data to the disk, before the blob is named (see `name`).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Gives the synced data the name `dest`; returns whether this created the name. When `dest`
+    /// exists already it holds the same bytes (names are content hashes), and this copy is
+    /// dropped.
+    pub fn name(self, dest: &Path) -> io::Result<bool> {
         let result = match &self.claim {
+            // rename would replace the name silently; the store names blobs one at a time.
+            Some(_) if dest.exists() => Err(io::ErrorKind::AlreadyExists.into()),
             Some(claim) => std::fs::rename(&claim.path, dest),
             None => link_into_place(&self.file, dest),
         };
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        let created = match result {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(e),
-        }
+        };
         if let Some(dir) = dest.parent() {
             File::open(dir)?.sync_all()?;
         }
-        Ok(())
+        Ok(created)
     }
 }
 

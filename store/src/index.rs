@@ -182,42 +182,27 @@ impl Index {
         Ok(value)
     }
 
+    /// As `write`, for work beside the rows that no other store user may see half done (a blob
+    /// named and indexed): `f` runs under the write lock, and its rows commit only if it succeeds.
+    /// It is given the index's path, for its errors.
+    pub fn write_with<T>(&mut self, f: impl FnOnce(&Transaction, &Path) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db(&path, e))?;
+        let value = f(&tx, &path)?;
+        tx.commit().map_err(|e| db(&path, e))?;
+        Ok(value)
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         f(&self.conn).map_err(|e| db(&self.path, e))
     }
 
     pub fn insert_image(&mut self, record: &ImageRecord) -> Result<()> {
-        self.write(|tx| {
-            if record.latest {
-                tx.execute(
-                    "UPDATE images SET latest = 0 WHERE name = ?1 AND id != ?2",
-                    params![record.name, record.id.to_string()],
-                )?;
-            }
-            tx.execute(
-                "INSERT INTO images (id, name, manifest, size, import_time, last_used, latest, labels)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(json_extract(?3, '$.labels'), '[]'))
-                 ON CONFLICT(id) DO UPDATE SET import_time = excluded.import_time,
-                     latest = MAX(images.latest, excluded.latest)",
-                params![
-                    record.id.to_string(),
-                    record.name,
-                    record.manifest,
-                    record.size as i64,
-                    record.import_time,
-                    record.last_used,
-                    record.latest
-                ],
-            )?;
-            Ok(())
-        })
+        self.write(|tx| insert_image_row(tx, record))
     }
 
     pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>> {
-        self.read(|c| {
-            c.query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id.to_string()], image_from_row)
-                .optional()
-        })
+        self.read(|c| image_row(c, id))
     }
 
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
@@ -416,7 +401,40 @@ impl Index {
     }
 }
 
-fn db(path: &Path, source: rusqlite::Error) -> StoreError {
+/// An image's row, read in a transaction or outside one.
+pub(crate) fn image_row(c: &Connection, id: &ImageId) -> rusqlite::Result<Option<ImageRecord>> {
+    c.query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id.to_string()], image_from_row)
+        .optional()
+}
+
+/// Writes an image's row. An image stored again keeps its row, with the new import time; with
+/// `latest`, it becomes the only `latest` image of its name.
+pub(crate) fn insert_image_row(tx: &Transaction, record: &ImageRecord) -> rusqlite::Result<()> {
+    if record.latest {
+        tx.execute(
+            "UPDATE images SET latest = 0 WHERE name = ?1 AND id != ?2",
+            params![record.name, record.id.to_string()],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO images (id, name, manifest, size, import_time, last_used, latest, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(json_extract(?3, '$.labels'), '[]'))
+         ON CONFLICT(id) DO UPDATE SET import_time = excluded.import_time,
+             latest = MAX(images.latest, excluded.latest)",
+        params![
+            record.id.to_string(),
+            record.name,
+            record.manifest,
+            record.size as i64,
+            record.import_time,
+            record.last_used,
+            record.latest
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn db(path: &Path, source: rusqlite::Error) -> StoreError {
     StoreError::Index { path: path.to_path_buf(), source }
 }
 

@@ -15,7 +15,7 @@ use crate::appc::{AppString, ImageManifest};
 use crate::blob::{Tee, TempBlob};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::{IdQuery, ImageId};
-use crate::index::{now_ns, ImageRecord, Index};
+use crate::index::{db, image_row, insert_image_row, now_ns, ImageRecord, Index};
 use crate::tar_entry::{entry_info, next_entry, Kind};
 use crate::tmp_area::{lock_file, unique_name};
 
@@ -218,6 +218,12 @@ impl Store {
     }
 
     /// Names a complete, checked blob by its ID and indexes it: after this, it is in the store.
+    ///
+    /// The name and the row are one step to other store users: the blob is named under the
+    /// index's write lock and the row commits after it. When the row cannot be written (a full
+    /// disk fails SQLite too), the name is taken back under that lock, unless another command
+    /// has indexed the same blob meanwhile: a blob without a row is visible to nobody but takes
+    /// room, and the store must be left as it was.
     pub(crate) fn commit_blob(
         &self,
         temp: TempBlob,
@@ -229,12 +235,10 @@ impl Store {
     ) -> Result<Imported> {
         let dest = self.blob_path(&id);
         let parent = dest.parent().expect("blob paths have a parent");
-        std::fs::create_dir_all(parent).at(parent)?;
-        temp.persist(&dest).at(&dest)?;
-        self.hashed.lock().expect("not poisoned").insert(id.clone());
+        // Outside the lock: syncing the data is the slow part of naming a blob.
+        temp.sync().at(&dest)?;
         let now = now_ns();
-        let already_stored = self.index().image(&id)?.is_some();
-        self.index().insert_image(&ImageRecord {
+        let record = ImageRecord {
             id: id.clone(),
             name: manifest.name.clone(),
             manifest: manifest_json,
@@ -242,7 +246,28 @@ impl Store {
             import_time: now,
             last_used: now,
             latest,
-        })?;
+        };
+        let mut created = false;
+        let mut index = self.index();
+        let committed = index.write_with(|tx, index_path| {
+            // The shard directory is made under the lock too, as `take_back_name` removes it.
+            std::fs::create_dir_all(parent).at(parent)?;
+            created = temp.name(&dest).at(&dest)?;
+            let already_stored = image_row(tx, &id).map_err(|e| db(index_path, e))?.is_some();
+            insert_image_row(tx, &record).map_err(|e| db(index_path, e))?;
+            Ok(already_stored)
+        });
+        let already_stored = match committed {
+            Ok(already_stored) => already_stored,
+            Err(e) => {
+                if created {
+                    take_back_name(&mut index, &id, &dest);
+                }
+                return Err(e);
+            }
+        };
+        drop(index);
+        self.hashed.lock().expect("not poisoned").insert(id.clone());
         Ok(Imported { id, manifest, size, compression: Compression::None, already_stored, import_time: now })
     }
 
@@ -340,6 +365,21 @@ impl Store {
         })
         .await
     }
+}
+
+/// Removes the blob `dest` that `commit_blob` named but could not index, if no row names it by
+/// now, and its shard directory if that is left empty. Best effort: a blob left behind is only
+/// room taken.
+fn take_back_name(index: &mut Index, id: &ImageId, dest: &Path) {
+    let _ = index.write_with(|tx, index_path| {
+        if image_row(tx, id).map_err(|e| db(index_path, e))?.is_none() {
+            std::fs::remove_file(dest).at(dest)?;
+            if let Some(shard) = dest.parent() {
+                let _ = std::fs::remove_dir(shard);
+            }
+        }
+        Ok(())
+    });
 }
 
 /// Writes `out` through a temp file beside it, synced and renamed into place; the temp file is

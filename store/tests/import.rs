@@ -296,3 +296,57 @@ fn images_taken_back_together_go_dependents_first() {
     assert!(!store.take_back(&first).unwrap(), "imported again by another fetch: theirs too");
     assert!(store.image(&first.id).is_ok());
 }
+
+/// Makes every later write of an image row fail, as a full disk fails SQLite, through a second
+/// connection to the store's own index file.
+fn refuse_image_rows(store_dir: &std::path::Path) {
+    let conn = rusqlite::Connection::open(store_dir.join("cas/db/index.sqlite")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_rows BEFORE INSERT ON images BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+}
+
+/// Every file under the store's blob directory, and the shard directories.
+fn blob_entries(store_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let root = store_dir.join("cas/blob/sha512");
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(&root).into_iter().flatten() {
+        let shard = shard.unwrap().path();
+        found.push(shard.clone());
+        found.extend(std::fs::read_dir(&shard).unwrap().map(|e| e.unwrap().path()));
+    }
+    found.sort();
+    found
+}
+
+/// A blob whose row cannot be written (the disk filled up after the blob was written) is taken
+/// back with its name: nothing is left where the blob would have been.
+#[test]
+fn a_blob_whose_row_cannot_be_written_is_not_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let before = blob_entries(dir.path());
+    refuse_image_rows(dir.path());
+    let err = rt().block_on(store.import(&tar_with(b"one")[..], &ImportOptions::default())).unwrap_err();
+    assert!(err.to_string().contains("database or disk is full"), "{err}");
+    assert!(store.images().unwrap().is_empty());
+    assert_eq!(blob_entries(dir.path()), before);
+    assert_eq!(std::fs::read_dir(dir.path().join("cas/tmp")).unwrap().count(), 0);
+}
+
+/// The same failure for an image already stored leaves the stored image as it was.
+#[test]
+fn a_failed_import_of_a_stored_image_keeps_the_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stored = rt().block_on(store.import(&tar_with(b"one")[..], &ImportOptions::default())).unwrap();
+    let before = blob_entries(dir.path());
+    refuse_image_rows(dir.path());
+    rt().block_on(store.import(&tar_with(b"one")[..], &ImportOptions::default())).unwrap_err();
+    assert_eq!(blob_entries(dir.path()), before);
+    let mut blob = store.open_blob(&stored.id).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut blob, &mut bytes).unwrap();
+    assert_eq!(bytes, tar_with(b"one"));
+}
