@@ -211,7 +211,12 @@ impl Store {
             size,
             images: layers.iter().map(|l| l.id.clone()).collect(),
         };
-        self.index().insert_tree(&record)?;
+        if let Err(e) = self.index().insert_tree(&record) {
+            // A full disk fails SQLite too: a tree without its row would be room taken for
+            // nothing, and the store must be left as it was.
+            let _ = discard(&tmp, &path);
+            return Err(e);
+        }
         Ok(Tree { record, path })
     }
 

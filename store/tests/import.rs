@@ -350,3 +350,25 @@ fn a_failed_import_of_a_stored_image_keeps_the_stored_one() {
     std::io::Read::read_to_end(&mut blob, &mut bytes).unwrap();
     assert_eq!(bytes, tar_with(b"one"));
 }
+
+/// A rendered tree whose row cannot be written is not left in the tree store.
+#[test]
+fn a_tree_whose_row_cannot_be_written_is_not_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let image = rt().block_on(store.import(&tar_with(b"one")[..], &ImportOptions::default())).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("cas/db/index.sqlite")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_trees BEFORE INSERT ON trees BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let err = rt().block_on(store.render_tree(&image.id)).unwrap_err();
+    assert!(err.to_string().contains("database or disk is full"), "{err}");
+    let trees = std::fs::read_dir(dir.path().join("cas/tree")).unwrap();
+    let left: Vec<_> =
+        trees.map(|e| e.unwrap().file_name()).filter(|n| !n.to_string_lossy().ends_with(".lock")).collect();
+    assert!(left.is_empty(), "{left:?}");
+    conn.execute_batch("DROP TRIGGER refuse_trees;").unwrap();
+    let tree = rt().block_on(store.render_tree(&image.id)).unwrap();
+    assert_eq!(std::fs::read(tree.rootfs().join("f")).unwrap(), b"one");
+}
