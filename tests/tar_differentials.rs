@@ -4,7 +4,7 @@
 //! them: a directory, link, device or fifo header that gives a size (Go reads no data after
 //! it and takes what follows for the next header), a zero block followed by more, names split
 //! across prefixes the readers join otherwise, an empty GNU long name; and, at random, layers
-//! with damaged headers.
+//! with damaged headers. Also a directory a layer gives twice, which Go's readers apply twice.
 
 mod common;
 
@@ -268,6 +268,39 @@ fn acis_end_and_name_entries_as_go_reads_them() {
             }
         }
     }
+}
+
+/// A directory given twice in one layer (by a tool that adds each file's parent directories):
+/// the same tree as umoci's when both entries agree; refused, not guessed at, when they do not.
+#[test]
+fn a_directory_given_twice_alike_is_taken_once() {
+    if !tools() {
+        return;
+    }
+    let mut alike = Tar::new();
+    alike.dir_mode("d", 0o750, 7, 8).file("d/a", b"a").dir("d/e").file("d/e/x", b"x");
+    alike.dir_mode("d", 0o750, 7, 8).dir("d/e").file("d/b", b"b");
+    let mut unlike = Tar::new();
+    unlike.dir_mode("d", 0o750, 7, 8).file("d/a", b"a").dir_mode("d", 0o700, 7, 8);
+    let env = Env::new();
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(alike.finish(), TGZ, gzip)], serde_json::json!({}));
+    let theirs = describe(&umoci_unpack(&env, &layout.dir));
+    let (id, ours) = fetch_and_render(&env, &layout.dir);
+    assert_eq!(describe(&ours), theirs);
+    assert!(theirs.0.keys().any(|k| k.contains("d/e/x")), "{theirs:?}");
+    let (_other, _, again) = exported_and_rendered(&env, &id);
+    assert_eq!(describe(&again), theirs, "the exported ACI holds each directory once");
+
+    let env = Env::new();
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(unlike.finish(), TGZ, gzip)], serde_json::json!({}));
+    assert!(!umoci_refuses(&env, &layout.dir), "umoci applies the later entry");
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let err = env.fails(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
+    assert!(err.contains("duplicate entry \"rootfs/d\""), "{err}");
+    assert_eq!(env.snapshot(), before);
 }
 
 /// One entry that Go's reader and a plainer one may read apart: a header-only entry that

@@ -1,13 +1,14 @@
 //! Reading ACI archives: compression detection, entry path rules and the layout check that
 //! every imported archive passes before anything of it becomes visible.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use async_compression::tokio::bufread::{BzDecoder, GzipDecoder, XzDecoder, ZstdDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use crate::error::{Result, StoreError};
-use crate::path_tree::PathTree;
+use crate::path_tree::{NodeId, PathTree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -173,6 +174,8 @@ pub const MAX_ROOTFS_PATH: usize = 4094;
 pub struct LayoutCheck {
     seen: PathTree<EntryClass>,
     has_rootfs: bool,
+    /// The metadata (as a keyed hash) of the directories whose writer recorded it, by node.
+    directories: HashMap<NodeId, (u64, u64)>,
 }
 
 impl LayoutCheck {
@@ -226,6 +229,20 @@ impl LayoutCheck {
             return Err(archive(format!("duplicate entry {:?}", shown())));
         }
         Ok(())
+    }
+
+    /// Records `meta` for the directory that `entry` has just taken.
+    pub fn record_directory(&mut self, meta: (u64, u64)) {
+        if let Some(&(node, _)) = self.seen.walked().last() {
+            self.directories.insert(node, meta);
+        }
+    }
+
+    /// Whether `path` was taken as a directory recorded with `meta`.
+    pub fn repeats_directory(&self, path: &[u8], meta: (u64, u64)) -> bool {
+        self.seen.find(path).is_some_and(|node| {
+            self.seen.value(node) == Some(&EntryClass::Directory) && self.directories.get(&node) == Some(&meta)
+        })
     }
 
     pub fn finish(&self, has_manifest: bool) -> Result<()> {

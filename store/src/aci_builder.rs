@@ -14,6 +14,7 @@ use crate::blob_hasher::FedHasher;
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageId;
+use crate::keyed_hash::KeyedHash;
 use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
@@ -44,6 +45,8 @@ pub struct AciBuilder {
     /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
     flushed: u64,
     space: SpaceGuard,
+    /// Hashes directories' metadata, for `repeats_directory`.
+    meta_hash: KeyedHash,
     /// What the `rootfs` entry was written with, once written: it goes before the first entry
     /// under it.
     root_written: Option<RootMeta>,
@@ -98,6 +101,7 @@ impl Store {
             progress: ProgressGuard(Arc::default()),
             flushed: 0,
             space: SpaceGuard::default(),
+            meta_hash: KeyedHash::default(),
             root_written: None,
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
@@ -149,7 +153,23 @@ impl AciBuilder {
         let class = if entry.kind == b'5' { EntryClass::Directory } else { EntryClass::Other };
         let hardlink = (entry.kind == b'1').then_some(entry.link);
         self.check.entry(entry.path, class, hardlink)?;
+        if class == EntryClass::Directory {
+            self.check.record_directory(self.directory_meta(entry));
+        }
         self.write(&header_blocks(entry))
+    }
+
+    /// Whether `entry` is a directory written before with the same mode, owner, time and
+    /// extended attributes. Tar readers apply entries in turn, so such a repeat changes nothing;
+    /// layers written by tools that add each file's parent directories as they go hold them, and
+    /// an ACI may not. The caller leaves it out.
+    pub fn repeats_directory(&self, entry: &OutEntry<'_>) -> bool {
+        entry.kind == b'5' && self.check.repeats_directory(entry.path, self.directory_meta(entry))
+    }
+
+    /// Keyed at random, so that no layer can make two directories' metadata hash alike.
+    fn directory_meta(&self, entry: &OutEntry<'_>) -> (u64, u64) {
+        self.meta_hash.of((entry.mode, entry.uid, entry.gid, entry.mtime, entry.xattrs))
     }
 
     fn pad(&mut self, written: u64) -> Result<()> {
