@@ -26,10 +26,13 @@ struct Builder {
     rng: Rng,
     tree: BTreeMap<String, Kind>,
     names: usize,
-    /// Paths this layer has written: never written again, whited out or replaced in it.
+    /// Paths this layer has written: never written again (but for a directory given again
+    /// alike), whited out or replaced in it.
     touched: BTreeSet<String>,
     /// Files this layer has added, for its hard links.
     new_files: Vec<String>,
+    /// Directories this layer has written, with their mode and owner, to be given again.
+    new_dirs: Vec<(String, u32, u32)>,
     /// What the layer's tar lists, as a readable line each, should the trees differ.
     listing: Vec<String>,
     tar: Tar,
@@ -93,6 +96,7 @@ impl Builder {
         self.listing.push(format!("dir {path} {mode:o} {owner}"));
         self.tree.insert(path.to_string(), Kind::Dir);
         self.touched.insert(path.to_string());
+        self.new_dirs.push((path.to_string(), mode, owner));
     }
 
     fn file(&mut self, path: &str) {
@@ -169,9 +173,17 @@ impl Builder {
                 self.tree.insert(path.clone(), Kind::File);
                 self.touched.insert(path);
             }
-            30..=44 => {
+            30..=41 => {
                 let path = Self::join(&self.some_dir(), &self.fresh_name());
                 self.dir(&path);
+            }
+            42..=44 if !self.new_dirs.is_empty() => {
+                // A directory of this layer given again alike, as tools that add each file's
+                // parents write them: spelled with or without its slash.
+                let (path, mode, owner) = self.new_dirs[self.rng.below(self.new_dirs.len())].clone();
+                let slash = if self.rng.below(2) == 0 { "/" } else { "" };
+                self.tar.dir_mode(&format!("{}{slash}", self.spelled(&path)), mode, owner, owner);
+                self.listing.push(format!("dir again {path}"));
             }
             45..=52 => {
                 let path = Self::join(&self.some_dir(), &self.fresh_name());
@@ -249,6 +261,7 @@ impl Builder {
         self.prefix = self.rng.pick(&["", "./", "/"]);
         self.touched.clear();
         self.new_files.clear();
+        self.new_dirs.clear();
         self.listing.push(format!("-- layer {index}"));
         if self.rng.below(3) == 0 {
             self.root_entry();
@@ -268,6 +281,7 @@ fn random_image(seed: u64) -> (Vec<LayerSpec>, String) {
         names: 0,
         touched: BTreeSet::new(),
         new_files: Vec::new(),
+        new_dirs: Vec::new(),
         listing: Vec::new(),
         tar: Tar::new(),
         prefix: "",
@@ -317,6 +331,7 @@ fn random_images_render_as_umoci_unpacks_them() {
             *seen.entry(what).or_default() += their_tree.0.values().filter(|v| v.contains(needle)).count();
         }
         *seen.entry("hard link groups").or_default() += their_tree.1.len();
+        *seen.entry("directories given again").or_default() += listing.matches("dir again ").count();
         *seen.entry("set-group-ID dirs").or_default() +=
             their_tree.0.values().filter(|v| v.starts_with("dir 2")).count();
         // So is the tree `rkt run` uses, rendered in the tree store while the layers were read.
