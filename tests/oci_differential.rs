@@ -22,6 +22,16 @@ enum Kind {
 }
 
 /// The tree the layers so far make, by path ("" is the root), and the layer being written.
+#[derive(Clone)]
+struct FileEntry {
+    path: String,
+    data: String,
+    mode: u32,
+    owner: u32,
+    mtime: u64,
+    xattr: Option<String>,
+}
+
 struct Builder {
     rng: Rng,
     tree: BTreeMap<String, Kind>,
@@ -33,6 +43,10 @@ struct Builder {
     new_files: Vec<String>,
     /// Directories this layer has written, with their mode and owner, to be given again.
     new_dirs: Vec<(String, u32, u32)>,
+    /// Files this layer has written, as written, and those hard links point to: the others may
+    /// be given again.
+    new_file_entries: Vec<FileEntry>,
+    linked: BTreeSet<String>,
     /// What the layer's tar lists, as a readable line each, should the trees differ.
     listing: Vec<String>,
     tar: Tar,
@@ -102,27 +116,33 @@ impl Builder {
     fn file(&mut self, path: &str) {
         let (mode, owner) = (self.rng.pick(&MODES_FILE), self.rng.pick(&OWNERS));
         let data = format!("{path} of seed-layer {}\n", self.rng.next()).repeat(1 + self.rng.below(40));
-        let name = self.spelled(path);
         let xattr = format!("v{}", self.rng.below(100));
         // Beside a name PAX already carries, a second PAX header would be read differently.
-        let with_xattr = name.len() <= 100 && self.rng.below(4) == 0;
-        if with_xattr {
-            self.tar.pax(&[("SCHILY.xattr.user.k", xattr.as_bytes())]);
-        }
+        let with_xattr = self.spelled(path).len() <= 100 && self.rng.below(4) == 0;
         let mtime = self.rng.pick(&[1_500_000_000, 1_000_000_000, 1_700_000_123]);
-        self.tar.raw(Header {
-            name: name.as_bytes(),
-            data: data.as_bytes(),
-            mode,
-            uid: owner,
-            gid: owner,
-            mtime,
-            ..Default::default()
-        });
+        let entry = FileEntry { path: path.to_string(), data, mode, owner, mtime, xattr: with_xattr.then_some(xattr) };
+        self.write_file(&entry);
         self.listing.push(format!("file {path} {mode:o} {owner} t{mtime}{}", if with_xattr { " xattr" } else { "" }));
         self.tree.insert(path.to_string(), Kind::File);
         self.touched.insert(path.to_string());
         self.new_files.push(path.to_string());
+        self.new_file_entries.push(entry);
+    }
+
+    fn write_file(&mut self, f: &FileEntry) {
+        let name = self.spelled(&f.path);
+        if let Some(xattr) = &f.xattr {
+            self.tar.pax(&[("SCHILY.xattr.user.k", xattr.as_bytes())]);
+        }
+        self.tar.raw(Header {
+            name: name.as_bytes(),
+            data: f.data.as_bytes(),
+            mode: f.mode,
+            uid: f.owner,
+            gid: f.owner,
+            mtime: f.mtime,
+            ..Default::default()
+        });
     }
 
     fn symlink(&mut self, path: &str) {
@@ -185,12 +205,25 @@ impl Builder {
                 self.tar.dir_mode(&format!("{}{slash}", self.spelled(&path)), mode, owner, owner);
                 self.listing.push(format!("dir again {path}"));
             }
-            45..=52 => {
+            45..=46 => {
+                // A file of this layer given again alike, unless a hard link points to it (then
+                // rkt refuses the layer, where umoci makes the link and the file two inodes).
+                let free: Vec<FileEntry> =
+                    self.new_file_entries.iter().filter(|f| !self.linked.contains(&f.path)).cloned().collect();
+                if free.is_empty() {
+                    return;
+                }
+                let again = free[self.rng.below(free.len())].clone();
+                self.write_file(&again);
+                self.listing.push(format!("file again {}", again.path));
+            }
+            47..=52 => {
                 let path = Self::join(&self.some_dir(), &self.fresh_name());
                 self.symlink(&path);
             }
             53..=60 if !self.new_files.is_empty() => {
                 let target = self.new_files[self.rng.below(self.new_files.len())].clone();
+                self.linked.insert(target.clone());
                 let path = Self::join(&self.some_dir(), &self.fresh_name());
                 self.tar.hardlink(&self.spelled(&path), &self.spelled(&target));
                 self.listing.push(format!("hardlink {path} => {target}"));
@@ -262,6 +295,8 @@ impl Builder {
         self.touched.clear();
         self.new_files.clear();
         self.new_dirs.clear();
+        self.new_file_entries.clear();
+        self.linked.clear();
         self.listing.push(format!("-- layer {index}"));
         if self.rng.below(3) == 0 {
             self.root_entry();
@@ -282,6 +317,8 @@ fn random_image(seed: u64) -> (Vec<LayerSpec>, String) {
         touched: BTreeSet::new(),
         new_files: Vec::new(),
         new_dirs: Vec::new(),
+        new_file_entries: Vec::new(),
+        linked: BTreeSet::new(),
         listing: Vec::new(),
         tar: Tar::new(),
         prefix: "",
@@ -332,6 +369,7 @@ fn random_images_render_as_umoci_unpacks_them() {
         }
         *seen.entry("hard link groups").or_default() += their_tree.1.len();
         *seen.entry("directories given again").or_default() += listing.matches("dir again ").count();
+        *seen.entry("files given again").or_default() += listing.matches("file again ").count();
         *seen.entry("set-group-ID dirs").or_default() +=
             their_tree.0.values().filter(|v| v.starts_with("dir 2")).count();
         // So is the tree `rkt run` uses, rendered in the tree store while the layers were read.

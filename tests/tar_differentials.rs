@@ -4,7 +4,7 @@
 //! them: a directory, link, device or fifo header that gives a size (Go reads no data after
 //! it and takes what follows for the next header), a zero block followed by more, names split
 //! across prefixes the readers join otherwise, an empty GNU long name; and, at random, layers
-//! with damaged headers. Also a directory a layer gives twice, which Go's readers apply twice.
+//! with damaged headers. Also entries a layer gives twice, which Go's readers apply in turn.
 
 mod common;
 
@@ -270,18 +270,27 @@ fn acis_end_and_name_entries_as_go_reads_them() {
     }
 }
 
-/// A directory given twice in one layer (by a tool that adds each file's parent directories):
-/// the same tree as umoci's when both entries agree; refused, not guessed at, when they do not.
+/// Entries given twice in one layer (by a tool that adds each file's parent directories, or a
+/// tarball made of `etc etc/ssl`): the same tree as umoci's when both entries agree in every
+/// respect; refused, not guessed at, when they do not.
 #[test]
-fn a_directory_given_twice_alike_is_taken_once() {
+fn entries_given_twice_alike_are_taken_once() {
     if !tools() {
         return;
     }
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let long = format!("d/{}", "long-name-".repeat(12));
+    let with_xattr = |t: &mut Tar| {
+        t.pax(&[("SCHILY.xattr.user.k", b"v")]).file("d/x", b"x");
+    };
     let mut alike = Tar::new();
-    alike.dir_mode("d", 0o750, 7, 8).file("d/a", b"a").dir("d/e").file("d/e/x", b"x");
-    alike.dir_mode("d", 0o750, 7, 8).dir("d/e").file("d/b", b"b");
-    let mut unlike = Tar::new();
-    unlike.dir_mode("d", 0o750, 7, 8).file("d/a", b"a").dir_mode("d", 0o700, 7, 8);
+    alike.dir_mode("d", 0o750, 7, 8).file("d/a", b"a").dir("d/e").file("d/e/x", b"x").file("d/big", &big);
+    alike.symlink("d/s", "a").hardlink("d/h", "d/a").file(&long, b"long");
+    with_xattr(&mut alike);
+    alike.raw(Header { name: b"d/fifo", kind: FIFO, ..Default::default() });
+    alike.dir_mode("d", 0o750, 7, 8).dir("d/e").file("d/b", b"b").file("d/big", &big).symlink("d/s", "a");
+    alike.hardlink("d/h", "d/a").file(&long, b"long").raw(Header { name: b"d/fifo", kind: FIFO, ..Default::default() });
+    with_xattr(&mut alike);
     let env = Env::new();
     let mut layout = Layout::new(env.path("layout"));
     layout.image("v1", &[(alike.finish(), TGZ, gzip)], serde_json::json!({}));
@@ -290,17 +299,33 @@ fn a_directory_given_twice_alike_is_taken_once() {
     assert_eq!(describe(&ours), theirs);
     assert!(theirs.0.keys().any(|k| k.contains("d/e/x")), "{theirs:?}");
     let (_other, _, again) = exported_and_rendered(&env, &id);
-    assert_eq!(describe(&again), theirs, "the exported ACI holds each directory once");
+    assert_eq!(describe(&again), theirs, "the exported ACI holds each entry once");
 
-    let env = Env::new();
-    let mut layout = Layout::new(env.path("layout"));
-    layout.image("v1", &[(unlike.finish(), TGZ, gzip)], serde_json::json!({}));
-    assert!(!umoci_refuses(&env, &layout.dir), "umoci applies the later entry");
-    env.ok(&["image", "list"]);
-    let before = env.snapshot();
-    let err = env.fails(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
-    assert!(err.contains("duplicate entry \"rootfs/d\""), "{err}");
-    assert_eq!(env.snapshot(), before);
+    let unlike = |second: &dyn Fn(&mut Tar)| {
+        let mut t = Tar::new();
+        t.dir_mode("d", 0o750, 7, 8).file("d/a", b"a").symlink("d/s", "a");
+        second(&mut t);
+        t.finish()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a directory of another mode", unlike(&|t| _ = t.dir_mode("d", 0o700, 7, 8)), "duplicate entry \"rootfs/d\""),
+        ("a file of other bytes", unlike(&|t| _ = t.file("d/a", b"b")), "\"rootfs/d/a\": given again otherwise"),
+        ("a file of another mode", unlike(&|t| _ = t.file_mode("d/a", b"a", 0o600, 0, 0)), "given again otherwise"),
+        ("a symlink elsewhere", unlike(&|t| _ = t.symlink("d/s", "b")), "\"rootfs/d/s\": given again otherwise"),
+        ("a file after a link to it", unlike(&|t| _ = t.hardlink("d/h", "d/a").file("d/a", b"a")), "after a hard link"),
+        ("a file where a symlink was", unlike(&|t| _ = t.file("d/s", b"a")), "given again otherwise"),
+    ];
+    for (what, layer, why) in cases {
+        let env = Env::new();
+        let mut layout = Layout::new(env.path("layout"));
+        layout.image("v1", &[(layer, TGZ, gzip)], serde_json::json!({}));
+        assert!(!umoci_refuses(&env, &layout.dir), "{what}: umoci applies the later entry");
+        env.ok(&["image", "list"]);
+        let before = env.snapshot();
+        let err = env.fails(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
+        assert!(err.contains(why), "{what}: {err}");
+        assert_eq!(env.snapshot(), before, "{what}");
+    }
 }
 
 /// One entry that Go's reader and a plainer one may read apart: a header-only entry that

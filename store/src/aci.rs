@@ -238,6 +238,11 @@ impl LayoutCheck {
         }
     }
 
+    /// Whether `path` was taken as something other than a directory.
+    pub fn holds_other(&self, path: &[u8]) -> bool {
+        self.seen.find(path).is_some_and(|node| self.seen.value(node) == Some(&EntryClass::Other))
+    }
+
     /// Whether `path` was taken as a directory recorded with `meta`.
     pub fn repeats_directory(&self, path: &[u8], meta: (u64, u64)) -> bool {
         self.seen.find(path).is_some_and(|node| {

@@ -15,6 +15,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageId;
 use crate::keyed_hash::KeyedHash;
+use crate::repeats::{RepeatError, WrittenIndex};
 use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
@@ -47,6 +48,8 @@ pub struct AciBuilder {
     space: SpaceGuard,
     /// Hashes directories' metadata, for `repeats_directory`.
     meta_hash: KeyedHash,
+    /// The entries written, by path: made at the first entry given again (see `repeats`).
+    written: Option<WrittenIndex>,
     /// What the `rootfs` entry was written with, once written: it goes before the first entry
     /// under it.
     root_written: Option<RootMeta>,
@@ -102,6 +105,7 @@ impl Store {
             flushed: 0,
             space: SpaceGuard::default(),
             meta_hash: KeyedHash::default(),
+            written: None,
             root_written: None,
         };
         builder.small(b"manifest", b'0', 0o644, manifest)?;
@@ -156,14 +160,16 @@ impl AciBuilder {
         if class == EntryClass::Directory {
             self.check.record_directory(self.directory_meta(entry));
         }
+        if let Some(written) = &mut self.written {
+            written.add(entry.path, self.flushed + self.filled as u64, hardlink);
+        }
         self.write(&header_blocks(entry))
     }
 
     /// Whether `entry` is a directory written before with the same mode, owner, time and
-    /// extended attributes. Tar readers apply entries in turn, so such a repeat changes nothing;
-    /// layers written by tools that add each file's parent directories as they go hold them, and
-    /// an ACI may not. The caller leaves it out.
-    pub fn repeats_directory(&self, entry: &OutEntry<'_>) -> bool {
+    /// extended attributes (see `crate::repeats`). Layers written by tools that add each file's
+    /// parent directories as they go hold such repeats.
+    fn repeats_directory(&self, entry: &OutEntry<'_>) -> bool {
         entry.kind == b'5' && self.check.repeats_directory(entry.path, self.directory_meta(entry))
     }
 
@@ -235,13 +241,20 @@ impl AciBuilder {
 
     /// Adds an entry whose `data` yields exactly `entry.size` bytes. A failure to read `data` is
     /// `EntryError::Read`, so that the caller can tell its own stream's failures from the
-    /// store's refusals.
+    /// store's refusals. An entry that repeats one written, alike, is left out (its data read);
+    /// one that repeats it otherwise is refused.
     pub async fn entry<R: AsyncRead + Unpin>(
         &mut self,
         entry: &OutEntry<'_>,
         data: &mut R,
     ) -> std::result::Result<(), EntryError> {
         self.default_root().map_err(EntryError::Store)?;
+        if self.repeats_directory(entry) {
+            return Ok(());
+        }
+        if entry.kind != b'5' && self.check.holds_other(entry.path) {
+            return self.repeats(entry, data).await;
+        }
         self.checked(entry).map_err(EntryError::Store)?;
         let mut left = entry.size;
         while left > 0 {
@@ -260,6 +273,26 @@ impl AciBuilder {
             left -= n as u64;
         }
         self.pad(entry.size).map_err(EntryError::Store)
+    }
+
+    /// Reads `entry`, given again, to the end of its data: `Ok` if it is the entry written at its
+    /// path, alike in every respect (see `crate::repeats`).
+    async fn repeats<R: AsyncRead + Unpin>(
+        &mut self,
+        entry: &OutEntry<'_>,
+        data: &mut R,
+    ) -> std::result::Result<(), EntryError> {
+        self.flush().map_err(EntryError::Store)?;
+        let written = match self.written.take() {
+            Some(written) => written,
+            None => WrittenIndex::of_blob(&self.temp.file, self.flushed).await.map_err(EntryError::Store)?,
+        };
+        let checked = written.check_repeat(&self.temp.file, self.flushed, entry, data).await;
+        self.written = Some(written);
+        checked.map_err(|e| match e {
+            RepeatError::Read(e) => EntryError::Read(e),
+            RepeatError::Refused(e) => EntryError::Store(e),
+        })
     }
 
     /// Adds the entries of the stored image `donor`'s root filesystem, read from its blob and
@@ -348,7 +381,7 @@ fn is_default_root(meta: &Meta) -> bool {
 }
 
 /// The tar entry that writes `info` again, with `size` bytes of data.
-fn out_entry(info: &EntryInfo, size: u64) -> OutEntry<'_> {
+pub(crate) fn out_entry(info: &EntryInfo, size: u64) -> OutEntry<'_> {
     let (kind, link, dev): (u8, &[u8], u64) = match &info.kind {
         Kind::File => (b'0', b"", 0),
         Kind::Dir => (b'5', b"", 0),

@@ -16,6 +16,7 @@ mod keyed_hash;
 mod maintenance;
 mod path_tree;
 mod render;
+mod repeats;
 mod space;
 mod squash;
 mod store;

@@ -327,9 +327,6 @@ async fn convert_layer(
                 ),
                 xattrs: &xattrs,
             };
-            if aci.repeats_directory(&out_entry) {
-                continue;
-            }
             let written = match sparse.as_mut() {
                 Some(whole) => aci.entry(&out_entry, whole).await,
                 None => aci.entry(&out_entry, &mut entry).await,
