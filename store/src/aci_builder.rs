@@ -166,13 +166,6 @@ impl AciBuilder {
         self.write(&header_blocks(entry))
     }
 
-    /// Whether `entry` is a directory written before with the same mode, owner, time and
-    /// extended attributes (see `crate::repeats`). Layers written by tools that add each file's
-    /// parent directories as they go hold such repeats.
-    fn repeats_directory(&self, entry: &OutEntry<'_>) -> bool {
-        entry.kind == b'5' && self.check.repeats_directory(entry.path, self.directory_meta(entry))
-    }
-
     /// Keyed at random, so that no layer can make two directories' metadata hash alike.
     fn directory_meta(&self, entry: &OutEntry<'_>) -> (u64, u64) {
         self.meta_hash.of((entry.mode, entry.uid, entry.gid, entry.mtime, entry.xattrs))
@@ -249,11 +242,14 @@ impl AciBuilder {
         data: &mut R,
     ) -> std::result::Result<(), EntryError> {
         self.default_root().map_err(EntryError::Store)?;
-        if self.repeats_directory(entry) {
-            return Ok(());
-        }
-        if entry.kind != b'5' && self.check.holds_other(entry.path) {
-            return self.repeats(entry, data).await;
+        match self.check.taken(entry.path) {
+            // An entry given again (see `crate::repeats`): a directory left out when alike, the
+            // others compared; the layout check refuses the rest.
+            Some((EntryClass::Directory, Some(meta))) if entry.kind == b'5' && meta == self.directory_meta(entry) => {
+                return Ok(())
+            }
+            Some((EntryClass::Other, _)) if entry.kind != b'5' => return self.repeats(entry, data).await,
+            _ => {}
         }
         self.checked(entry).map_err(EntryError::Store)?;
         let mut left = entry.size;
