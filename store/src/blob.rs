@@ -39,7 +39,7 @@ impl TempBlob {
 
     /// Gives the synced data the name `dest`; returns whether this created the name. When `dest`
     /// exists already it holds the same bytes (names are content hashes), and this copy is
-    /// dropped.
+    /// dropped. The name is on disk once its directory is synced (`sync_dir`).
     pub fn name(self, dest: &Path) -> io::Result<bool> {
         let result = match &self.claim {
             // rename would replace the name silently; the store names blobs one at a time.
@@ -47,16 +47,17 @@ impl TempBlob {
             Some(claim) => std::fs::rename(&claim.path, dest),
             None => link_into_place(&self.file, dest),
         };
-        let created = match result {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(e),
-        };
-        if let Some(dir) = dest.parent() {
-            File::open(dir)?.sync_all()?;
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
         }
-        Ok(created)
     }
+}
+
+/// Syncs the directory `dir`, so that the names made in it are on disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// A file in the store's temp area for a command's own use (a compressed archive decompressed

@@ -12,7 +12,7 @@ use tokio::io::AsyncRead;
 use crate::aci::{self, archive, Compression, EntryClass, LayoutCheck};
 use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::{AppString, ImageManifest};
-use crate::blob::{Tee, TempBlob};
+use crate::blob::{sync_dir, Tee, TempBlob};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image_id::{IdQuery, ImageId};
 use crate::index::{db, image_row, insert_image_row, now_ns, ImageRecord, Index};
@@ -253,6 +253,7 @@ impl Store {
             // The shard directory is made under the lock too, as `take_back_name` removes it.
             std::fs::create_dir_all(parent).at(parent)?;
             created = temp.name(&dest).at(&dest)?;
+            sync_dir(parent).at(parent)?;
             let already_stored = image_row(tx, &id).map_err(|e| db(index_path, e))?.is_some();
             insert_image_row(tx, &record).map_err(|e| db(index_path, e))?;
             Ok(already_stored)
