@@ -233,6 +233,47 @@ fn sparse_maps_go_refuses_are_refused_and_the_rest_read_alike() {
     }
 }
 
+/// A sparse file a later entry of the layer gives again: the layer ends with the later one, as
+/// umoci leaves it, and the sparse map is read all the same (Go reads every entry's): one Go
+/// refuses makes the layer refused.
+#[test]
+fn a_sparse_file_given_again_is_read_through() {
+    if !tools() {
+        return;
+    }
+    // `d/a` given again first: the sparse entry comes after the first pass has stopped, and
+    // only the pass that keeps the last entries reads it.
+    let with_later = |records: &[(&str, &[u8])], data: &[u8]| {
+        let mut t = Tar::new();
+        t.dir("d").file("d/a", b"first").file("d/a", b"second").file("d/plain", b"plain");
+        t.pax(records);
+        t.raw(Header { name: b"d/GNUSparseFile.1/f", data, ..Default::default() });
+        t.file("d/f", b"the later file").finish()
+    };
+    let records: Vec<(&str, &[u8])> = V1.iter().copied().chain([("GNU.sparse.realsize", b"2048".as_slice())]).collect();
+    let good = with_later(&records, &map_1x0(&[(0, 512), (1536, 512)], &[1; 1024]));
+    // Data the map leaves out: found only by reading the entry through.
+    let left_out = with_later(&records, &map_1x0(&[(0, 512)], &[1; 1024]));
+
+    let env = Env::new();
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(good, TGZ, gzip)], serde_json::json!({}));
+    let (_, ours) = fetch_and_render(&env, &layout.dir);
+    let theirs = describe(&umoci_unpack(&env, &layout.dir));
+    assert_eq!(describe(&ours), theirs);
+    assert_eq!(std::fs::read(ours.join("d/f")).unwrap(), b"the later file");
+
+    let env = Env::new();
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("v1", &[(left_out, TGZ, gzip)], serde_json::json!({}));
+    assert!(umoci_refuses(&env, &layout.dir), "umoci took a map that leaves data out");
+    env.ok(&["image", "list"]);
+    let before = env.snapshot();
+    let err = env.fails(&["fetch", "--insecure-options=image", &format!("oci:{}:v1", layout.dir.display())]);
+    assert!(err.contains("sparse"), "{err}");
+    assert_eq!(env.snapshot(), before);
+}
+
 #[test]
 fn an_aci_may_not_hold_a_sparse_file() {
     let mut t = Tar::new();

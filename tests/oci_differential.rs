@@ -197,7 +197,22 @@ impl Builder {
                 let path = Self::join(&self.some_dir(), &self.fresh_name());
                 self.dir(&path);
             }
-            42..=44 if !self.new_dirs.is_empty() => {
+            44 if !self.new_dirs.is_empty() => {
+                // A directory of this layer replaced by a file further on: what it held goes too,
+                // unless a hard link points into it (rkt refuses that, umoci keeps the link).
+                let (path, _, _) = self.new_dirs[self.rng.below(self.new_dirs.len())].clone();
+                let under = format!("{path}/");
+                if self.linked.iter().any(|l| l.starts_with(&under)) {
+                    return;
+                }
+                self.remove_below(&path);
+                self.new_dirs.retain(|(d, _, _)| d != &path && !d.starts_with(&under));
+                self.new_files.retain(|f| !f.starts_with(&under));
+                self.new_file_entries.retain(|f| !f.path.starts_with(&under));
+                self.listing.push(format!("replaced {path}"));
+                self.file(&path);
+            }
+            42..=43 if !self.new_dirs.is_empty() => {
                 // A directory of this layer given again alike, as tools that add each file's
                 // parents write them: spelled with or without its slash.
                 let (path, mode, owner) = self.new_dirs[self.rng.below(self.new_dirs.len())].clone();
@@ -206,16 +221,26 @@ impl Builder {
                 self.listing.push(format!("dir again {path}"));
             }
             45..=46 => {
-                // A file of this layer given again alike, unless a hard link points to it (then
-                // rkt refuses the layer, where umoci makes the link and the file two inodes).
-                let free: Vec<FileEntry> =
-                    self.new_file_entries.iter().filter(|f| !self.linked.contains(&f.path)).cloned().collect();
+                // A file of this layer given again, alike or with other bytes and mode, unless a
+                // hard link points to it (then rkt refuses the layer, where umoci makes the link
+                // and the file two inodes).
+                let free: Vec<usize> = (0..self.new_file_entries.len())
+                    .filter(|i| !self.linked.contains(&self.new_file_entries[*i].path))
+                    .collect();
                 if free.is_empty() {
                     return;
                 }
-                let again = free[self.rng.below(free.len())].clone();
+                let i = free[self.rng.below(free.len())];
+                let mut again = self.new_file_entries[i].clone();
+                if roll == 46 {
+                    again.data = format!("{} again {}\n", again.path, self.rng.next());
+                    again.mode = self.rng.pick(&MODES_FILE);
+                    self.listing.push(format!("file otherwise {}", again.path));
+                } else {
+                    self.listing.push(format!("file again {}", again.path));
+                }
                 self.write_file(&again);
-                self.listing.push(format!("file again {}", again.path));
+                self.new_file_entries[i] = again;
             }
             47..=52 => {
                 let path = Self::join(&self.some_dir(), &self.fresh_name());
@@ -370,6 +395,8 @@ fn random_images_render_as_umoci_unpacks_them() {
         *seen.entry("hard link groups").or_default() += their_tree.1.len();
         *seen.entry("directories given again").or_default() += listing.matches("dir again ").count();
         *seen.entry("files given again").or_default() += listing.matches("file again ").count();
+        *seen.entry("files given otherwise").or_default() += listing.matches("file otherwise ").count();
+        *seen.entry("directories replaced").or_default() += listing.matches("replaced ").count();
         *seen.entry("set-group-ID dirs").or_default() +=
             their_tree.0.values().filter(|v| v.starts_with("dir 2")).count();
         // So is the tree `rkt run` uses, rendered in the tree store while the layers were read.

@@ -596,16 +596,17 @@ fn tampered_and_hostile_images_are_refused() {
         "not a container image: its config is \"application/vnd.cncf.helm.config.v1+json\"",
     );
 
-    // A path twice in one layer (podman refuses these too), with more after it than the pipe
+    // A path given again after a hard link to it (podman refuses any path given twice; umoci
+    // would keep the link's file apart, which an ACI cannot), with more after it than the pipe
     // between conversion and import holds: the refusal names the entry and the layer, not the
     // pipe the import stopped reading.
     let mut layout = Layout::new(env.path("duplicate"));
     let mut t = Tar::new();
-    t.file("etc/x", b"one").file("etc/x", b"two").file("big", &incompressible(4 << 20, 7));
+    t.file("etc/x", b"one").hardlink("etc/h", "etc/x").file("etc/x", b"two").file("big", &incompressible(4 << 20, 7));
     let diff_id = sha256(&t.finish());
     layout.image("v1", &[(t.finish(), TGZ, gzip)], serde_json::json!({}));
     let source = format!("oci:{}:v1", layout.dir.display());
-    refused(&env, &source, "duplicate entry \"rootfs/etc/x\"");
+    refused(&env, &source, "hard link \"rootfs/etc/h\" points to \"rootfs/etc/x\"");
     refused(&env, &source, &format!("layer {diff_id}"));
     let out = env.rkt(&["fetch", &format!("oci:{}:v1", layout.dir.display())]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-options=image"));

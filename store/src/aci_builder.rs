@@ -235,7 +235,7 @@ impl AciBuilder {
     /// Adds an entry whose `data` yields exactly `entry.size` bytes. A failure to read `data` is
     /// `EntryError::Read`, so that the caller can tell its own stream's failures from the
     /// store's refusals. An entry that repeats one written, alike, is left out (its data read);
-    /// one that repeats it otherwise is refused.
+    /// one that repeats it otherwise is `EntryError::GivenAgain`.
     pub async fn entry<R: AsyncRead + Unpin>(
         &mut self,
         entry: &OutEntry<'_>,
@@ -244,12 +244,18 @@ impl AciBuilder {
         self.default_root().map_err(EntryError::Store)?;
         match self.check.taken(entry.path) {
             // An entry given again (see `crate::repeats`): a directory left out when alike, the
-            // others compared; the layout check refuses the rest.
+            // others compared.
             Some((EntryClass::Directory, Some(meta))) if entry.kind == b'5' && meta == self.directory_meta(entry) => {
                 return Ok(())
             }
             Some((EntryClass::Other, _)) if entry.kind != b'5' => return self.repeats(entry, data).await,
-            _ => {}
+            Some(_) => {
+                let shown = String::from_utf8_lossy(entry.path);
+                return Err(EntryError::GivenAgain(archive(format!(
+                    "duplicate entry {shown:?}: given again otherwise"
+                ))));
+            }
+            None => {}
         }
         self.checked(entry).map_err(EntryError::Store)?;
         let mut left = entry.size;
@@ -287,7 +293,7 @@ impl AciBuilder {
         self.written = Some(written);
         checked.map_err(|e| match e {
             RepeatError::Read(e) => EntryError::Read(e),
-            RepeatError::Refused(e) => EntryError::Store(e),
+            RepeatError::Refused(e) => EntryError::GivenAgain(e),
         })
     }
 
@@ -319,7 +325,7 @@ impl AciBuilder {
                     // Writing the copy failed: the store's trouble, not the donor's.
                     EntryError::Store(e @ StoreError::Io { .. }) => CopyError::Store(e),
                     // The donor's entries passed these same rules when it was stored.
-                    EntryError::Store(e) => damaged(e),
+                    EntryError::Store(e) | EntryError::GivenAgain(e) => damaged(e),
                 })?;
             }
         }
@@ -357,6 +363,9 @@ pub enum CopyError {
 pub enum EntryError {
     Read(std::io::Error),
     Store(StoreError),
+    /// The entry's path was written before, and this entry is not that one again: the ACI can
+    /// hold only one of them, and which is the caller's to say.
+    GivenAgain(StoreError),
 }
 
 fn archive_error(image: &ImageId, e: std::io::Error) -> StoreError {

@@ -1,7 +1,7 @@
-//! Entries a layer gives twice. Docker, podman and umoci apply a tar's entries in turn, so a
-//! second entry that is the first again (the same kind, metadata, link or content) changes
-//! nothing; an ACI may hold each path once. The builder leaves such repeats out, and refuses
-//! the others (which of two contents the image's author meant is not rkt's to guess).
+//! Entries a layer gives twice. Docker and umoci apply a tar's entries in turn, so a second
+//! entry that is the first again (the same kind, metadata, link or content) changes nothing;
+//! an ACI may hold each path once. The builder leaves such repeats out, and reports the others
+//! (`EntryError::GivenAgain`): the layer's converter then keeps only each path's last entry.
 //!
 //! Directories are compared by a keyed hash of their metadata, kept for each (see
 //! `LayoutCheck::record_directory`). Other entries are compared with the entry already in the

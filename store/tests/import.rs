@@ -129,7 +129,7 @@ fn a_built_aci_is_the_archive_an_import_of_its_bytes_gives() {
         .block_on(async {
             let mut aci = store.build_aci(manifest.as_bytes())?;
             aci.entry(&OutEntry::plain(b"rootfs/f", b'0', 0o644, 3), &mut &b"abc"[..]).await.map_err(|e| match e {
-                rkt_store::EntryError::Store(e) => e,
+                rkt_store::EntryError::Store(e) | rkt_store::EntryError::GivenAgain(e) => e,
                 rkt_store::EntryError::Read(e) => StoreError::Stream(e),
             })?;
             let written = aci.entry(&OutEntry::plain(long.as_bytes(), b'0', 0o600, 0), &mut &b""[..]).await;
@@ -224,7 +224,7 @@ fn a_root_filesystem_copied_from_a_stored_image_renders_the_same() {
             ];
             for (out, mut data) in adds {
                 aci.entry(&out, &mut data).await.map_err(|e| match e {
-                    rkt_store::EntryError::Store(e) => e,
+                    rkt_store::EntryError::Store(e) | rkt_store::EntryError::GivenAgain(e) => e,
                     rkt_store::EntryError::Read(e) => StoreError::Stream(e),
                 })?;
             }

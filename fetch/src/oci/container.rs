@@ -21,15 +21,16 @@ use crate::progress::{Activity, ProgressHandle};
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// Opens a blob again, from its start.
-pub type Reopen = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<Reader, OciError>> + Send>> + Send>;
+pub type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Reader, OciError>> + Send>> + Send>;
 
 /// A layer's blob, as its conversion reads it.
 pub struct LayerBlob {
     pub reader: Reader,
     /// Its `sha256:` digest, checked when given.
     pub digest: Option<String>,
-    /// Reads it a second time: a layer whose own root entry comes after other entries is
-    /// converted again, as the ACI's `rootfs` entry, which carries it, must come first.
+    /// Reads it anew: a layer whose own root entry comes after other entries is converted
+    /// again, as the ACI's `rootfs` entry, which carries it, must come first; one that gives a
+    /// path again, otherwise, is read twice more (see `last_entries`).
     pub reopen: Reopen,
 }
 

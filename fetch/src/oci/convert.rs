@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::container::{LayerBlob, Reader};
+use super::last_entries::LastEntries;
 use super::progressive::LayerOrder;
 use super::sparse::sparse_records;
 use super::unpadded_end::UnpaddedEnd;
@@ -137,24 +138,59 @@ pub async fn import_layer(
 /// Converts a layer from its blob. A layer whose own root entry comes after other entries, with
 /// other metadata than the root was given, is converted a second time with that root first:
 /// the ACI's `rootfs` entry goes before the entries under it, and the layer's root is the image
-/// root's, as umoci and podman apply it wherever it comes.
+/// root's, as umoci and podman apply it wherever it comes. A layer that gives a path again,
+/// otherwise, is read once more to learn each path's last entry, and converted again with only
+/// what those leave (see `last_entries`). Each pass reads the blob anew, and checks its digests.
 async fn convert_whole(
     start: impl Fn() -> Result<AciBuilder, OciError>,
     blob: LayerBlob,
     diff_id: &str,
 ) -> Result<AciBuilder, OciError> {
-    let mut aci = start()?;
     let digest = blob.digest.as_deref();
-    let Some(root) = convert_layer(&mut aci, blob.reader, digest, diff_id, RootEntries::Apply).await? else {
-        return Ok(aci);
-    };
-    // Dropped unfinished, the first conversion leaves nothing, and a render following it stops.
-    drop(aci);
-    let mut aci = start()?;
-    aci.root(&root.entry()).map_err(|source| OciError::Layer { diff_id: diff_id.into(), source })?;
-    let reader = (blob.reopen)().await?;
-    convert_layer(&mut aci, reader, digest, diff_id, RootEntries::Skip).await?;
-    Ok(aci)
+    let mut first_reader = Some(blob.reader);
+    let mut root: Option<LayerRoot> = None;
+    let mut last: Option<LastEntries> = None;
+    loop {
+        let reader = match first_reader.take() {
+            Some(reader) => reader,
+            None => (blob.reopen)().await?,
+        };
+        // Dropped unfinished, an earlier pass's ACI leaves nothing, and a render following it stops.
+        let mut aci = start()?;
+        let entries = match &root {
+            Some(root) => {
+                aci.root(&root.entry()).map_err(|source| OciError::Layer { diff_id: diff_id.into(), source })?;
+                RootEntries::Skip
+            }
+            None => RootEntries::Apply,
+        };
+        let repeats = match &last {
+            Some(last) => Repeats::KeepLast(last),
+            None => Repeats::Compare,
+        };
+        match convert_layer(Some(&mut aci), reader, digest, diff_id, entries, repeats).await {
+            Ok(None) => return Ok(aci),
+            Ok(Some(late)) => root = Some(late),
+            Err(OciError::GivenAgain { .. }) if last.is_none() => {
+                drop(aci);
+                let mut found = LastEntries::new();
+                let reader = (blob.reopen)().await?;
+                convert_layer(None, reader, digest, diff_id, RootEntries::Skip, Repeats::Find(&mut found)).await?;
+                last = Some(found);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What a conversion does with an entry whose path came before in the layer.
+enum Repeats<'a> {
+    /// Leaves it out when it is the same entry again; any other is `OciError::GivenAgain`.
+    Compare,
+    /// Writes nothing: records where each path comes.
+    Find(&'a mut LastEntries),
+    /// Writes only the entries the layer's last entries leave.
+    KeepLast(&'a LastEntries),
 }
 
 /// What a conversion does with the layer's own root entries (`./`).
@@ -216,11 +252,12 @@ fn refused_entry(path: &[u8], why: &str) -> OciError {
 /// entry when one came after other entries and changed the root: the entries after it are then
 /// read (for the digests) but not written, as the layer must be converted again.
 async fn convert_layer(
-    aci: &mut AciBuilder,
+    mut aci: Option<&mut AciBuilder>,
     blob: Reader,
     digest: Option<&str>,
     diff_id: &str,
     roots: RootEntries,
+    mut repeats: Repeats<'_>,
 ) -> Result<Option<LayerRoot>, OciError> {
     let stored = |source| OciError::Layer { diff_id: diff_id.into(), source };
     let io = |e: std::io::Error| OciError::Io(e.to_string());
@@ -235,7 +272,10 @@ async fn convert_layer(
     let mut late_root = None;
     {
         let mut entries = archive.entries().map_err(io)?;
+        // Each entry's place in the layer, the same on every pass.
+        let mut ordinal = 0u64;
         while let Some(entry) = poll_fn(|cx| Pin::new(&mut entries).poll_next(cx)).await {
+            ordinal += 1;
             let mut entry = entry.map_err(|e| OciError::Invalid(format!("layer is not a readable tar: {e}")))?;
             let header = entry.header().clone();
             data_end.store(entry.raw_file_position() + entry.effective_size(), Ordering::Release);
@@ -259,6 +299,7 @@ async fn convert_layer(
             let Some(path) = clean(&raw_path)? else {
                 // The layer's own root (`./`, `/`): its mode, owner and time become the image
                 // root's, as Docker and umoci apply them.
+                let Some(aci) = aci.as_deref_mut() else { continue };
                 if (etype.is_dir() || legacy_directory) && roots == RootEntries::Apply {
                     let root = LayerRoot {
                         mode: header.mode().map_err(io)?,
@@ -290,6 +331,10 @@ async fn convert_layer(
                     )))
                 }
             };
+            if let Repeats::Find(last) = &mut repeats {
+                last.record(&path, ordinal, kind == b'5');
+                continue;
+            }
             let mut link = entry.link_name_bytes().map_err(io)?.map(|l| l.into_owned()).unwrap_or_default();
             if kind == b'1' {
                 let target =
@@ -306,6 +351,12 @@ async fn convert_layer(
                 }
                 None => None,
             };
+            // Left out when a later entry replaces it, once its sparse map has been read and
+            // checked above, as Go reads every entry's.
+            if matches!(&repeats, Repeats::KeepLast(last) if !last.keeps(&path, ordinal)) {
+                continue;
+            }
+            let Some(aci) = aci.as_deref_mut() else { continue };
             let size = match (&sparse, kind) {
                 (Some(whole), _) => whole.size(),
                 (None, b'0') => data_size,
@@ -334,6 +385,7 @@ async fn convert_layer(
             written.map_err(|e| match e {
                 EntryError::Read(e) => OciError::Invalid(format!("layer is not a readable tar: {e}")),
                 EntryError::Store(source) => stored(source),
+                EntryError::GivenAgain(source) => OciError::GivenAgain { diff_id: diff_id.into(), source },
             })?;
         }
     }

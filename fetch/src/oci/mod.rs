@@ -7,6 +7,7 @@ mod choose;
 mod container;
 mod convert;
 mod document;
+mod last_entries;
 pub mod naming;
 mod progressive;
 mod sparse;
@@ -42,6 +43,10 @@ pub enum OciError {
     Invalid(String),
     #[error("layer {diff_id}: {source}")]
     Layer { diff_id: String, source: StoreError },
+    /// A layer gives an entry's path again, otherwise: converted again keeping the last entries
+    /// (see `last_entries`), unless that conversion fails too.
+    #[error("layer {diff_id}: {source}")]
+    GivenAgain { diff_id: String, source: StoreError },
     #[error("{what} does not match its digest: expected {expected}, got {actual}")]
     Digest { what: String, expected: String, actual: String },
 }
@@ -354,6 +359,7 @@ pub async fn import(
         let blob: Reader = Box::pin(progress.track_as(Activity::Import, what, Some(size), blob));
         let (container, file, what, progress) = (container.clone(), file.clone(), what.clone(), progress.clone());
         let reopen: Reopen = Box::new(move || {
+            let (container, file, what, progress) = (container.clone(), file.clone(), what.clone(), progress.clone());
             Box::pin(async move {
                 let (blob, _) = container.open(&file).await?;
                 Ok(Box::pin(progress.track_as(Activity::Import, &what, Some(size), blob)) as Reader)

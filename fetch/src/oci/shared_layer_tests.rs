@@ -49,7 +49,10 @@ fn plan(name: &str, diff_ids: &[String]) -> Plan {
 
 fn bytes(data: Vec<u8>) -> LayerBlob {
     let again = data.clone();
-    let reopen: Reopen = Box::new(move || Box::pin(async move { Ok(Box::pin(std::io::Cursor::new(again)) as Reader) }));
+    let reopen: Reopen = Box::new(move || {
+        let again = again.clone();
+        Box::pin(async move { Ok(Box::pin(std::io::Cursor::new(again)) as Reader) })
+    });
     LayerBlob { reader: Box::pin(std::io::Cursor::new(data)), digest: None, reopen }
 }
 

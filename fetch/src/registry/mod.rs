@@ -159,12 +159,15 @@ pub async fn import(
             let (client, desc) = (client.clone(), desc.clone());
             let (slots, progress) = ((options.slots.clone(), reference.registry.clone()), options.progress.clone());
             move || -> crate::oci::Reader {
-                let stream = blob::BlobStream::new(client, &desc.digest, desc.size, slots);
+                let stream = blob::BlobStream::new(client.clone(), &desc.digest, desc.size, slots.clone());
                 Box::pin(progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), stream))
             }
         };
         let again = open.clone();
-        let reopen: crate::oci::Reopen = Box::new(move || Box::pin(async move { Ok(again()) }));
+        let reopen: crate::oci::Reopen = Box::new(move || {
+            let reader = again();
+            Box::pin(async move { Ok(reader) })
+        });
         blobs.push(crate::oci::LayerBlob { reader: open(), digest: Some(desc.digest.clone()), reopen });
     }
     let version = if reference.tag.is_empty() {
