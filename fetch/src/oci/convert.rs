@@ -248,9 +248,10 @@ fn refused_entry(path: &[u8], why: &str) -> OciError {
     OciError::Invalid(format!("layer entry {:?}: {why}", String::from_utf8_lossy(path)))
 }
 
-/// Writes the layer's entries into `aci` and checks its digests. Returns the layer's last root
-/// entry when one came after other entries and changed the root: the entries after it are then
-/// read (for the digests) but not written, as the layer must be converted again.
+/// Writes the layer's entries into `aci` (none without one: `Repeats::Find` only reads), as
+/// `repeats` says, and checks its digests. Returns the layer's last root entry when one came
+/// after other entries and changed the root: the entries after it are then read (for the
+/// digests) but not written, as the layer must be converted again.
 async fn convert_layer(
     mut aci: Option<&mut AciBuilder>,
     blob: Reader,
