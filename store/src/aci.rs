@@ -1,14 +1,13 @@
 //! Reading ACI archives: compression detection, entry path rules and the layout check that
 //! every imported archive passes before anything of it becomes visible.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use async_compression::tokio::bufread::{BzDecoder, GzipDecoder, XzDecoder, ZstdDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use crate::error::{Result, StoreError};
-use crate::path_tree::{NodeId, PathTree};
+use crate::path_tree::PathTree;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -174,8 +173,6 @@ pub const MAX_ROOTFS_PATH: usize = 4094;
 pub struct LayoutCheck {
     seen: PathTree<EntryClass>,
     has_rootfs: bool,
-    /// The metadata (as a keyed hash) of the directories whose writer recorded it, by node.
-    directories: HashMap<NodeId, (u64, u64)>,
 }
 
 impl LayoutCheck {
@@ -231,20 +228,12 @@ impl LayoutCheck {
         Ok(())
     }
 
-    /// Records `meta` for the directory that `entry` has just taken.
-    pub fn record_directory(&mut self, meta: (u64, u64)) {
-        if let Some(&(node, _)) = self.seen.walked().last() {
-            self.directories.insert(node, meta);
-        }
-    }
-
-    /// What `path` was taken as before, if anything, with the metadata recorded for a
-    /// directory. It walks `path` as `entry` does, so that the two cost about one walk.
-    pub fn taken(&mut self, path: &[u8]) -> Option<(EntryClass, Option<(u64, u64)>)> {
+    /// What `path` was taken as before, if anything. It walks `path` as `entry` does, so that
+    /// the two cost about one walk.
+    pub fn taken(&mut self, path: &[u8]) -> Option<EntryClass> {
         self.seen.walk(path);
         let &(node, _) = self.seen.walked().last()?;
-        let class = *self.seen.value(node)?;
-        Some((class, self.directories.get(&node).copied()))
+        self.seen.value(node).copied()
     }
 
     pub fn finish(&self, has_manifest: bool) -> Result<()> {

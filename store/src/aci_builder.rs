@@ -14,7 +14,6 @@ use crate::blob_hasher::FedHasher;
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageId;
-use crate::keyed_hash::KeyedHash;
 use crate::repeats::{RepeatError, WrittenIndex};
 use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
@@ -46,8 +45,6 @@ pub struct AciBuilder {
     /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
     flushed: u64,
     space: SpaceGuard,
-    /// Hashes directories' metadata, for `repeats_directory`.
-    meta_hash: KeyedHash,
     /// The entries written, by path: made at the first entry given again (see `repeats`).
     written: Option<WrittenIndex>,
     /// What the `rootfs` entry was written with, once written: it goes before the first entry
@@ -104,7 +101,6 @@ impl Store {
             progress: ProgressGuard(Arc::default()),
             flushed: 0,
             space: SpaceGuard::default(),
-            meta_hash: KeyedHash::default(),
             written: None,
             root_written: None,
         };
@@ -157,18 +153,10 @@ impl AciBuilder {
         let class = if entry.kind == b'5' { EntryClass::Directory } else { EntryClass::Other };
         let hardlink = (entry.kind == b'1').then_some(entry.link);
         self.check.entry(entry.path, class, hardlink)?;
-        if class == EntryClass::Directory {
-            self.check.record_directory(self.directory_meta(entry));
-        }
         if let Some(written) = &mut self.written {
             written.add(entry.path, self.flushed + self.filled as u64, hardlink);
         }
         self.write(&header_blocks(entry))
-    }
-
-    /// Keyed at random, so that no layer can make two directories' metadata hash alike.
-    fn directory_meta(&self, entry: &OutEntry<'_>) -> (u64, u64) {
-        self.meta_hash.of((entry.mode, entry.uid, entry.gid, entry.mtime, entry.xattrs))
     }
 
     fn pad(&mut self, written: u64) -> Result<()> {
@@ -242,13 +230,12 @@ impl AciBuilder {
         data: &mut R,
     ) -> std::result::Result<(), EntryError> {
         self.default_root().map_err(EntryError::Store)?;
+        // An entry given again (see `crate::repeats`): compared with the one written when both
+        // are directories or neither is.
         match self.check.taken(entry.path) {
-            // An entry given again (see `crate::repeats`): a directory left out when alike, the
-            // others compared.
-            Some((EntryClass::Directory, Some(meta))) if entry.kind == b'5' && meta == self.directory_meta(entry) => {
-                return Ok(())
+            Some(class) if (class == EntryClass::Directory) == (entry.kind == b'5') => {
+                return self.repeats(entry, data).await
             }
-            Some((EntryClass::Other, _)) if entry.kind != b'5' => return self.repeats(entry, data).await,
             Some(_) => {
                 let shown = String::from_utf8_lossy(entry.path);
                 return Err(EntryError::GivenAgain(archive(format!(

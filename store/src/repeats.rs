@@ -3,9 +3,8 @@
 //! an ACI may hold each path once. The builder leaves such repeats out, and reports the others
 //! (`EntryError::GivenAgain`): the layer's converter then keeps only each path's last entry.
 //!
-//! Directories are compared by a keyed hash of their metadata, kept for each (see
-//! `LayoutCheck::record_directory`). Other entries are compared with the entry already in the
-//! blob: rare enough that the blob is indexed only at the first repeat, and read back.
+//! A repeat is compared with the entry already in the blob: repeats are rare enough that the
+//! blob is indexed only at the first one, and the earlier entry read back.
 
 use std::fs::File;
 use std::io;
