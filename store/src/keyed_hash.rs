@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 
 /// Two SipHashes of the same value under two random keys.
-pub(crate) struct KeyedHash(RandomState, RandomState);
+pub struct KeyedHash(RandomState, RandomState);
 
 impl Default for KeyedHash {
     fn default() -> Self {
@@ -22,11 +22,11 @@ impl KeyedHash {
 }
 
 /// A map from such hashes: the table hashes a key by its first half, being random already.
-pub(crate) type HashedMap<V> = HashMap<(u64, u64), V, BuildHasherDefault<FirstHalf>>;
+pub type HashedMap<V> = HashMap<(u64, u64), V, BuildHasherDefault<FirstHalf>>;
 pub(crate) type HashedSet = HashSet<(u64, u64), BuildHasherDefault<FirstHalf>>;
 
 #[derive(Default)]
-pub(crate) struct FirstHalf(Option<u64>);
+pub struct FirstHalf(Option<u64>);
 
 impl Hasher for FirstHalf {
     fn write(&mut self, _: &[u8]) {

@@ -33,6 +33,7 @@ pub use error::{Result, StoreError};
 pub use growing_blob::{BlobStopper, GrowingBlob};
 pub use image_id::{ImageHasher, ImageId};
 pub use index::{now_ns, ImageRecord, RemoteRecord, TreeRecord};
+pub use keyed_hash::{HashedMap, KeyedHash};
 pub use maintenance::{GcReport, ImageCheck, VerifyReport};
 pub use render::{Layer, MAX_LAYERS};
 pub use space::SpaceGuard;

@@ -5,16 +5,15 @@
 //! is read once more, to learn where each path's entries are, and then converted again keeping
 //! only what the last entries leave.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use rkt_store::{HashedMap, KeyedHash};
 
 /// Where each path of a layer last comes, and last comes as something other than a directory,
 /// by the entries' order in the layer.
 pub(crate) struct LastEntries {
-    /// Paths are kept as two SipHashes under random keys: a million-entry layer would otherwise
-    /// keep all its names, and no layer can be made to collide with keys it cannot know.
-    keys: (RandomState, RandomState),
-    paths: HashMap<(u64, u64), Occurrences>,
+    /// Paths are kept as keyed hashes: a million-entry layer would otherwise keep all its
+    /// names, and no layer can be made to collide with keys it cannot know.
+    hash: KeyedHash,
+    paths: HashedMap<Occurrences>,
 }
 
 #[derive(Clone, Copy)]
@@ -25,16 +24,12 @@ struct Occurrences {
 
 impl LastEntries {
     pub(crate) fn new() -> Self {
-        LastEntries { keys: (RandomState::new(), RandomState::new()), paths: HashMap::new() }
-    }
-
-    fn key(&self, path: &[u8]) -> (u64, u64) {
-        (self.keys.0.hash_one(path), self.keys.1.hash_one(path))
+        LastEntries { hash: KeyedHash::default(), paths: HashedMap::default() }
     }
 
     /// Records the entry at `ordinal` (counted from the layer's first) for `path` (clean, relative).
     pub(crate) fn record(&mut self, path: &[u8], ordinal: u64, directory: bool) {
-        let key = self.key(path);
+        let key = self.hash.of(path);
         let seen = self.paths.entry(key).or_insert(Occurrences { last: ordinal, last_non_directory: None });
         seen.last = ordinal;
         if !directory {
@@ -46,7 +41,7 @@ impl LastEntries {
     /// gives its path, and no later entry replaces a directory above it by something else.
     pub(crate) fn keeps(&self, path: &[u8], ordinal: u64) -> bool {
         let later = |p: &[u8], of: fn(&Occurrences) -> Option<u64>| {
-            self.paths.get(&self.key(p)).and_then(of).is_some_and(|at| at > ordinal)
+            self.paths.get(&self.hash.of(p)).and_then(of).is_some_and(|at| at > ordinal)
         };
         if later(path, |o| Some(o.last)) {
             return false;
