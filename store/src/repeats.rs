@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use crate::aci::archive;
 use crate::error::{Result, StoreError};
 use crate::keyed_hash::{HashedMap, HashedSet, KeyedHash};
-use crate::tar_entry::{entry_info, next_entry, Kind};
+use crate::tar_entry::{entry_end, entry_info, next_entry, Kind};
 use crate::tar_out::OutEntry;
 
 /// Where each entry of the blob written so far starts, by path, and the paths that hard links
@@ -39,7 +39,7 @@ impl WrittenIndex {
         let mut entries = archive.entries().map_err(|e| archive_error(&e))?;
         let mut start = 0u64;
         while let Some(mut entry) = next_entry(&mut entries).await? {
-            let end = entry.raw_file_position() + entry.effective_size().div_ceil(512) * 512;
+            let end = entry_end(&entry);
             if let Some(info) = entry_info(&mut entry).await? {
                 let link = match &info.kind {
                     Kind::HardLink(target) => Some(target.as_slice()),

@@ -52,6 +52,11 @@ fn field<T>(value: std::io::Result<T>, path: &[u8], what: &str) -> Result<T> {
     value.map_err(|e| archive(format!("entry {:?} has a bad {what}: {e}", String::from_utf8_lossy(path))))
 }
 
+/// Where an entry's data ends in the tar stream, padding included: where the next entry starts.
+pub fn entry_end<R: AsyncRead + Unpin>(entry: &Entry<R>) -> u64 {
+    entry.raw_file_position() + entry.effective_size().div_ceil(512) * 512
+}
+
 /// Reads what an entry is. `None` for entries that carry nothing (the archive root, global
 /// PAX headers).
 pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Option<EntryInfo>> {
@@ -113,7 +118,7 @@ pub async fn entry_info<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> Result<Op
             etype.as_byte() as char
         )));
     };
-    let end = entry.raw_file_position() + entry.effective_size().div_ceil(512) * 512;
+    let end = entry_end(entry);
     let mut xattrs = Vec::new();
     if let Some(extensions) = entry.pax_extensions().await.map_err(|e| archive(format!("bad PAX header: {e}")))? {
         for ext in extensions {
