@@ -328,12 +328,17 @@ fn entries_given_twice_end_as_umoci_leaves_them() {
         let theirs = describe(&umoci_unpack(&env, &layout.dir));
         let (_, ours) = fetch_and_render(&env, &layout.dir);
         assert_eq!(describe(&ours), theirs, "{what}");
-        // From a registry, whose blob is downloaded once per pass.
+        // From a registry: the blob is downloaded until the repeat, then whole once more, and
+        // kept for the last pass.
         let name = format!("twice/{}:v1", what.replace(' ', "-").replace(',', ""));
         registry.push(&format!("oci:{}:v1", layout.dir.display()), &name);
         let pulled = Env::new();
         let image = format!("docker://{}/{name}", registry.addr);
+        let before = registry.blob_requests();
         let id = pulled.ok(&["--insecure-options=image,http", "fetch", "--full", &image]).trim().to_string();
+        assert_eq!(registry.blob_requests() - before, 3, "{what}: the config and the layer twice");
+        let left: Vec<_> = std::fs::read_dir(pulled.store().join("cas/tmp")).unwrap().collect();
+        assert!(left.is_empty(), "{what}: {left:?}");
         let tree = pulled.path("tree");
         pulled.ok(&["image", "render", "--rootfs-only", &id, tree.to_str().unwrap()]);
         assert_eq!(describe(&tree), theirs, "{what}, from the registry");

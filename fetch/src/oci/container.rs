@@ -21,7 +21,15 @@ use crate::progress::{Activity, ProgressHandle};
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// Opens a blob again, from its start.
-pub type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Reader, OciError>> + Send>> + Send>;
+pub type Reopen = Box<dyn Fn(ReadAgain) -> Pin<Box<dyn Future<Output = Result<Reader, OciError>> + Send>> + Send>;
+
+/// Whether the conversion will read a blob once more after the read it opens it again for: a
+/// downloaded blob is then kept as it arrives, and the next read takes the copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAgain {
+    Perhaps,
+    Surely,
+}
 
 /// A layer's blob, as its conversion reads it.
 pub struct LayerBlob {
@@ -30,7 +38,8 @@ pub struct LayerBlob {
     pub digest: Option<String>,
     /// Reads it anew: a layer whose own root entry comes after other entries is converted
     /// again, as the ACI's `rootfs` entry, which carries it, must come first; one that gives a
-    /// path again, otherwise, is read twice more (see `last_entries`).
+    /// path again, otherwise, is read twice more (see `last_entries`): the first of those two
+    /// reads is `ReadAgain::Surely`.
     pub reopen: Reopen,
 }
 

@@ -13,7 +13,7 @@ use rkt_store::{AciBuilder, BroughtIn, CopyError, EntryError, ImageId, Store, St
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::container::{LayerBlob, Reader};
+use super::container::{LayerBlob, ReadAgain, Reader};
 use super::last_entries::LastEntries;
 use super::progressive::LayerOrder;
 use super::sparse::sparse_records;
@@ -153,7 +153,7 @@ async fn convert_whole(
     loop {
         let reader = match first_reader.take() {
             Some(reader) => reader,
-            None => (blob.reopen)().await?,
+            None => (blob.reopen)(ReadAgain::Perhaps).await?,
         };
         // Dropped unfinished, an earlier pass's ACI leaves nothing, and a render following it stops.
         let mut aci = start()?;
@@ -174,7 +174,7 @@ async fn convert_whole(
             Err(OciError::GivenAgain { .. }) if last.is_none() => {
                 drop(aci);
                 let mut found = LastEntries::new();
-                let reader = (blob.reopen)().await?;
+                let reader = (blob.reopen)(ReadAgain::Surely).await?;
                 convert_layer(None, reader, digest, diff_id, RootEntries::Skip, Repeats::Find(&mut found)).await?;
                 last = Some(found);
             }

@@ -24,7 +24,7 @@ use crate::progress::{Activity, ProgressHandle};
 use crate::task::{try_join_bounded, Job};
 use choose::choose;
 use container::Container;
-pub use container::{LayerBlob, Reader, Reopen};
+pub use container::{LayerBlob, ReadAgain, Reader, Reopen};
 pub use convert::DamagedImage;
 pub(crate) use convert::{import_layer, sha256_hex, LayerSource};
 pub(crate) use document::{check_document, parse_json, Shape};
@@ -358,7 +358,8 @@ pub async fn import(
         let what = digest.as_ref().or(diff_id).unwrap_or(file);
         let blob: Reader = Box::pin(progress.track_as(Activity::Import, what, Some(size), blob));
         let (container, file, what, progress) = (container.clone(), file.clone(), what.clone(), progress.clone());
-        let reopen: Reopen = Box::new(move || {
+        // A file of the layout or archive is at hand for every read.
+        let reopen: Reopen = Box::new(move |_| {
             let (container, file, what, progress) = (container.clone(), file.clone(), what.clone(), progress.clone());
             Box::pin(async move {
                 let (blob, _) = container.open(&file).await?;

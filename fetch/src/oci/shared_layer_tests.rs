@@ -49,7 +49,7 @@ fn plan(name: &str, diff_ids: &[String]) -> Plan {
 
 fn bytes(data: Vec<u8>) -> LayerBlob {
     let again = data.clone();
-    let reopen: Reopen = Box::new(move || {
+    let reopen: Reopen = Box::new(move |_| {
         let again = again.clone();
         Box::pin(async move { Ok(Box::pin(std::io::Cursor::new(again)) as Reader) })
     });
@@ -58,7 +58,7 @@ fn bytes(data: Vec<u8>) -> LayerBlob {
 
 /// A stream that can be read once.
 fn once(reader: Reader) -> LayerBlob {
-    let reopen: Reopen = Box::new(|| Box::pin(async { Err(OciError::Io("read once".into())) }));
+    let reopen: Reopen = Box::new(|_| Box::pin(async { Err(OciError::Io("read once".into())) }));
     LayerBlob { reader, digest: None, reopen }
 }
 

@@ -1,12 +1,14 @@
 //! A layer blob as a stream that asks the registry only when first read (so the bound on the
 //! layers converted at once also bounds the downloads) and resumes a broken transfer with
-//! `Range` from where it stopped.
+//! `Range` from where it stopped; and a copy of it kept for a conversion that reads it again.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
+use rkt_store::{ScratchFile, SpaceGuard};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::client::RegistryClient;
@@ -98,5 +100,52 @@ impl AsyncRead for BlobStream {
                 }
             }
         }
+    }
+}
+
+/// A layer blob downloaded again to be read more than once (see `ReadAgain`), kept in a
+/// scratch file of the store as it arrives; the reads after that one take the copy. A copy
+/// whose download broke off is dropped, and the next read downloads anew.
+#[derive(Clone, Default)]
+pub struct KeptCopy(Arc<Mutex<Option<ScratchFile>>>);
+
+impl KeptCopy {
+    /// A path that opens the whole copy, when there is one.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(ScratchFile::path)
+    }
+
+    /// `stream`, copied into `scratch` as it is read; the copy is kept once the stream ends.
+    pub fn keep<R>(&self, stream: R, scratch: ScratchFile) -> Keeping<R> {
+        Keeping { inner: stream, scratch: Some(scratch), space: SpaceGuard::default(), kept: self.clone() }
+    }
+}
+
+pub struct Keeping<R> {
+    inner: R,
+    scratch: Option<ScratchFile>,
+    space: SpaceGuard,
+    kept: KeptCopy,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Keeping<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let asked = buf.remaining() > 0;
+        let before = buf.filled().len();
+        let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        let this = &mut *self;
+        let arrived = &buf.filled()[before..];
+        let ended = result.is_ok() && arrived.is_empty() && asked;
+        if result.is_err() {
+            this.scratch = None;
+        } else if ended {
+            *this.kept.0.lock().unwrap_or_else(|p| p.into_inner()) = this.scratch.take();
+        } else if let Some(scratch) = &mut this.scratch {
+            // The copy only spares a download: without room for it, the next read downloads.
+            if this.space.write_all(scratch.file(), arrived).is_err() {
+                this.scratch = None;
+            }
+        }
+        Poll::Ready(result)
     }
 }

@@ -13,9 +13,10 @@ pub use credentials::stored_credentials;
 
 use crate::oci::naming::parse_docker_ref;
 use crate::oci::{
-    check_document, parse_json, pick_platform, sha256_hex, store_image, Converted, Document, ImageConfigFile, OciError,
-    Plan, Shape, MAX_DOCUMENT,
+    check_document, parse_json, pick_platform, sha256_hex, store_image, Converted, Descriptor, Document,
+    ImageConfigFile, OciError, Plan, ReadAgain, Reader, Reopen, Shape, MAX_DOCUMENT,
 };
+use crate::progress::{Activity, ProgressHandle};
 
 const ACCEPT: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
@@ -158,16 +159,12 @@ pub async fn import(
         let open = {
             let (client, desc) = (client.clone(), desc.clone());
             let (slots, progress) = ((options.slots.clone(), reference.registry.clone()), options.progress.clone());
-            move || -> crate::oci::Reader {
+            move || -> Reader {
                 let stream = blob::BlobStream::new(client.clone(), &desc.digest, desc.size, slots.clone());
                 Box::pin(progress.track(&desc.digest, (desc.size > 0).then_some(desc.size), stream))
             }
         };
-        let again = open.clone();
-        let reopen: crate::oci::Reopen = Box::new(move || {
-            let reader = again();
-            Box::pin(async move { Ok(reader) })
-        });
+        let reopen = reopen_layer(open.clone(), store.clone(), options.progress.clone(), desc);
         blobs.push(crate::oci::LayerBlob { reader: open(), digest: Some(desc.digest.clone()), reopen });
     }
     let version = if reference.tag.is_empty() {
@@ -199,6 +196,36 @@ pub async fn import(
     };
     store.set_remote(&written)?;
     Ok(Converted { undo: converted.undo.with_remote(written, before), ..converted })
+}
+
+/// Opens a layer's blob again for another pass of its conversion: from the copy kept of an
+/// earlier download when there is one, else downloaded again, and kept as it arrives when the
+/// conversion will surely read it once more.
+fn reopen_layer(
+    download: impl Fn() -> Reader + Send + 'static,
+    store: Store,
+    progress: ProgressHandle,
+    desc: &Descriptor,
+) -> Reopen {
+    let (kept, digest, total) = (blob::KeptCopy::default(), desc.digest.clone(), (desc.size > 0).then_some(desc.size));
+    Box::new(move |read_again| {
+        if let Some(copy) = kept.path() {
+            let (progress, digest) = (progress.clone(), digest.clone());
+            return Box::pin(async move {
+                let file = tokio::fs::File::open(&copy)
+                    .await
+                    .map_err(|e| OciError::Io(format!("the copy kept of layer {digest}: {e}")))?;
+                Ok(Box::pin(progress.track_as(Activity::Import, &digest, total, file)) as Reader)
+            });
+        }
+        // Without room for a copy, the next read downloads again.
+        let scratch = (read_again == ReadAgain::Surely).then(|| store.scratch_file().ok()).flatten();
+        let reader = match scratch {
+            Some(scratch) => Box::pin(kept.keep(download(), scratch)),
+            None => download(),
+        };
+        Box::pin(async move { Ok(reader) })
+    })
 }
 
 /// A document's declared media type must agree with the Content-Type it was served with.
