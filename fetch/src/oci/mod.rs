@@ -14,11 +14,13 @@ mod sparse;
 mod types;
 mod unpadded_end;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rkt_store::appc::{AppString, NameValue};
 use rkt_store::{BroughtIn, ImageId, RemoteRecord, Store, StoreError};
+use tokio::sync::watch;
 
 use crate::progress::{Activity, ProgressHandle};
 use crate::task::{try_join_bounded, Job};
@@ -422,6 +424,10 @@ pub(crate) async fn store_image(
         };
         let order = progressive.as_ref().map(|p| p.order());
         let mut pending: Vec<Job<'_, (), OciError>> = Vec::new();
+        // A layer the image gives twice (the same diff ID under two chains) is downloaded once:
+        // the later waits for the earlier's import and is copied from it. Layers are admitted
+        // in order, so the earlier is running or done when the later waits.
+        let mut first_imports: HashMap<&str, watch::Receiver<bool>> = HashMap::new();
         for (i, (blob, diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
             let name = layer_name(&chains[i]);
             if let Some(id) = &stored[i] {
@@ -440,10 +446,13 @@ pub(crate) async fn store_image(
             if i > 0 {
                 manifest["dependencies"] = serde_json::json!([{"imageName": layer_name(&chains[i - 1])}]);
             }
-            // The same content stored under another chain is copied from the store.
-            let source = match store.find_annotated(LAYER_PREFIX, DIFF_ID_ANNOTATION, diff_id)? {
-                Some(donor) => LayerSource::Stored(donor, blob),
-                None => LayerSource::Blob(blob),
+            let (imported, earlier) = match first_imports.get(diff_id.as_str()) {
+                Some(earlier) => (None, Some(earlier.clone())),
+                None => {
+                    let (imported, waiting) = watch::channel(false);
+                    first_imports.insert(diff_id, waiting);
+                    (Some(imported), None)
+                }
             };
             let (store, diff_id, order) = (store.clone(), diff_id.clone(), order.clone());
             let (committed, running, damaged) = (committed.clone(), running.clone(), damaged.clone());
@@ -453,6 +462,15 @@ pub(crate) async fn store_image(
                 let follow = order.clone();
                 let mut task = crate::task::AbortOnDrop(tokio::spawn(async move {
                     let _running = running;
+                    if let Some(mut earlier) = earlier {
+                        // Failed, it fails the image: this one is dropped before it reads.
+                        let _ = earlier.wait_for(|imported| *imported).await;
+                    }
+                    // The same content stored under another chain is copied from the store.
+                    let source = match store.find_annotated(LAYER_PREFIX, DIFF_ID_ANNOTATION, &diff_id)? {
+                        Some(donor) => LayerSource::Stored(donor, blob),
+                        None => LayerSource::Blob(blob),
+                    };
                     let render = follow.as_ref().map(|order| (order, i));
                     let manifest = manifest.to_string();
                     let layer = import_layer(&store, source, &diff_id, manifest.as_bytes(), render).await?;
@@ -460,6 +478,9 @@ pub(crate) async fn store_image(
                         committed.lock().unwrap_or_else(|p| p.into_inner()).push((i, brought_in));
                     }
                     damaged.lock().unwrap_or_else(|p| p.into_inner()).extend(layer.damaged);
+                    if let Some(imported) = imported {
+                        imported.send_replace(true);
+                    }
                     Ok::<_, OciError>(layer.id)
                 }));
                 let id = (&mut task.0).await.map_err(|e| OciError::Io(format!("layer import: {e}")))??;

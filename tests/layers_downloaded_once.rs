@@ -1,0 +1,37 @@
+//! A pull downloads a layer's blob once wherever it can: a layer an image gives twice (the same
+//! content under two chains) is copied from the first, and a layer whose conversion reads it
+//! again is downloaded once more at most (see also `tar_differentials`).
+
+mod common;
+
+use common::oci::*;
+use common::registry::{layer, Registry};
+use common::*;
+
+#[test]
+fn a_layer_an_image_gives_twice_is_downloaded_once() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let Some(registry) = Registry::start(&env.path("registry")) else { return };
+    let base = layer(&[("etc/a", "a\n"), ("etc/b", "b\n")]);
+    let mut over = Tar::new();
+    over.file("etc/.wh.a", b"").file("etc/b", b"changed\n").file("etc/c", b"c\n");
+    let mut layout = Layout::new(env.path("layout"));
+    let layers: [LayerSpec; 3] = [(base.clone(), TGZ, gzip), (over.finish(), TGZ, gzip), (base, TGZ, gzip)];
+    layout.image("v1", &layers, serde_json::json!({}));
+    let theirs = describe(&umoci_unpack(&env, &layout.dir));
+    assert!(theirs.0.contains_key("etc/a") && theirs.0.contains_key("etc/c"), "{theirs:?}");
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "layers/twice:v1");
+    let image = format!("docker://{}/layers/twice:v1", registry.addr);
+    let id = env.ok(&["--insecure-options=image,http", "fetch", "--full", &image]).trim().to_string();
+    assert_eq!(registry.blob_requests(), 3, "the config and each of the two layers once");
+    let ours = env.path("ours");
+    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    assert_eq!(describe(&ours), theirs);
+    // The rendered tree the pull made is the same tree.
+    assert!(env.ok(&["image", "verify", &id]).contains("ok (1 tree(s) checked)"));
+    let listed = env.ok(&["image", "list", "--no-legend", "--fields=id"]);
+    assert_eq!(listed.lines().count(), 4, "three layers and the image: {listed}");
+}
