@@ -41,12 +41,14 @@ impl<T, E> Drop for StopOnDrop<'_, T, E> {
 }
 
 /// Walks the tree below the directory named by the empty path: `look` (run on `workers`
-/// threads, each with a `S` of its own) turns a directory's path into a result and its
+/// threads, each with a `S` of its own, and on the calling thread with `caller` while the
+/// result it waits for is not there yet) turns a directory's path into a result and its
 /// subdirectories' paths; `take` gets the results in depth-first order, each directory before
 /// its subdirectories, siblings in the order `look` gave them. The first error in that order
 /// ends the walk, as a sequential walk would; a panic in `look` is raised again here.
 pub(crate) fn walk<S: Default, T: Send, E: Send>(
     workers: usize,
+    mut caller: S,
     look: impl Fn(&mut S, &[u8]) -> Looked<T, E> + Sync,
     mut take: impl FnMut(T) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -69,7 +71,18 @@ pub(crate) fn walk<S: Default, T: Send, E: Send>(
                     if let Some(looked) = state.looked.remove(&id) {
                         break looked;
                     }
-                    state = shared.result.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    // Rather than sleep until a worker is done with it, this thread looks at
+                    // the directory wanted soonest itself: a wait and a wake-up per directory
+                    // cost as much as looking at one.
+                    match state.todo.pop() {
+                        Some((job, dir)) => {
+                            drop(state);
+                            let looked = catch_unwind(AssertUnwindSafe(|| look(&mut caller, &dir)));
+                            state = shared.lock();
+                            state.looked.insert(job, looked);
+                        }
+                        None => state = shared.result.wait(state).unwrap_or_else(PoisonError::into_inner),
+                    }
                 }
             };
             let (result, subdirs) = looked.unwrap_or_else(|panic| resume_unwind(panic))?;
@@ -139,6 +152,7 @@ mod tests {
             let mut seen = Vec::new();
             let looked = walk::<(), _, ()>(
                 workers,
+                (),
                 |_, dir| {
                     // Uneven work, so that later directories often finish first.
                     if dir.len() % 3 == 0 {
@@ -161,6 +175,7 @@ mod tests {
         let mut seen = Vec::new();
         let looked = walk::<(), _, String>(
             2,
+            (),
             |_, dir| match dir {
                 b"/1" | b"/2/0" => Err(String::from_utf8_lossy(dir).into_owned()),
                 _ => Ok((dir.to_vec(), if dir.len() < 3 { names(dir, 3) } else { Vec::new() })),
@@ -178,6 +193,7 @@ mod tests {
     fn an_error_of_the_taker_ends_it_and_a_panic_comes_back() {
         let looked = walk::<(), _, &str>(
             2,
+            (),
             |_, dir| Ok((dir.len(), names(dir, 2))),
             |len| match len {
                 4 => Err("deep enough"),
@@ -188,6 +204,7 @@ mod tests {
         let panicked = catch_unwind(|| {
             walk::<(), (), ()>(
                 2,
+                (),
                 |_, dir| if dir.is_empty() { Ok(((), names(dir, 2))) } else { panic!("boom") },
                 |_| Ok(()),
             )

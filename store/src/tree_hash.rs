@@ -131,22 +131,31 @@ pub fn hash_tree(root: &Path, kind: TreeHash, known: &FileDigests) -> Result<(St
             }
         }
         // Each directory's share (its entries, and its files' digests) is made on a thread of
-        // its own, and hashed in order.
+        // its own, and hashed in order; the thread that hashes them looks at directories too.
+        // All are spawned here, as each takes a working directory of its own.
         TreeHash::Blake3 | TreeHash::Sha256 => {
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WALKERS);
-            depth_first::walk(
-                workers,
-                |scratch: &mut Scratch, rel| {
-                    let mut share = Vec::new();
-                    let (size, subdirs) = walk.dir(rel, &mut |bytes| share.extend_from_slice(bytes), scratch)?;
-                    Ok(((share, size), subdirs))
-                },
-                |(share, size)| {
-                    hasher.update(&share);
-                    total += size;
-                    Ok::<(), StoreError>(())
-                },
-            )?;
+            let walked = std::thread::scope(|scope| {
+                let taker = scope.spawn(|| {
+                    depth_first::walk(
+                        workers,
+                        WalkerScratch::default(),
+                        |scratch: &mut WalkerScratch, rel| {
+                            let mut share = Vec::new();
+                            let (size, subdirs) =
+                                walk.dir(rel, &mut |bytes| share.extend_from_slice(bytes), &mut scratch.0)?;
+                            Ok(((share, size), subdirs))
+                        },
+                        |(share, size)| {
+                            hasher.update(&share);
+                            total += size;
+                            Ok::<(), StoreError>(())
+                        },
+                    )
+                });
+                taker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            walked?;
         }
     }
     let hex: String = hasher.finish().iter().map(|b| format!("{b:02x}")).collect();
@@ -169,12 +178,27 @@ struct Scratch {
     buffer: Vec<u8>,
     record: Vec<u8>,
     xattr_names: Vec<u8>,
+    /// The thread has a working directory of its own, moved to each directory it looks at.
+    own_cwd: bool,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         // The read buffer is made when a file is first read: a fresh render's are all known.
-        Scratch { buffer: Vec::new(), record: Vec::with_capacity(512), xattr_names: vec![0u8; 4096] }
+        Scratch { buffer: Vec::new(), record: Vec::with_capacity(512), xattr_names: vec![0u8; 4096], own_cwd: false }
+    }
+}
+
+/// The scratch of a thread the walk spawns, which takes a working directory of its own
+/// (`unshare(CLONE_FS)`): extended attributes are read by calls that take only paths, and a
+/// name in the working directory is found by one lookup, where a path from the tree's root
+/// is looked up component by component for every entry.
+struct WalkerScratch(Scratch);
+
+impl Default for WalkerScratch {
+    fn default() -> Self {
+        let own_cwd = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok();
+        WalkerScratch(Scratch { own_cwd, ..Scratch::default() })
     }
 }
 
@@ -195,7 +219,8 @@ impl TreeWalk<'_> {
         let mut subdirs = Vec::new();
         let mut names = list_dir(dir.as_fd()).at(&dir_path)?;
         names.sort();
-        let Scratch { buffer, record, xattr_names } = scratch;
+        let Scratch { buffer, record, xattr_names, own_cwd } = scratch;
+        let in_cwd = *own_cwd && nix::unistd::fchdir(&dir).is_ok();
         for name in names {
             let rel_child = if rel.is_empty() { name.clone() } else { [rel, b"/", &name].concat() };
             let path = root.join(OsStr::from_bytes(&rel_child));
@@ -220,9 +245,10 @@ impl TreeWalk<'_> {
             // A deep entry's whole path may be longer than PATH_MAX: then it is named from its
             // directory's fd (slower, each call resolving the /proc link, so only then).
             let by_fd;
-            let named = match path.as_os_str().len() < libc::PATH_MAX as usize {
-                true => &path,
-                false => {
+            let named = match (in_cwd, path.as_os_str().len() < libc::PATH_MAX as usize) {
+                (true, _) => Path::new(OsStr::from_bytes(&name)),
+                (false, true) => &path,
+                (false, false) => {
                     by_fd = named_from(&dir, &name);
                     &by_fd
                 }
