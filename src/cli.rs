@@ -236,6 +236,10 @@ pub struct ListArgs {
     /// choose the output format: json, json-pretty (default: a table)
     #[arg(long, value_parser = ["json", "json-pretty"])]
     pub format: Option<String>,
+    /// also list the layers of Docker images, each stored as an image the one above depends
+    /// on (without it, an image's size counts the layers it is made of)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = go_bool!(), default_missing_value = "true")]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]

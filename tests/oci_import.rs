@@ -174,7 +174,7 @@ fn a_late_root_entry_sets_the_root_as_umoci_sets_it() {
         assert_eq!(describe(&ours), describe(&unpacked), "{source}");
         assert_eq!(root_meta(&ours), root_meta(&unpacked), "{source}");
         // The first conversion, abandoned, left nothing: the base layer, the late one, the image.
-        let listed = fresh.ok(&["image", "list", "--no-legend", "--fields=id"]);
+        let listed = fresh.ok(&["image", "list", "--all", "--no-legend", "--fields=id"]);
         assert_eq!(listed.lines().count(), 3, "{source}: {listed}");
         assert!(fresh.ok(&["image", "verify", &id]).contains("ok"), "{source}");
     }
@@ -223,8 +223,26 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     assert_eq!(trees[0], trees[1]);
     assert_eq!(trees[0], trees[2]);
     // The layers came three times and are stored once each (skopeo recompresses, so by content).
-    let list = env.ok(&["image", "list", "--no-legend", "--fields=name"]);
+    let list = env.ok(&["image", "list", "--all", "--no-legend", "--fields=name"]);
     assert_eq!(list.lines().filter(|l| l.starts_with("layers.rkt.local/")).count(), 2, "{list}");
+    // Without --all, each image once, its size counting its layers.
+    let sizes = |args: &[&str]| -> Vec<(String, String, u64)> {
+        let listed = env.ok(&[&["image", "list", "--no-legend", "--full", "--fields=id,name,size"], args].concat());
+        let rows = listed.lines().map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+        rows.map(|row| (row[0].clone(), row[1].clone(), row[2].parse().unwrap())).collect()
+    };
+    let (images, everything) = (sizes(&[]), sizes(&["--all"]));
+    let mut ids: Vec<&String> = images.iter().map(|(id, _, _)| id).collect();
+    ids.sort();
+    let mut expected = vec![&a, &b, &c];
+    expected.sort();
+    assert_eq!(ids, expected, "{images:?}");
+    let is_layer = |name: &String| name.starts_with("layers.rkt.local/");
+    let layers: u64 = everything.iter().filter(|(_, n, _)| is_layer(n)).map(|(_, _, s)| s).sum();
+    for (id, _, size) in &images {
+        let own = everything.iter().find(|(i, _, _)| i == id).unwrap().2;
+        assert_eq!(*size, own + layers, "{id}: its own blob and its two layers");
+    }
 
     // `docker save | gzip`, as `docker load` takes it, and the same in zstd: the same image, and
     // the scratch copy gone once read. A compressed archive cut short is refused by name.

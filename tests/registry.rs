@@ -20,7 +20,8 @@ fn busybox_layer() -> Vec<u8> {
 fn top_layer_id(env: &Env, image: &str) -> String {
     let manifest: serde_json::Value = serde_json::from_str(&env.ok(&["image", "cat-manifest", image])).unwrap();
     let top_layer = manifest["dependencies"][0]["imageName"].as_str().unwrap().to_string();
-    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["image", "list", "--format=json"])).unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "list", "--all", "--format=json"])).unwrap();
     let found = listed.as_array().unwrap().iter().find(|i| i["name"] == top_layer.as_str()).unwrap();
     found["id"].as_str().unwrap().to_string()
 }

@@ -1,5 +1,6 @@
 //! `rkt image …`: list, inspect, export, extract, render, remove, collect and verify images.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rkt_store::{ImageCheck, ImageId, ImageRecord, Store};
@@ -81,10 +82,38 @@ fn name_with_version(record: &ImageRecord) -> String {
     }
 }
 
+/// The images `image list` shows, each with the size it shows. Without `all`, the layers of
+/// Docker images are left out, and counted in the size of each image made of them (as rkt
+/// listed such an image squashed, and podman lists images without their layers); a layer no
+/// image is made of (left by a pull that failed) is shown all the same.
+fn listed_images(store: &Store, all: bool) -> Result<Vec<ImageRecord>, CliError> {
+    let images = store.images()?;
+    if all {
+        return Ok(images);
+    }
+    let by_id: HashMap<ImageId, &ImageRecord> = images.iter().map(|r| (r.id.clone(), r)).collect();
+    let layers_of = |image: &ImageRecord| -> Vec<ImageId> {
+        let mut made_of = store.with_dependencies(vec![image.id.clone()]);
+        made_of.remove(&image.id);
+        made_of
+            .into_iter()
+            .filter(|id| by_id.get(id).is_some_and(|r| rkt_fetch::oci::is_docker_layer(&r.name)))
+            .collect()
+    };
+    let made_of: Vec<Vec<ImageId>> = images.iter().map(layers_of).collect();
+    let part_of_another: HashSet<&ImageId> = made_of.iter().flatten().collect();
+    let listed = images.iter().zip(&made_of).filter(|(r, _)| !part_of_another.contains(&r.id));
+    let listed = listed.map(|(r, layers)| {
+        let size = r.size + layers.iter().map(|id| by_id[id].size).sum::<u64>();
+        ImageRecord { size, ..r.clone() }
+    });
+    Ok(listed.collect())
+}
+
 fn list(store: &Store, args: &ListArgs) -> CliResult {
     let fields = list_fields(&args.fields, &["id", "name", "size", "importtime", "lastused"])?;
     let sort = list_fields(&args.sort, &["name", "importtime", "lastused", "size"])?;
-    let mut images = store.images()?;
+    let mut images = listed_images(store, args.all)?;
     images.sort_by(|a, b| {
         let mut ord = std::cmp::Ordering::Equal;
         for key in &sort {

@@ -331,9 +331,10 @@ impl Env {
         message[0].to_string() + "\n"
     }
 
-    /// The full IDs of the stored images.
+    /// The full IDs of the stored images, Docker layers among them.
     pub fn image_ids(&self) -> std::collections::BTreeSet<String> {
-        let json: serde_json::Value = serde_json::from_str(&self.ok(&["image", "list", "--format=json"])).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&self.ok(&["image", "list", "--all", "--format=json"])).unwrap();
         json.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
     }
 

@@ -243,6 +243,12 @@ async fn plan_docker_archive(
 
 /// Where the ACIs of Docker layers are named.
 const LAYER_PREFIX: &str = "layers.rkt.local/";
+
+/// Whether a stored image is the ACI of a Docker layer (which `image list` shows only with
+/// `--all`, or when no image is made of it).
+pub fn is_docker_layer(name: &str) -> bool {
+    name.starts_with(LAYER_PREFIX)
+}
 /// The annotation of a layer's ACI that gives the digest of the layer's uncompressed tar.
 const DIFF_ID_ANNOTATION: &str = "appc.io/docker/diffid";
 

@@ -1,0 +1,58 @@
+//! Docker layers in the store. A pull downloads a layer's blob once wherever it can: a layer an
+//! image gives twice (the same content under two chains) is copied from the first, and a layer
+//! whose conversion reads it again is downloaded once more at most (see also
+//! `tar_differentials`). `image list` shows an image, not its layers, unless asked.
+
+mod common;
+
+use common::oci::*;
+use common::registry::{layer, Registry};
+use common::*;
+
+#[test]
+fn a_layer_given_twice_is_downloaded_once_and_listed_with_its_image() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let Some(registry) = Registry::start(&env.path("registry")) else { return };
+    let base = layer(&[("etc/a", "a\n"), ("etc/b", "b\n")]);
+    let mut over = Tar::new();
+    over.file("etc/.wh.a", b"").file("etc/b", b"changed\n").file("etc/c", b"c\n");
+    let mut layout = Layout::new(env.path("layout"));
+    let layers: [LayerSpec; 3] = [(base.clone(), TGZ, gzip), (over.finish(), TGZ, gzip), (base, TGZ, gzip)];
+    layout.image("v1", &layers, serde_json::json!({}));
+    let theirs = describe(&umoci_unpack(&env, &layout.dir));
+    assert!(theirs.0.contains_key("etc/a") && theirs.0.contains_key("etc/c"), "{theirs:?}");
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "layers/twice:v1");
+    let image = format!("docker://{}/layers/twice:v1", registry.addr);
+    let id = env.ok(&["--insecure-options=image,http", "fetch", "--full", &image]).trim().to_string();
+    assert_eq!(registry.blob_requests(), 3, "the config and each of the two layers once");
+    let ours = env.path("ours");
+    env.ok(&["image", "render", "--rootfs-only", &id, ours.to_str().unwrap()]);
+    assert_eq!(describe(&ours), theirs);
+    // The rendered tree the pull made is the same tree.
+    assert!(env.ok(&["image", "verify", &id]).contains("ok (1 tree(s) checked)"));
+    let listed = env.ok(&["image", "list", "--all", "--no-legend", "--fields=id"]);
+    assert_eq!(listed.lines().count(), 4, "three layers and the image: {listed}");
+
+    // Listed without --all: the image alone, its size counting its layers'.
+    let rows = |args: &[&str]| -> Vec<(String, u64)> {
+        let listed = env.ok(&[&["image", "list", "--no-legend", "--full", "--fields=id,size"], args].concat());
+        let rows = listed.lines().map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+        rows.map(|row| (row[0].clone(), row[1].parse().unwrap())).collect()
+    };
+    let all = rows(&["--all"]);
+    let total: u64 = all.iter().map(|(_, size)| size).sum();
+    assert_eq!(rows(&[]), vec![(id.clone(), total)]);
+    // Layers no image is made of (here: the image's blob lost, its row dropped by `image
+    // verify`) are listed all the same, as one: the top one, its size counting those below.
+    let blob = env.store().join("cas/blob/sha512").join(&id[7..9]).join(&id);
+    std::fs::remove_file(blob).unwrap();
+    assert!(env.ok(&["image", "verify"]).contains("dropped from the index"));
+    let own_size = all.iter().find(|(i, _)| *i == id).unwrap().1;
+    let left = rows(&[]);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].1, total - own_size);
+    assert_eq!(rows(&["--all"]).len(), 3);
+}
