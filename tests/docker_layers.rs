@@ -56,3 +56,44 @@ fn a_layer_given_twice_is_downloaded_once_and_listed_with_its_image() {
     assert_eq!(left[0].1, total - own_size);
     assert_eq!(rows(&["--all"]).len(), 3);
 }
+
+/// `image rm` of a Docker image takes the layers it is made of with it, but for those another
+/// stored image is made of too.
+#[test]
+fn an_image_removed_takes_the_layers_no_other_image_is_made_of() {
+    let env = Env::new();
+    let base = layer(&[("etc/base", "base\n")]);
+    let mut layout = Layout::new(env.path("layout"));
+    layout.image("one", &[(base.clone(), TGZ, gzip), (layer(&[("etc/one", "1\n")]), TGZ, gzip)], serde_json::json!({}));
+    layout.image("two", &[(base, TGZ, gzip), (layer(&[("etc/two", "2\n")]), TGZ, gzip)], serde_json::json!({}));
+    let fetch = |tag: &str| {
+        let image = format!("oci:{}:{tag}", layout.dir.display());
+        env.ok(&["--insecure-options=image", "fetch", "--full", &image]).trim().to_string()
+    };
+    let (one, two) = (fetch("one"), fetch("two"));
+    assert_eq!(env.image_ids().len(), 5, "two images, their own layers and the base they share");
+    let out = env.rkt(&["image", "rm", &one]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 Docker layer(s) no other image is made of removed too"));
+    let left = env.image_ids();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&two) && !left.contains(&one));
+    let ours = env.path("ours");
+    env.ok(&["image", "render", "--rootfs-only", &two, ours.to_str().unwrap()]);
+    assert!(ours.join("etc/base").is_file() && ours.join("etc/two").is_file());
+    env.ok(&["image", "rm", &two]);
+    assert!(env.image_ids().is_empty());
+    let blobs = walkdir(&env.store().join("cas/blob"));
+    assert!(blobs.iter().all(|p| p.is_dir()), "{blobs:?}");
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        out.push(entry.path());
+        if entry.path().is_dir() {
+            out.extend(walkdir(&entry.path()));
+        }
+    }
+    out
+}

@@ -211,6 +211,17 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
         }
     }
     failed += keep_what_others_need(store, &mut ids)?;
+    // The Docker layers an image removed is made of go with it, but for those that images
+    // staying in the store or pods are made of too (decided once the store is ours).
+    let mut layers: Vec<ImageId> = Vec::new();
+    for id in &ids {
+        for layer in store.with_dependencies(vec![id.clone()]) {
+            let is_layer = store.image(&layer).is_ok_and(|r| rkt_fetch::oci::is_docker_layer(&r.name));
+            if is_layer && !ids.contains(&layer) && !layers.contains(&layer) {
+                layers.push(layer);
+            }
+        }
+    }
     if !ids.is_empty() {
         say_if_waiting(store, "image rm")?;
     }
@@ -229,6 +240,18 @@ fn rm(store: &Store, images: &[String], in_use: &[ImageId]) -> CliResult {
     }
     if removed > 0 {
         eprintln!("image rm: {removed} image(s) successfully removed");
+    }
+    if !layers.is_empty() {
+        match store.remove_unneeded(&layers, &needed) {
+            Ok(gone) if !gone.is_empty() => {
+                eprintln!("image rm: {} Docker layer(s) no other image is made of removed too", gone.len())
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("image rm: removing the layers of the removed image(s): {e}");
+                failed += 1;
+            }
+        }
     }
     if failed > 0 {
         return Err(CliError::msg(format!("{failed} image(s) could not be removed")));

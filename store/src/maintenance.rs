@@ -43,6 +43,36 @@ impl Store {
         self.remove_locked(id)
     }
 
+    /// Removes those of `images` that no stored image depends on and that `keep` does not hold,
+    /// under one exclusive lock, until none of them is left to remove: one removed may leave
+    /// another without dependents (the layers of a Docker image go top first). Fetches that rely
+    /// on an image hold the shared lock until their own image depending on it is stored, so
+    /// none is taken from under them. Returns the removed images.
+    pub fn remove_unneeded(&self, images: &[ImageId], keep: &HashSet<ImageId>) -> Result<Vec<ImageId>> {
+        let _lock = self.lock_exclusive()?;
+        let mut left: Vec<&ImageId> = images.iter().filter(|id| !keep.contains(*id)).collect();
+        let mut removed = Vec::new();
+        loop {
+            let mut unneeded = None;
+            for (at, id) in left.iter().enumerate() {
+                match self.dependents(id) {
+                    Ok(dependents) if dependents.is_empty() => {
+                        unneeded = Some(at);
+                        break;
+                    }
+                    Ok(_) => {}
+                    // Gone already (removed by another command meanwhile).
+                    Err(StoreError::NoImageIdsFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(at) = unneeded else { return Ok(removed) };
+            let id = left.remove(at);
+            self.remove_locked(id)?;
+            removed.push(id.clone());
+        }
+    }
+
     /// Takes back an image that a failed fetch brought into the store, unless another fetch
     /// now relies on it: one running beside the failed one found it stored and built on it
     /// (fetches hold the shared lock while they rely on what they found, so this waits for
