@@ -36,6 +36,21 @@ fn a_layer_given_twice_is_downloaded_once_and_listed_with_its_image() {
     let listed = env.ok(&["image", "list", "--all", "--no-legend", "--fields=id"]);
     assert_eq!(listed.lines().count(), 4, "three layers and the image: {listed}");
 
+    // Pulled as `twice` (latest, implied), it is found as `twice:latest` with the registry
+    // gone: by `fetch --pull-policy=new`, `run`'s default, and by the image commands.
+    registry.push(&format!("oci:{}:v1", layout.dir.display()), "layers/twice:latest");
+    let implied = format!("docker://{}/layers/twice", registry.addr);
+    let latest = env.ok(&["--insecure-options=image,http", "fetch", "--full", &implied]).trim().to_string();
+    let addr = registry.addr.clone();
+    drop(registry);
+    let spelled = format!("docker://{addr}/layers/twice:latest");
+    let found = env.ok(&["--insecure-options=image,http", "fetch", "--full", "--pull-policy=new", &spelled]);
+    assert_eq!(found.trim(), latest);
+    assert!(env.ok(&["image", "cat-manifest", &spelled]).contains("appc.io/docker/originalname"));
+    let out = env.rkt(&["--insecure-options=image,http", "fetch", "--pull-policy=update", &spelled]);
+    assert_eq!(out.status.code(), Some(254), "update asks the registry, which is gone");
+    env.ok(&["image", "rm", &spelled]);
+
     // Listed without --all: the image alone, its size counting its layers'.
     let rows = |args: &[&str]| -> Vec<(String, u64)> {
         let listed = env.ok(&[&["image", "list", "--no-legend", "--full", "--fields=id,size"], args].concat());

@@ -226,8 +226,9 @@ async fn fetch_dependencies(
     Ok(())
 }
 
-/// A `docker://` image by pull policy: `never` and `new` take the image stored for this exact
-/// string when there is one; `update` asks the registry (one manifest request when unchanged).
+/// A `docker://` image by pull policy: `never` and `new` take the image stored for this
+/// reference when there is one (fetched as this very string, else as the same reference
+/// spelled otherwise); `update` asks the registry (one manifest request when unchanged).
 pub async fn docker_image(
     ctx: &Context,
     store: &rkt_store::Store,
@@ -235,9 +236,8 @@ pub async fn docker_image(
     reference: &str,
     policy: &str,
 ) -> Result<rkt_fetch::oci::Converted, CliError> {
-    let url = rkt_fetch::registry::remote_url(typed);
     if policy != "update" {
-        if let Some(remote) = store.remote(&url)? {
+        for remote in rkt_fetch::registry::stored_fetches(store, typed)? {
             // With `new`, an image missing one of its layers is pulled again (those there stay).
             let usable = match policy {
                 "never" => store.image(&remote.image_id).is_ok(),

@@ -35,11 +35,11 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> CliResult {
 }
 
 /// An image as the image commands take it: an ID prefix, a name with labels, or the
-/// `docker://…` reference it was fetched by, spelled as it was then (as `rkt run` finds it).
+/// `docker://…` reference it was fetched by, however spelled (as `rkt run` finds it).
 fn resolve(store: &Store, image: &str) -> Result<ImageId, CliError> {
     if image.starts_with("docker:") {
-        let fetched = store.remote(&rkt_fetch::registry::remote_url(image))?;
-        return match fetched.filter(|r| store.image(&r.image_id).is_ok()) {
+        let fetched = rkt_fetch::registry::stored_fetches(store, image)?;
+        return match fetched.into_iter().find(|r| store.image(&r.image_id).is_ok()) {
             Some(remote) => Ok(remote.image_id),
             None => Err(CliError::msg(format!(
                 "no image fetched as {image:?} is in the store (`rkt image list` shows what is)"

@@ -325,19 +325,21 @@ impl Index {
             c.query_row(
                 "SELECT url, sig_url, etag, image_id, cache_max_age, download_time FROM remotes WHERE url = ?1",
                 [url],
-                |r| {
-                    let id: String = r.get(3)?;
-                    Ok(RemoteRecord {
-                        url: r.get(0)?,
-                        sig_url: r.get(1)?,
-                        etag: r.get(2)?,
-                        image_id: ImageId::parse_full(&id).expect("ids in the index are valid"),
-                        cache_max_age: r.get(4)?,
-                        download_time: r.get(5)?,
-                    })
-                },
+                remote_row,
             )
             .optional()
+        })
+    }
+
+    /// The downloads recorded from URLs that start with `prefix`.
+    pub fn remotes_starting(&self, prefix: &str) -> Result<Vec<RemoteRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT url, sig_url, etag, image_id, cache_max_age, download_time FROM remotes
+                     WHERE substr(url, 1, length(?1)) = ?1",
+            )?;
+            let rows = stmt.query_map([prefix], remote_row)?;
+            rows.collect()
         })
     }
 
@@ -399,6 +401,18 @@ impl Index {
     pub fn remove_tree(&mut self, id: &str) -> Result<()> {
         self.write(|tx| tx.execute("DELETE FROM trees WHERE id = ?1", [id]).map(drop))
     }
+}
+
+fn remote_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRecord> {
+    let id: String = r.get(3)?;
+    Ok(RemoteRecord {
+        url: r.get(0)?,
+        sig_url: r.get(1)?,
+        etag: r.get(2)?,
+        image_id: ImageId::parse_full(&id).expect("ids in the index are valid"),
+        cache_max_age: r.get(4)?,
+        download_time: r.get(5)?,
+    })
 }
 
 /// An image's row, read in a transaction or outside one.

@@ -331,6 +331,11 @@ impl Store {
         self.index().remote(url)
     }
 
+    /// The downloads the store remembers from URLs that start with `prefix` (`docker://`).
+    pub fn remotes_starting(&self, prefix: &str) -> Result<Vec<crate::index::RemoteRecord>> {
+        self.index().remotes_starting(prefix)
+    }
+
     pub fn set_remote(&self, remote: &crate::index::RemoteRecord) -> Result<()> {
         self.index().set_remote(remote)
     }

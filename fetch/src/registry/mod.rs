@@ -80,6 +80,24 @@ pub fn remote_url(typed: &str) -> String {
     format!("docker://{}", typed.trim_start_matches("docker://").trim_start_matches("docker:"))
 }
 
+/// What the store remembers of `docker://` fetches of the image `typed` names: the fetch of
+/// that very string first, then, newest first, those of the same reference spelled otherwise
+/// (`busybox`, `busybox:latest`, `docker.io/library/busybox`), so that an image pulled under
+/// one spelling runs offline under another. rkt kept a row per spelling and found only its own.
+pub fn stored_fetches(store: &Store, typed: &str) -> Result<Vec<RemoteRecord>, OciError> {
+    let url = remote_url(typed);
+    let mut found: Vec<RemoteRecord> = store.remote(&url)?.into_iter().collect();
+    let Ok(wanted) = DockerRef::parse(url.trim_start_matches("docker://")) else { return Ok(found) };
+    let mut alike: Vec<RemoteRecord> = store
+        .remotes_starting("docker://")?
+        .into_iter()
+        .filter(|r| r.url != url && DockerRef::parse(r.url.trim_start_matches("docker://")).is_ok_and(|r| r == wanted))
+        .collect();
+    alike.sort_by_key(|r| std::cmp::Reverse(r.download_time));
+    found.extend(alike);
+    Ok(found)
+}
+
 /// Fetches an image from its registry into the store. A tag whose manifest digest has not
 /// changed since the last fetch costs one manifest request and no blob traffic.
 pub async fn import(
@@ -245,6 +263,37 @@ fn check_media_type(doc: &Document, content_type: &str) -> Result<(), OciError> 
 mod tests {
     use super::*;
     use crate::oci::naming::DEFAULT_REGISTRY;
+
+    #[test]
+    fn an_image_fetched_under_one_spelling_is_found_under_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for n in 1..=4 {
+            let manifest = format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/i{n}"}}"#);
+            ids.push(store.build_aci(manifest.as_bytes()).unwrap().finish(false).unwrap().id);
+        }
+        let id = |n: usize| ids[n - 1].clone();
+        for (n, typed) in [(1, "busybox"), (2, "docker.io/library/busybox:latest"), (3, "busybox:1"), (4, "alpine")] {
+            let url = remote_url(typed);
+            let record = RemoteRecord {
+                url,
+                sig_url: String::new(),
+                etag: String::new(),
+                image_id: id(n),
+                cache_max_age: 0,
+                download_time: n as i64,
+            };
+            store.set_remote(&record).unwrap();
+        }
+        let found = |typed: &str| -> Vec<ImageId> {
+            stored_fetches(&store, typed).unwrap().into_iter().map(|r| r.image_id).collect()
+        };
+        assert_eq!(found("docker://registry-1.docker.io/library/busybox"), vec![id(2), id(1)], "newest first");
+        assert_eq!(found("docker://busybox"), vec![id(1), id(2)], "its own spelling first");
+        assert_eq!(found("docker:library/busybox:1"), vec![id(3)]);
+        assert_eq!(found("docker://busybox:2"), Vec::<ImageId>::new());
+    }
 
     #[test]
     fn references() {
