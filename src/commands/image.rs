@@ -84,8 +84,9 @@ fn name_with_version(record: &ImageRecord) -> String {
 
 /// The images `image list` shows, each with the size it shows. Without `all`, the layers of
 /// Docker images are left out, and counted in the size of each image made of them (as rkt
-/// listed such an image squashed, and podman lists images without their layers); a layer no
-/// image is made of (left by a pull that failed) is shown all the same.
+/// listed such an image squashed, and podman lists images without their layers); layers no
+/// image is made of (a pull killed midway leaves them) are shown all the same, as their
+/// topmost.
 fn listed_images(store: &Store, all: bool) -> Result<Vec<ImageRecord>, CliError> {
     let images = store.images()?;
     if all {
