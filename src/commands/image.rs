@@ -101,11 +101,20 @@ fn listed_images(store: &Store, all: bool) -> Result<Vec<ImageRecord>, CliError>
             .filter(|id| by_id.get(id).is_some_and(|r| rkt_fetch::oci::is_docker_layer(&r.name)))
             .collect()
     };
-    let made_of: Vec<Vec<ImageId>> = images.iter().map(layers_of).collect();
-    let part_of_another: HashSet<&ImageId> = made_of.iter().flatten().collect();
-    let listed = images.iter().zip(&made_of).filter(|(r, _)| !part_of_another.contains(&r.id));
-    let listed = listed.map(|(r, layers)| {
-        let size = r.size + layers.iter().map(|id| by_id[id].size).sum::<u64>();
+    // The images first, then the layers none of them is made of: each walk of dependencies is
+    // a query per layer, and a store holds many more layers than images.
+    let is_layer = |r: &ImageRecord| rkt_fetch::oci::is_docker_layer(&r.name);
+    let mut made_of: HashMap<&ImageId, Vec<ImageId>> = HashMap::new();
+    let mut part_of_another: HashSet<ImageId> = HashSet::new();
+    for r in images.iter().filter(|r| !is_layer(r)).chain(images.iter().filter(|r| is_layer(r))) {
+        if !part_of_another.contains(&r.id) {
+            let layers = layers_of(r);
+            part_of_another.extend(layers.iter().cloned());
+            made_of.insert(&r.id, layers);
+        }
+    }
+    let listed = images.iter().filter(|r| !part_of_another.contains(&r.id)).map(|r| {
+        let size = r.size + made_of[&r.id].iter().map(|id| by_id[id].size).sum::<u64>();
         ImageRecord { size, ..r.clone() }
     });
     Ok(listed.collect())
