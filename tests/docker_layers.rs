@@ -41,6 +41,12 @@ fn a_layer_given_twice_is_downloaded_once_and_listed_with_its_image() {
     registry.push(&format!("oci:{}:v1", layout.dir.display()), "layers/twice:latest");
     let implied = format!("docker://{}/layers/twice", registry.addr);
     let latest = env.ok(&["--insecure-options=image,http", "fetch", "--full", &implied]).trim().to_string();
+    // Asked for again as `twice:latest`, unchanged: a HEAD, no blob.
+    let (blobs, manifests) = (registry.blob_requests(), registry.manifest_requests());
+    let spelled = format!("docker://{}/layers/twice:latest", registry.addr);
+    let again = env.ok(&["--insecure-options=image,http", "fetch", "--full", "--pull-policy=update", &spelled]);
+    assert_eq!(again.trim(), latest);
+    assert_eq!((registry.blob_requests(), registry.manifest_requests()), (blobs, manifests + 1));
     let addr = registry.addr.clone();
     drop(registry);
     let spelled = format!("docker://{addr}/layers/twice:latest");

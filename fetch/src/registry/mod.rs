@@ -115,16 +115,23 @@ pub async fn import(
     )?);
     let url = remote_url(typed);
     // Unchanged, and whole: a layer lost since (a blob removed by hand and dropped by `image
-    // verify`, say) is fetched again below, with the layers still there reused.
+    // verify`, say) is fetched again below, with the layers still there reused. Fetched under
+    // another spelling of the reference only, it is recorded under this one too.
+    let fetched = stored_fetches(store, typed)?;
     let unchanged = |digest: &str| -> Result<Option<ImageId>, OciError> {
-        Ok(store
-            .remote(&url)?
-            .filter(|remote| remote.etag == digest && store.dependency_layers(&remote.image_id).is_ok())
-            .map(|remote| remote.image_id))
+        let Some(remote) =
+            fetched.iter().find(|remote| remote.etag == digest && store.dependency_layers(&remote.image_id).is_ok())
+        else {
+            return Ok(None);
+        };
+        if remote.url != url {
+            store.set_remote(&RemoteRecord { url: url.clone(), download_time: now_ns(), ..remote.clone() })?;
+        }
+        Ok(Some(remote.image_id.clone()))
     };
     // What the tag points to, asked with a HEAD: a registry's word is enough to keep what is
     // stored (it brings nothing in), and Docker Hub does not count it as a pull.
-    if store.remote(&url)?.is_some() {
+    if !fetched.is_empty() {
         if let Some(digest) = client.manifest_digest(reference.reference(), ACCEPT).await? {
             if let Some(id) = unchanged(&digest)? {
                 return Ok(Converted::found(id));
