@@ -4,8 +4,9 @@
 //! entry of a lower layer by one of another type, white out lower entries and make directories
 //! opaque, and give the root new metadata with a root entry, first or late. They keep to what
 //! every tool reads alike: no entry twice in a layer, a whiteout only for what lies below, a
-//! hard link only to a file of its own layer, no entry written through a symlink. The same
-//! images with one layer damaged must be taken whole or refused cleanly.
+//! hard link only to a file of its own layer, no entry written through a symlink. An image may
+//! list its first layer twice. The same images with one layer damaged must be taken whole or
+//! refused cleanly.
 
 mod common;
 
@@ -348,7 +349,7 @@ fn random_image(seed: u64) -> (Vec<LayerSpec>, String) {
         tar: Tar::new(),
         prefix: "",
     };
-    let layers = (0..2 + b.rng.below(3))
+    let mut layers: Vec<LayerSpec> = (0..2 + b.rng.below(3))
         .map(|i| {
             let tar = b.layer(i);
             let spec: LayerSpec = match b.rng.below(3) {
@@ -359,6 +360,13 @@ fn random_image(seed: u64) -> (Vec<LayerSpec>, String) {
             spec
         })
         .collect();
+    // An image may list a layer twice (the same content under another chain): the first again,
+    // right over itself, which leaves the tree the later layers were made for.
+    if b.rng.below(3) == 0 {
+        let again = layers[0].clone();
+        layers.insert(1, again);
+        b.listing.push("and the first layer again, second".into());
+    }
     (layers, b.listing.join("\n"))
 }
 
