@@ -139,7 +139,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Keeping<R> {
         if result.is_err() {
             this.scratch = None;
         } else if ended {
-            *this.kept.0.lock().unwrap_or_else(|p| p.into_inner()) = this.scratch.take();
+            // Readers may ask again past the end: the copy, kept at the first end, stays.
+            if let Some(whole) = this.scratch.take() {
+                *this.kept.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(whole);
+            }
         } else if let Some(scratch) = &mut this.scratch {
             // The copy only spares a download: without room for it, the next read downloads.
             if this.space.write_all(scratch.file(), arrived).is_err() {
@@ -147,5 +150,53 @@ impl<R: AsyncRead + Unpin> AsyncRead for Keeping<R> {
             }
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Gives `data`, then fails when `fail` (a broken download), else ends.
+    struct Source {
+        data: std::io::Cursor<Vec<u8>>,
+        fail: bool,
+    }
+
+    impl AsyncRead for Source {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut self.data).poll_read(cx, buf))?;
+            if buf.filled().len() == before && self.fail {
+                return Poll::Ready(Err(std::io::Error::other("connection reset")));
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_whole_download_is_kept_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rkt_store::Store::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let kept = KeptCopy::default();
+        let source = Source { data: std::io::Cursor::new(data.clone()), fail: true };
+        let mut keeping = kept.keep(source, store.scratch_file().unwrap());
+        assert!(keeping.read_to_end(&mut Vec::new()).await.is_err());
+        assert!(kept.path().is_none(), "a broken download is not kept");
+
+        let source = Source { data: std::io::Cursor::new(data.clone()), fail: false };
+        let mut keeping = kept.keep(source, store.scratch_file().unwrap());
+        let mut read = Vec::new();
+        keeping.read_to_end(&mut read).await.unwrap();
+        // Asked again past its end, it keeps the copy.
+        assert_eq!(keeping.read(&mut [0u8; 16]).await.unwrap(), 0);
+        assert_eq!(read, data);
+        assert_eq!(std::fs::read(kept.path().unwrap()).unwrap(), data);
     }
 }
