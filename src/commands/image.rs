@@ -93,17 +93,14 @@ fn listed_images(store: &Store, all: bool) -> Result<Vec<ImageRecord>, CliError>
         return Ok(images);
     }
     let by_id: HashMap<ImageId, &ImageRecord> = images.iter().map(|r| (r.id.clone(), r)).collect();
+    let is_layer = |r: &ImageRecord| rkt_fetch::oci::is_docker_layer(&r.name);
     let layers_of = |image: &ImageRecord| -> Vec<ImageId> {
         let mut made_of = store.with_dependencies(vec![image.id.clone()]);
         made_of.remove(&image.id);
-        made_of
-            .into_iter()
-            .filter(|id| by_id.get(id).is_some_and(|r| rkt_fetch::oci::is_docker_layer(&r.name)))
-            .collect()
+        made_of.into_iter().filter(|id| by_id.get(id).is_some_and(|r| is_layer(r))).collect()
     };
     // The images first, then the layers none of them is made of: each walk of dependencies is
     // a query per layer, and a store holds many more layers than images.
-    let is_layer = |r: &ImageRecord| rkt_fetch::oci::is_docker_layer(&r.name);
     let mut made_of: HashMap<&ImageId, Vec<ImageId>> = HashMap::new();
     let mut part_of_another: HashSet<ImageId> = HashSet::new();
     for r in images.iter().filter(|r| !is_layer(r)).chain(images.iter().filter(|r| is_layer(r))) {
