@@ -59,9 +59,7 @@ fn a_layer_given_twice_is_downloaded_once_and_listed_with_its_image() {
 
     // Listed without --all: the image alone, its size counting its layers'.
     let rows = |args: &[&str]| -> Vec<(String, u64)> {
-        let listed = env.ok(&[&["image", "list", "--no-legend", "--full", "--fields=id,size"], args].concat());
-        let rows = listed.lines().map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
-        rows.map(|row| (row[0].clone(), row[1].parse().unwrap())).collect()
+        env.listed(args).into_iter().map(|(id, _, size)| (id, size)).collect()
     };
     let all = rows(&["--all"]);
     let total: u64 = all.iter().map(|(_, size)| size).sum();

@@ -226,12 +226,7 @@ fn docker_archive_and_oci_archive_from_skopeo() {
     let list = env.ok(&["image", "list", "--all", "--no-legend", "--fields=name"]);
     assert_eq!(list.lines().filter(|l| l.starts_with("layers.rkt.local/")).count(), 2, "{list}");
     // Without --all, each image once, its size counting its layers.
-    let sizes = |args: &[&str]| -> Vec<(String, String, u64)> {
-        let listed = env.ok(&[&["image", "list", "--no-legend", "--full", "--fields=id,name,size"], args].concat());
-        let rows = listed.lines().map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
-        rows.map(|row| (row[0].clone(), row[1].clone(), row[2].parse().unwrap())).collect()
-    };
-    let (images, everything) = (sizes(&[]), sizes(&["--all"]));
+    let (images, everything) = (env.listed(&[]), env.listed(&["--all"]));
     let mut ids: Vec<&String> = images.iter().map(|(id, _, _)| id).collect();
     ids.sort();
     let mut expected = vec![&a, &b, &c];

@@ -338,6 +338,13 @@ impl Env {
         json.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
     }
 
+    /// `image list`'s rows, with `extra` flags: each image's full ID, name and size in bytes.
+    pub fn listed(&self, extra: &[&str]) -> Vec<(String, String, u64)> {
+        let listed = self.ok(&[&["image", "list", "--no-legend", "--full", "--fields=id,name,size"], extra].concat());
+        let rows = listed.lines().map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+        rows.map(|row| (row[0].clone(), row[1].clone(), row[2].parse().unwrap())).collect()
+    }
+
     /// Makes the images `ids` (all, when empty) last used and imported `days` ago.
     pub fn age_images(&self, ids: &[&str], days: u64) {
         let then = std::time::SystemTime::now()
