@@ -40,11 +40,8 @@ cleanup() {
 podman=(podman --root "$work/podman" --runroot "$work/podman-run")
 podman_vfs=(podman --root "$work/podman-vfs" --runroot "$work/podman-vfs-run" --storage-driver vfs)
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry" "$port" >"$work/registry.yml"
-docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
-registry_pid=$!
-for i in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+source bench/lib/registry.sh
+start_registry "$work"
 
 measure() {
 local kind=$1
