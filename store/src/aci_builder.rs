@@ -10,12 +10,11 @@ use crate::aci::{archive, EntryClass, LayoutCheck};
 use crate::appc::manifest::MAX_MANIFEST_BYTES;
 use crate::appc::ImageManifest;
 use crate::blob::{InPlaceFile, Tee, TempBlob};
-use crate::blob_hasher::FedHasher;
+use crate::blob_hasher::FedWriter;
 use crate::error::{IoContext, Result, StoreError};
 use crate::growing_blob::{GrowingBlob, ProgressGuard};
 use crate::image_id::ImageId;
 use crate::repeats::{RepeatError, WrittenIndex};
-use crate::space::SpaceGuard;
 use crate::store::{Imported, Store, StoreLock};
 use crate::tar_entry::{entry_info, next_entry, EntryInfo, Kind, SpecialKind};
 use crate::tar_out::{header_blocks, padding, OutEntry};
@@ -31,8 +30,8 @@ pub struct AciBuilder {
     store: Store,
     _lock: StoreLock,
     temp: TempBlob,
-    /// The blob's SHA-512 (its ID), taken on a thread of its own from the buffers written.
-    hasher: FedHasher,
+    /// Writes the blob file and takes its SHA-512 (its ID), on a thread of its own.
+    writer: FedWriter,
     check: LayoutCheck,
     manifest: ImageManifest,
     manifest_json: String,
@@ -40,11 +39,10 @@ pub struct AciBuilder {
     /// data is read straight into it: each byte is copied once on its way to the file.
     out: Box<[u8]>,
     filled: usize,
-    /// How much of the blob file is written, for a reader that follows it.
+    /// Tells a reader that follows the blob file when the writing ends.
     progress: ProgressGuard,
-    /// Bytes written to the blob file: once `finish` has flushed, the blob's size.
+    /// Bytes handed to the writer: once `finish` has flushed, the blob's size.
     flushed: u64,
-    space: SpaceGuard,
     /// The entries written, by path: made at the first entry given again (see `repeats`).
     written: Option<WrittenIndex>,
     /// What the `rootfs` entry was written with, once written: it goes before the first entry
@@ -87,20 +85,20 @@ impl Store {
         let lock = self.lock_shared()?;
         let tmp = self.tmp_dir();
         let temp = TempBlob::create(&tmp).at(&tmp)?;
-        let hasher = FedHasher::start().at(&tmp)?;
+        let progress = ProgressGuard(Arc::default());
+        let writer = FedWriter::start(temp.file.try_clone().at(&tmp)?, progress.0.clone()).at(&tmp)?;
         let mut builder = AciBuilder {
             store: self.clone(),
             _lock: lock,
             temp,
-            hasher,
+            writer,
             check: LayoutCheck::default(),
             manifest: parsed,
             manifest_json,
             out: vec![0u8; OUT_BUFFER].into_boxed_slice(),
             filled: 0,
-            progress: ProgressGuard(Arc::default()),
+            progress,
             flushed: 0,
-            space: SpaceGuard::default(),
             written: None,
             root_written: None,
         };
@@ -124,19 +122,26 @@ impl AciBuilder {
         Ok(())
     }
 
-    /// Writes what is queued to the blob file and hands it to the hasher.
+    /// Hands what is queued to the writing thread.
     fn flush(&mut self) -> Result<()> {
         if self.filled == 0 {
             return Ok(());
         }
-        let written = self.space.write_all(&mut self.temp.file, &self.out[..self.filled]);
-        written.map_err(|source| StoreError::Io { path: self.store.tmp_dir(), source })?;
         let out = std::mem::take(&mut self.out);
-        self.out = self.hasher.feed(out, self.filled);
+        self.out = self.writer.feed(out, self.filled).map_err(|source| self.io_error(source))?;
         self.flushed += self.filled as u64;
         self.filled = 0;
-        self.progress.0.wrote(self.flushed);
         Ok(())
+    }
+
+    /// Waits until the blob file holds all that was handed over, for a read of it.
+    fn flush_to_file(&mut self) -> Result<()> {
+        self.flush()?;
+        self.writer.wait_written(self.flushed).map_err(|source| self.io_error(source))
+    }
+
+    fn io_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::Io { path: self.store.tmp_dir(), source }
     }
 
     /// A reader of the blob as it is written, which ends when `finish` has written it all and
@@ -271,7 +276,7 @@ impl AciBuilder {
         entry: &OutEntry<'_>,
         data: &mut R,
     ) -> std::result::Result<(), EntryError> {
-        self.flush().map_err(EntryError::Store)?;
+        self.flush_to_file().map_err(EntryError::Store)?;
         let written = match self.written.take() {
             Some(written) => written,
             None => WrittenIndex::of_blob(&self.temp.file, self.flushed).await.map_err(EntryError::Store)?,
@@ -325,10 +330,10 @@ impl AciBuilder {
         self.default_root()?;
         self.write(&[0u8; 1024])?;
         self.flush()?;
+        let tmp = self.store.tmp_dir();
+        let id = self.writer.finish(self.flushed).at(&tmp)?;
         self.progress.0.complete();
         self.check.finish(true)?;
-        let tmp = self.store.tmp_dir();
-        let id = self.hasher.finish(self.flushed).at(&tmp)?;
         let store = self.store.clone();
         store.commit_blob(self.temp, id, self.manifest, self.manifest_json, self.flushed, latest)
     }

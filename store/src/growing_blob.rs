@@ -33,6 +33,11 @@ impl Progress {
         self.changed.notify_one();
     }
 
+    #[cfg(test)]
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
     /// Ends the writing, once: a later call changes nothing.
     fn end(&self, state: u8) {
         if self.state.compare_exchange(WRITING, state, Ordering::AcqRel, Ordering::Acquire).is_ok() {

@@ -156,6 +156,34 @@ fn a_built_aci_is_the_archive_an_import_of_its_bytes_gives() {
     assert_eq!(std::fs::read_dir(dir.path().join("cas/tmp")).unwrap().count(), 0);
 }
 
+/// An entry given again is compared with the blob as written: right after much data, still on
+/// its way to the file on the writing thread, the blob must be read whole all the same.
+#[test]
+fn an_entry_given_again_right_after_much_data_is_compared_with_all_of_it() {
+    use rkt_store::tar_out::OutEntry;
+    let manifest = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/again"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let big: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut other = big.clone();
+    *other.last_mut().unwrap() ^= 1;
+    let entry = OutEntry::plain(b"rootfs/big", b'0', 0o644, big.len() as u64);
+    let built = rt().block_on(async {
+        let mut aci = store.build_aci(manifest.as_bytes()).unwrap();
+        aci.entry(&entry, &mut &big[..]).await.unwrap();
+        let alike = aci.entry(&entry, &mut &big[..]).await;
+        assert!(alike.is_ok(), "the same entry again is left out: {:?}", alike.err());
+        let differing = aci.entry(&entry, &mut &other[..]).await;
+        assert!(matches!(differing, Err(rkt_store::EntryError::GivenAgain(_))), "{:?}", differing.err());
+        aci.finish(false).unwrap()
+    });
+    let bytes = std::fs::read(store.blob_path(&built.id)).unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let imported =
+        rt().block_on(Store::open(again.path()).unwrap().import(&bytes[..], &ImportOptions::default())).unwrap();
+    assert_eq!(imported.id, built.id);
+}
+
 #[test]
 fn a_follower_reads_the_blob_as_it_is_written_and_fails_if_it_is_abandoned() {
     use rkt_store::tar_out::OutEntry;
