@@ -185,14 +185,24 @@ fn replacing<T>(dir: BorrowedFd, name: &[u8], create: impl Fn() -> nix::Result<T
     }
 }
 
-/// Gives an entry its owner (as root), mode, attributes and time; `owner` is who owns it now,
-/// when known.
-fn apply(privileged: bool, fd: BorrowedFd, meta: &Meta, owner: Option<(u32, u32)>) -> io::Result<()> {
-    if privileged && owner != Some((meta.uid, meta.gid)) {
+/// What an entry is now, when known: its owner and mode.
+#[derive(Clone, Copy)]
+struct Now {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+/// Gives an entry its owner (as root), mode, attributes and time, sparing the calls that
+/// would change nothing of what it is `now`, when known.
+fn apply(privileged: bool, fd: BorrowedFd, meta: &Meta, now: Option<Now>) -> io::Result<()> {
+    if privileged && now.map(|n| (n.uid, n.gid)) != Some((meta.uid, meta.gid)) {
         fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
     }
-    // After chown, which clears set-id bits.
-    fchmod(fd, Mode::from_bits_truncate(meta.mode & 0o7777))?;
+    // After chown, which clears set-id bits (an entry is never created with them).
+    if now.map(|n| n.mode & 0o7777) != Some(meta.mode & 0o7777) {
+        fchmod(fd, Mode::from_bits_truncate(meta.mode & 0o7777))?;
+    }
     set_xattrs(fd, &meta.xattrs)?;
     futimens(fd, &timespec(meta.mtime), &timespec(meta.mtime))?;
     Ok(())
@@ -327,7 +337,11 @@ impl TreeWriter {
     pub async fn file<R: AsyncRead + Unpin>(&mut self, path: &[u8], meta: &Meta, data: &mut R) -> io::Result<()> {
         let (dir, name) = self.parent_of(path)?;
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = replacing(dir, &name, || openat(dir, os(&name), flags, Mode::from_bits_truncate(0o600)))?;
+        // Created with its own permission bits (less the umask), which spares most files a
+        // chmod: it never allows more than it will at the end (set-id bits come after chown),
+        // and the directories it is written in are 0700 until then.
+        let created = Mode::from_bits_truncate(meta.mode & 0o777);
+        let fd = replacing(dir, &name, || openat(dir, os(&name), flags, created))?;
         let mut file = File::from(fd);
         let mut buffer = std::mem::take(&mut self.buffer);
         let mut hasher = self.digests.as_ref().map(|_| FileHasher::new());
@@ -347,13 +361,14 @@ impl TreeWriter {
         .await;
         self.buffer = buffer;
         copied?;
-        // The digest is filed by inode; the same stat tells whether the file's owner is already
-        // the one it should have (most are root's, as created), sparing a chown.
+        // The digest is filed by inode; the same stat tells whether the file's owner and mode
+        // are already the ones it should have (most are root's, as created), sparing calls.
         let stat = match hasher {
             Some(_) => Some(nix::sys::stat::fstat(file.as_fd())?),
             None => None,
         };
-        apply(self.privileged, file.as_fd(), meta, stat.map(|st| (st.st_uid, st.st_gid)))?;
+        let now = stat.map(|st| Now { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode });
+        apply(self.privileged, file.as_fd(), meta, now)?;
         if let (Some(digests), Some(h), Some(st)) = (self.digests.as_mut(), hasher, stat) {
             digests.insert((st.st_dev, st.st_ino), h.finish());
         }
