@@ -52,10 +52,12 @@ PY
 mkdir "$work/raw"
 for i in "${!layers[@]}"; do pigz -dc "${layers[$i]}" >"$work/raw/$i.tar"; done
 
-# The median over three runs of a command's CPU seconds (user, or user + system).
+# The median over three runs of a command's CPU seconds (user, or user + system); $BEFORE, when
+# set, runs before each.
 cpu() {
   local which=$1; shift
   for _ in 1 2 3; do
+    [ -z "${BEFORE:-}" ] || eval "$BEFORE"
     /usr/bin/time -f "%U %S" -o "$work/t" "$@" >/dev/null
     awk -v w="$which" '{print (w == "user") ? $1 : $1 + $2}' "$work/t"
   done | sort -n | sed -n 2p
@@ -95,11 +97,7 @@ rm -rf "$work/oci"
 hyperfine -r "$RUNS" --export-json "$work/cold.json" \
   -n "rkt cold" -p "rm -rf $work/store" "$rkt --dir $work/store --insecure-options=image,http --quiet fetch docker://$image" \
   -n "podman cold" -p "${podman[*]} rmi -af >/dev/null 2>&1 || true" "${podman[*]} pull -q --tls-verify=false $image" >/dev/null
-rkt_cpu=$(for _ in 1 2 3; do
-  rm -rf "$work/store"
-  /usr/bin/time -f "%U %S" -o "$work/t" "$rkt" --dir "$work/store" --insecure-options=image,http --quiet fetch "docker://$image" >/dev/null
-  awk '{print $1 + $2}' "$work/t"
-done | sort -n | sed -n 2p)
+rkt_cpu=$(BEFORE='rm -rf "$work/store"' cpu all "$rkt" --dir "$work/store" --insecure-options=image,http --quiet fetch "docker://$image")
 
 python3 - "$work/cold.json" "$(nproc)" "$sha256_gz" "$sha256_raw" "$sha512_raw" "$writes" "$inflate" "$blake3" "$registry" "$rkt_cpu" <<'PY'
 import json, sys
